@@ -1,0 +1,122 @@
+// Package persist is the only door from WeaselDB to durable storage. The
+// commit pipeline drives a Log; backends (disk, s3, memlog) implement it and
+// know nothing of the engine.
+//
+// # Segments
+//
+// The log is a sequence of segments. Each segment holds a contiguous run of
+// versions [First, Last] and is stored under its First version (S3 key
+// "<prefix>/log/<First as 20 digits>", disk file "<First as 20 digits>.seg").
+// A backend stores a segment only if no segment of that name exists yet; that
+// is the fencing between two leaders: whoever writes the name first wins, the
+// other gets ErrFenced.
+//
+// The genesis segment (First 0, Last 0, no transactions) is written by the
+// first leader of an empty log. Every later leader claims leadership by
+// writing a segment holding one transaction with no request id and no
+// operations at version recovered-last+1. Either way the old leader, if it
+// is still alive, collides with the new leader's name on its next write and
+// learns it is deposed.
+//
+// # Recovery
+//
+// Recover lists the segments and returns the longest contiguous run starting
+// at the oldest one (each segment's First is the previous one's Last+1).
+// Segments after a gap, and a torn or corrupt last segment, were never
+// acknowledged; they are reported in Recovery.Discarded and deleted. A corrupt
+// segment in the middle of the run is an error (ErrCorruption), never
+// skipped.
+package persist
+
+import (
+	"context"
+	"errors"
+
+	"weaseldb/tx"
+)
+
+var (
+	// ErrFenced is returned by Append when a segment with the same First
+	// already exists: another leader owns the log from there on.
+	ErrFenced = errors.New("persist: segment exists: fenced by another leader")
+	// ErrCorruption marks damaged stored data (bad checksum, bad framing).
+	// Test with errors.Is.
+	ErrCorruption = errors.New("persist: corruption")
+	// ErrNotFound is returned by ReadFrom when the versions asked for were
+	// truncated away.
+	ErrNotFound = errors.New("persist: not found")
+)
+
+// SegmentInfo names one stored segment.
+type SegmentInfo struct {
+	First tx.Version
+	Last  tx.Version
+	Bytes int64
+}
+
+// Recovery is what Recover found.
+type Recovery struct {
+	// Segments is the contiguous run, oldest first. Empty for a new log.
+	Segments []SegmentInfo
+	// Discarded lists segments cut off because they followed a gap or were
+	// torn at the tail; each was logged and deleted.
+	Discarded []SegmentInfo
+}
+
+// Last returns the last recovered version (0 for an empty log).
+func (r Recovery) Last() tx.Version {
+	if len(r.Segments) == 0 {
+		return 0
+	}
+	return r.Segments[len(r.Segments)-1].Last
+}
+
+// OldestRetained returns N such that every version > N is still stored.
+func (r Recovery) OldestRetained() tx.Version {
+	if len(r.Segments) == 0 {
+		return 0
+	}
+	first := r.Segments[0].First
+	if first == 0 { // the genesis segment: nothing was ever truncated
+		return 0
+	}
+	return first - 1
+}
+
+// Log is durable storage for segments and retention policies.
+//
+// Recover must be called once before any other method. Append may be called
+// by several goroutines at once (the pipeline keeps up to max-in-flight
+// writes outstanding and releases them in version order itself). All other
+// methods are safe for concurrent use with Append.
+type Log interface {
+	// Recover scans the stored log; see the package doc.
+	Recover(ctx context.Context) (Recovery, error)
+
+	// Append stores one encoded segment (see EncodeSegment) durably: when it
+	// returns nil the segment survives a crash of the process and of the
+	// machine. It returns ErrFenced if a segment with the same First exists.
+	// The Log does not keep data after Append returns.
+	Append(ctx context.Context, data []byte) error
+
+	// ReadFrom returns encoded segments holding versions greater than
+	// after, oldest first, stopping once maxBytes have been gathered (at
+	// least one segment is returned if any exists). It returns ErrNotFound
+	// if version after+1 was truncated away.
+	ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][]byte, error)
+
+	// Truncate deletes every segment whose Last <= upTo, except the newest
+	// segment, which is always kept so that the log remembers its last
+	// version. It returns the segments that remain's OldestRetained value.
+	Truncate(ctx context.Context, upTo tx.Version) (tx.Version, error)
+
+	// LoadPolicies returns the stored retention policies (policy id →
+	// version); an empty map when none were stored.
+	LoadPolicies(ctx context.Context) (map[string]tx.Version, error)
+
+	// StorePolicies durably replaces the stored retention policies.
+	StorePolicies(ctx context.Context, policies map[string]tx.Version) error
+
+	// Close releases resources. In-flight calls may fail afterwards.
+	Close() error
+}
