@@ -1,0 +1,169 @@
+// Command weaseldb runs the WeaselDB server, or with the subcommand "fakes3"
+// a standalone fake S3 server for development and tests. See usage below.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"weaseldb/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+const usage = `NAME
+    weaseldb - a transaction log with optimistic concurrency control
+
+SYNOPSIS
+    weaseldb [--config FILE] [--listen ADDR] [--data-dir DIR]
+             [--persist disk|s3|fakes3] [--admin-listen ADDR]
+    weaseldb --print-config [flags...]
+    weaseldb --version
+    weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
+
+DESCRIPTION
+    Serves the HTTP/JSON API of WeaselDB (POST /v1/commit, GET /v1/version,
+    GET /v1/status, GET /v1/subscribe, /v1/retention/, /metrics, /healthz,
+    /readyz). Commits are checked against a conflict set, assigned the next
+    version, made durable in the configured backend and only then answered.
+
+    With no flags at all the server listens on 127.0.0.1:8080 and persists
+    to ./data on local disk.
+
+OPTIONS
+    --config FILE        TOML configuration file; every field has a default
+                         (print them with --print-config). Unknown keys are
+                         an error. Flags below override the file.
+    --listen ADDR        client listener, host:port (default 127.0.0.1:8080)
+    --data-dir DIR       directory for the disk log and the fakes3 store
+                         (default ./data)
+    --persist BACKEND    disk (default): segments fsynced to --data-dir;
+                         s3: an S3 bucket ([persist] bucket, prefix, endpoint,
+                         region; credentials from the standard AWS chain);
+                         fakes3: an in-process fake S3 stored in --data-dir,
+                         reached through the real S3 client (development).
+    --admin-listen ADDR  admin listener with /debug/pprof/ (default off;
+                         loopback only unless [admin] allow_remote = true)
+    --print-config       print the effective configuration as TOML and exit
+    --version            print the version and exit
+    -h, --help           this text
+
+LIMITS (defaults; [server] section)
+    key 8 KiB, value 128 KiB, request body 16 MiB, 10,000 preconditions and
+    10,000 operations per commit (413 beyond); request head 16 KiB (431);
+    10,000 connections (503 beyond); header timeout 10s; idle timeout 120s;
+    a stream whose peer stops reading is closed after 30s; 10 MiB buffered
+    per subscriber before it is caught up from the log.
+
+SIGNALS
+    SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,
+                     answer it, close streams, exit 0.
+
+EXIT STATUS
+    0 clean shutdown; 1 runtime failure (including being deposed by another
+    leader); 2 bad usage or configuration.
+
+ENVIRONMENT
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE, ...
+                         the standard AWS chain, for --persist s3
+    WEASELDB_AUTH_TOKEN  bearer token required for commits and retention
+                         changes (see [server] auth_token_file)
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the exit, for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "fakes3" {
+		return runFakeS3(args[1:], stdout, stderr)
+	}
+	cfg, action, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "weaseldb: %v\n", err)
+		return 2
+	}
+	switch action {
+	case actionVersion:
+		fmt.Fprintf(stdout, "weaseldb %s\n", version)
+		return 0
+	case actionPrintConfig:
+		text, err := cfg.TOML(true)
+		if err != nil {
+			fmt.Fprintf(stderr, "weaseldb: %v\n", err)
+			return 1
+		}
+		stdout.Write(text)
+		return 0
+	}
+	return serve(cfg, stderr)
+}
+
+type action int
+
+const (
+	actionServe action = iota
+	actionVersion
+	actionPrintConfig
+)
+
+// parseFlags builds the effective configuration: defaults, then the file,
+// then flags, then validation.
+func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) {
+	fs := flag.NewFlagSet("weaseldb", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	configFile := fs.String("config", "", "")
+	listen := fs.String("listen", "", "")
+	dataDir := fs.String("data-dir", "", "")
+	backend := fs.String("persist", "", "")
+	adminListen := fs.String("admin-listen", "", "")
+	printConfig := fs.Bool("print-config", false, "")
+	showVersion := fs.Bool("version", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return config.Config{}, actionServe, err
+		}
+		return config.Config{}, actionServe, fmt.Errorf("%w (see weaseldb --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return config.Config{}, actionServe, fmt.Errorf("unexpected argument %q (see weaseldb --help)", fs.Arg(0))
+	}
+	if *showVersion {
+		return config.Config{}, actionVersion, nil
+	}
+	cfg := config.Default()
+	if *configFile != "" {
+		if err := cfg.LoadFile(*configFile); err != nil {
+			return cfg, actionServe, err
+		}
+	}
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.Persist.Dir = *dataDir
+	}
+	if *backend != "" {
+		cfg.Persist.Backend = *backend
+	}
+	if *adminListen != "" {
+		cfg.Admin.Listen = *adminListen
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, actionServe, err
+	}
+	if *printConfig {
+		return cfg, actionPrintConfig, nil
+	}
+	return cfg, actionServe, nil
+}
