@@ -26,6 +26,56 @@
 // acknowledged; they are reported in Recovery.Discarded and deleted. A corrupt
 // segment in the middle of the run is an error (ErrCorruption), never
 // skipped.
+//
+// # Segment format
+//
+// A segment is one self-contained byte string: a fixed 42-byte header, the
+// leader id, and the body. Integers in the header are little-endian.
+//
+//	 0       4       6       8                               16
+//	+-------+-------+-------+-------------------------------+
+//	| magic | fmt   | zero  | xxhash64 of bytes [16, end)   |
+//	| WSEG  | u16=1 | u16   |                               |
+//	+-------+-------+-------+-------------------------------+
+//	16                              24                              32
+//	+-------------------------------+-------------------------------+
+//	| first version (u64)           | last version (u64)            |
+//	+-------------------------------+-------------------------------+
+//	32              36              40      42
+//	+---------------+---------------+-------+----------------+------------+
+//	| count (u32)   | body len (u32)| id len| leader id ...  | body ...   |
+//	|               |               | (u16) | (id len bytes) | (body len) |
+//	+---------------+---------------+-------+----------------+------------+
+//
+// The checksum covers everything after itself, so one hash protects the
+// header fields, the leader id and the body; magic and format version are
+// compared exactly. The encoded length must be exactly 42 + id len + body
+// len: a torn (short) or padded segment is corruption.
+//
+// The body is count records, one per transaction, in version order. Versions
+// are not stored: record i has version first+i (segments are contiguous, and
+// the header's first/last/count must agree: count == last-first+1, or the
+// genesis segment first == last == count == 0). Each record is
+//
+//	+-----------------+------------+---------------------+-----------+--------+
+//	| request id len  | request id | timestamp delta     | op count  | ops... |
+//	| (uvarint)       | (bytes)    | (zigzag varint, ns) | (uvarint) |        |
+//	+-----------------+------------+---------------------+-----------+--------+
+//
+// where the timestamp delta is against the previous record's timestamp (the
+// first record's against 0), so a batch written within a millisecond costs
+// two or three bytes per timestamp instead of nine. Each op is
+//
+//	+---------+-----------+-----+-----------------------------------------+
+//	| type u8 | key len   | key | write: value len (uvarint) + value      |
+//	| 1,2,3   | (uvarint) |     | delete: nothing; range_delete: end len  |
+//	|         |           |     | (uvarint) + end                         |
+//	+---------+-----------+-----+-----------------------------------------+
+//
+// Rejected alternatives: explicit per-transaction versions (eight bytes of
+// redundancy each, and contiguity is checked from the header anyway), and a
+// checksum per record (a segment is written and read whole, so one hash is
+// enough and cheaper).
 package persist
 
 import (
