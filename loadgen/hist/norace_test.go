@@ -1,0 +1,5 @@
+//go:build !race
+
+package hist
+
+const raceEnabled = false
