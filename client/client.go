@@ -1,0 +1,369 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the options; zero or negative option values select them.
+const (
+	defaultTimeout         = 10 * time.Second
+	defaultMaxAttempts     = 5
+	defaultBackoffMin      = 50 * time.Millisecond
+	defaultBackoffMax      = 2 * time.Second
+	defaultIdleConnsPerHst = 128
+	defaultStatusPollsMax  = 100 // bounds the in_flight polling of one resolution
+	answerBytesMax         = 8 << 20
+)
+
+// Client talks to one WeaselDB server. It is safe for concurrent use and
+// reuses connections (keep-alive); make one and share it.
+type Client struct {
+	base        string // immutable: base URL without trailing slash
+	http        *http.Client
+	stream      *http.Client // for /v1/subscribe: no overall timeout
+	timeout     time.Duration
+	maxAttempts int
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	log         *slog.Logger
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient uses hc for every request (subscriptions included; give it
+// no Timeout if you subscribe, a stream lasts). By default the client builds
+// its own transport with a pool of keep-alive connections.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) { c.http, c.stream = hc, hc }
+}
+
+// WithTimeout bounds each attempt of a non-streaming request (default 10s).
+// The caller's context bounds the whole call, retries included.
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithMaxAttempts bounds how many times a request is sent (default 5,
+// 1 = no retries). Commits are re-sent only after /v1/status said
+// not_committed.
+func WithMaxAttempts(n int) Option { return func(c *Client) { c.maxAttempts = n } }
+
+// WithBackoff sets the exponential backoff between attempts: the n-th wait
+// is uniformly random in [d/2, d] with d = min(max, min·2ⁿ) (defaults 50ms,
+// 2s).
+func WithBackoff(min, max time.Duration) Option {
+	return func(c *Client) { c.backoffMin, c.backoffMax = min, max }
+}
+
+// WithLogger logs reconnections and retries (never per successful request).
+func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
+
+// New returns a client of the server at baseURL (e.g. "http://127.0.0.1:8080").
+func New(baseURL string, opts ...Option) *Client {
+	c := &Client{base: strings.TrimRight(baseURL, "/")}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.timeout <= 0 {
+		c.timeout = defaultTimeout
+	}
+	if c.maxAttempts <= 0 {
+		c.maxAttempts = defaultMaxAttempts
+	}
+	if c.backoffMin <= 0 {
+		c.backoffMin = defaultBackoffMin
+	}
+	if c.backoffMax < c.backoffMin {
+		c.backoffMax = max(defaultBackoffMax, c.backoffMin)
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.http == nil {
+		tr := &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          4 * defaultIdleConnsPerHst,
+			MaxIdleConnsPerHost:   defaultIdleConnsPerHst,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+		// Timeouts are per attempt through contexts, not http.Client.Timeout,
+		// so that one transport serves both requests and long streams.
+		c.http = &http.Client{Transport: tr}
+		c.stream = c.http
+	}
+	return c
+}
+
+// VersionInfo is the answer of GET /v1/version.
+type VersionInfo struct {
+	Version  uint64 `json:"version"`
+	LeaderID string `json:"leader_id"`
+}
+
+// Version returns the latest committed version and the current leader id.
+func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
+	var v VersionInfo
+	err := c.idempotent(ctx, http.MethodGet, "/v1/version", nil, &v)
+	return v, err
+}
+
+// Ready returns nil when GET /readyz answers 2xx (the server leads, has
+// recovered and can persist). It does not retry.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.once(ctx, http.MethodGet, "/readyz", nil, nil)
+}
+
+// CommitStatus is the status field of commit and status answers.
+type CommitStatus string
+
+// Commit statuses, as on the wire.
+const (
+	StatusCommitted    CommitStatus = "committed"
+	StatusNotCommitted CommitStatus = "not_committed"
+	StatusInFlight     CommitStatus = "in_flight"
+)
+
+// StatusInfo is the answer of GET /v1/status. Version is set when Status is
+// StatusCommitted.
+type StatusInfo struct {
+	RequestID string       `json:"request_id"`
+	Status    CommitStatus `json:"status"`
+	Version   uint64       `json:"version"`
+}
+
+// Status asks whether the commit with requestID committed after minVersion
+// (exclusive). minVersion 0 omits the parameter: the server's whole status
+// window. An ErrGone error means minVersion is older than that window.
+func (c *Client) Status(ctx context.Context, requestID string, minVersion uint64) (StatusInfo, error) {
+	q := url.Values{"request_id": {requestID}}
+	if minVersion > 0 {
+		q.Set("min_version", strconv.FormatUint(minVersion, 10))
+	}
+	var s StatusInfo
+	err := c.idempotent(ctx, http.MethodGet, "/v1/status?"+q.Encode(), nil, &s)
+	return s, err
+}
+
+// Policy is one retention policy: keep every transaction with version > Version.
+type Policy struct {
+	PolicyID string `json:"policy_id"`
+	Version  uint64 `json:"version"`
+}
+
+// Policies is the answer of GET /v1/retention/.
+type Policies struct {
+	Policies              []Policy `json:"policies"`
+	OldestRetainedVersion uint64   `json:"oldest_retained_version"`
+}
+
+// PutPolicy creates or moves the policy id to version v. A v below the
+// oldest retained version is an ErrConflict.
+func (c *Client) PutPolicy(ctx context.Context, id string, v uint64) (Policy, error) {
+	body := strconv.AppendUint([]byte(`{"version":`), v, 10)
+	body = append(body, '}')
+	var p Policy
+	err := c.idempotent(ctx, http.MethodPut, "/v1/retention/"+url.PathEscape(id), body, &p)
+	return p, err
+}
+
+// GetPolicy returns the policy id, or an ErrNotFound error.
+func (c *Client) GetPolicy(ctx context.Context, id string) (Policy, error) {
+	var p Policy
+	err := c.idempotent(ctx, http.MethodGet, "/v1/retention/"+url.PathEscape(id), nil, &p)
+	return p, err
+}
+
+// ListPolicies returns every policy and the oldest retained version.
+func (c *Client) ListPolicies(ctx context.Context) (Policies, error) {
+	var p Policies
+	err := c.idempotent(ctx, http.MethodGet, "/v1/retention/", nil, &p)
+	return p, err
+}
+
+// DeletePolicy removes the policy id; ErrNotFound if there is none. When a
+// first attempt's answer was lost and the retry finds no policy, the first
+// attempt deleted it and DeletePolicy returns nil.
+func (c *Client) DeletePolicy(ctx context.Context, id string) error {
+	return c.idempotent(ctx, http.MethodDelete, "/v1/retention/"+url.PathEscape(id), nil, nil)
+}
+
+// idempotent sends a request that is safe to repeat, retrying transport
+// errors, 429 and 5xx with backoff up to maxAttempts.
+func (c *Client) idempotent(ctx context.Context, method, path string, body []byte, out any) error {
+	var err error
+	for attempt := 0; attempt < c.maxAttempts; attempt++ {
+		if attempt > 0 {
+			if werr := c.sleep(ctx, attempt); werr != nil {
+				return errors.Join(err, werr)
+			}
+		}
+		err = c.once(ctx, method, path, body, out)
+		if err == nil {
+			return nil
+		}
+		if method == http.MethodDelete && attempt > 0 && errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		c.log.Debug("weaseldb client: retrying", "method", method, "path", path, "attempt", attempt+1, "err", err)
+	}
+	return err
+}
+
+// once sends one request with the per-attempt timeout and decodes a 2xx
+// answer into out (nil: discard) or a non-2xx answer into an *APIError.
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return fmt.Errorf("weaseldb %s %s: %w", method, path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("weaseldb %s %s: %w", method, path, err)
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return readAPIError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, answerBytesMax)).Decode(out); err != nil {
+		return fmt.Errorf("weaseldb %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// errorBody is every non-2xx body, with the commit answer's extra fields.
+type errorBody struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	Reason    string `json:"reason"`
+	Conflicts []int  `json:"conflicts"`
+	Version   uint64 `json:"version"`
+	LeaderID  string `json:"leader_id"`
+	RequestID string `json:"request_id"`
+}
+
+func (b *errorBody) apiError(status int) *APIError {
+	return &APIError{Status: status, Code: b.Error, Message: b.Message, Reason: b.Reason,
+		Conflicts: b.Conflicts, Version: b.Version, LeaderID: b.LeaderID, RequestID: b.RequestID}
+}
+
+// readAPIError turns a non-2xx answer into an *APIError, even when its body
+// is not the documented JSON (a proxy's page, a truncated body).
+func readAPIError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, answerBytesMax)) // a short body still says something
+	var b errorBody
+	if err := json.Unmarshal(raw, &b); err != nil || b.Error == "" {
+		b = errorBody{Error: codeForStatus(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
+	}
+	return b.apiError(resp.StatusCode)
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case 400:
+		return "bad_request"
+	case 404:
+		return "not_found"
+	case 405:
+		return "method_not_allowed"
+	case 409:
+		return "conflict"
+	case 410:
+		return "gone"
+	case 413:
+		return "payload_too_large"
+	case 415:
+		return "unsupported_media_type"
+	case 429:
+		return "too_many_requests"
+	case 503:
+		return "unavailable"
+	}
+	if status >= 500 {
+		return "internal"
+	}
+	return "http_" + strconv.Itoa(status)
+}
+
+// retryable says whether a request that failed with err may be sent again:
+// transport errors, timeouts, 429 and 5xx. Commits additionally need a
+// status resolution first (see Commit).
+func retryable(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status == 429 || ae.Status >= 500
+	}
+	return !errors.Is(err, context.Canceled)
+}
+
+// backoff returns the wait before attempt n (n ≥ 1): full jitter in
+// [d/2, d], d = min(backoffMax, backoffMin·2^(n-1)).
+func (c *Client) backoff(n int, floor time.Duration) time.Duration {
+	d := c.backoffMin
+	for i := 1; i < n && d < c.backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, c.backoffMax)
+	d = max(d, floor)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (c *Client) sleep(ctx context.Context, n int) error {
+	return sleepCtx(ctx, c.backoff(n, 0))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// drainClose reads a little of what is left so the connection can be
+// reused, then closes.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 64<<10) // best effort: only decides connection reuse
+	body.Close()
+}
+
+// NewRequestID returns a random 32-hex request id.
+func NewRequestID() string {
+	var b [16]byte
+	crand.Read(b[:]) // never fails since Go 1.24: it crashes the program instead
+	return hex.EncodeToString(b[:])
+}
