@@ -3,7 +3,6 @@ package conflict
 import (
 	"bytes"
 	"fmt"
-	"sort"
 
 	"weaseldb/tx"
 )
@@ -56,19 +55,21 @@ func (r Result) String() string {
 // representation. Not safe for concurrent use.
 type Set struct {
 	oldest tx.Version
-	bounds []bound // sorted by key; bounds[0] is the sentinel ""
-	bytes  int64
-}
-
-type bound struct {
-	key    []byte
-	pv, gv tx.Version
+	tree   tree
+	// Incremental sweep of SetOldestVersion: the key after which the next
+	// sweep step starts (empty: from the beginning) and the boundaries
+	// inserted since the last step, which set its budget.
+	sweepAfter []byte
+	inserted   int
+	sweepMin   int // least boundaries a sweep step visits (tests lower it)
 }
 
 // New returns an empty conflict set whose history starts at oldest: reads
 // below oldest are TooOld.
 func New(oldest tx.Version) *Set {
-	return &Set{oldest: oldest, bounds: []bound{{key: []byte{}}}}
+	s := &Set{oldest: oldest, sweepMin: sweepMin}
+	s.tree.init()
+	return s
 }
 
 // Check appends to dst one Result per read, in order: TooOld if the read's
@@ -85,37 +86,35 @@ func (s *Set) check(r *Read) Result {
 	if r.Version < s.oldest {
 		return TooOld
 	}
-	isRange := len(r.End) != 0
-	if isRange && bytes.Compare(r.End, r.Begin) <= 0 {
-		return Commit
+	if len(r.End) != 0 && bytes.Compare(r.End, r.Begin) <= 0 {
+		return Commit // an empty range reads nothing
 	}
-	i := s.floor(r.Begin)
-	b := &s.bounds[i]
-	v := b.gv
-	if bytes.Equal(b.key, r.Begin) {
-		v = b.pv
+	t := &s.tree
+	b := makeQuery(r.Begin)
+	leaf, pos := t.floorEntry(t.find(&b))
+	nd := &t.nodes[leaf]
+	// Inside the floor's gap, or on the floor itself (whose gap version is
+	// at most its point version, so a range starting there needs only the
+	// point version).
+	v := tx.Version(nd.b[pos])
+	if t.arena.cmp(nd.keys[pos], &b) == 0 {
+		v = nd.a[pos]
 	}
 	if v > r.Version {
 		return Conflict
 	}
-	if isRange {
-		for j := i + 1; j < len(s.bounds) && bytes.Compare(s.bounds[j].key, r.End) < 0; j++ {
-			if s.bounds[j].pv > r.Version {
-				return Conflict
-			}
+	if len(r.End) != 0 {
+		e := makeQuery(r.End)
+		if t.anyAbove(t.root, 0, &b, &e, r.Version) {
+			return Conflict
 		}
 	}
 	return Commit
 }
 
-// floor returns the index of the greatest boundary <= key.
-func (s *Set) floor(key []byte) int {
-	i := sort.Search(len(s.bounds), func(i int) bool { return bytes.Compare(s.bounds[i].key, key) > 0 })
-	return i - 1
-}
-
 // AddWrites records writes at version v. v must be greater than the version
-// of every earlier AddWrites call. The keys are copied.
+// of every earlier AddWrites call; writes at or below OldestVersion are
+// ignored. The keys are copied.
 func (s *Set) AddWrites(writes []Write, v tx.Version) {
 	if v <= s.oldest {
 		return // forgotten at once: no read at or above oldest can see it
@@ -134,91 +133,163 @@ func (s *Set) AddWrites(writes []Write, v tx.Version) {
 			s.addRange(w.Begin, w.End, v)
 		}
 	}
+	if s.tree.needsRebuild() {
+		s.tree.rebuild()
+	}
 }
 
+// addPoint: the boundary k gets point version v; a new boundary inherits
+// the gap version of the gap it splits.
 func (s *Set) addPoint(k []byte, v tx.Version) {
-	i := s.floor(k)
-	if bytes.Equal(s.bounds[i].key, k) {
-		s.bounds[i].pv = max(s.bounds[i].pv, v)
+	t := &s.tree
+	q := makeQuery(k)
+	leaf, pos := t.seek(&q)
+	if pos >= 0 && t.arena.cmp(t.nodes[leaf].keys[pos], &q) == 0 {
+		nd := &t.nodes[leaf]
+		nd.a[pos] = max(nd.a[pos], v)
+		t.raise(v)
 		return
 	}
-	s.insert(i+1, bound{key: bytes.Clone(k), pv: v, gv: s.bounds[i].gv})
+	fl, fp := t.floorEntry(leaf, pos)
+	gv := tx.Version(t.nodes[fl].b[fp])
+	t.insertAt(leaf, pos+1, t.arena.store(k), v, gv)
+	s.inserted++
 }
 
+// addRange: [begin, end) collapses into the boundary begin with point and
+// gap version v; end becomes a boundary keeping what followed the range.
 func (s *Set) addRange(begin, end []byte, v tx.Version) {
-	i := s.floor(end)
-	if !bytes.Equal(s.bounds[i].key, end) {
-		s.insert(i+1, bound{key: bytes.Clone(end), pv: s.bounds[i].gv, gv: s.bounds[i].gv})
+	t := &s.tree
+	e := makeQuery(end)
+	leaf, pos := t.seek(&e)
+	if pos < 0 || t.arena.cmp(t.nodes[leaf].keys[pos], &e) != 0 {
+		fl, fp := t.floorEntry(leaf, pos)
+		gv := tx.Version(t.nodes[fl].b[fp])
+		t.insertAt(leaf, pos+1, t.arena.store(end), gv, gv)
+		s.inserted++
 	}
-	lo := s.floor(begin)
-	if bytes.Equal(s.bounds[lo].key, begin) {
-		s.bounds[lo].pv, s.bounds[lo].gv = v, v
+	b := makeQuery(begin)
+	leaf, pos = t.seek(&b)
+	if pos >= 0 && t.arena.cmp(t.nodes[leaf].keys[pos], &b) == 0 {
+		nd := &t.nodes[leaf]
+		nd.a[pos], nd.b[pos] = v, uint64(v)
+		t.raise(v)
 	} else {
-		lo++
-		s.insert(lo, bound{key: bytes.Clone(begin), pv: v, gv: v})
+		t.insertAt(leaf, pos+1, t.arena.store(begin), v, v)
+		s.inserted++
 	}
-	s.remove(lo+1, s.floor(end))
+	s.removeBetween(&b, &e)
 }
 
-func (s *Set) insert(i int, b bound) {
-	s.bounds = append(s.bounds, bound{})
-	copy(s.bounds[i+1:], s.bounds[i:])
-	s.bounds[i] = b
-	s.bytes += int64(len(b.key)) + 32
-}
-
-// remove deletes bounds[i:j].
-func (s *Set) remove(i, j int) {
-	for _, b := range s.bounds[i:j] {
-		s.bytes -= int64(len(b.key)) + 32
+// removeBetween deletes every boundary strictly between b and e, one leaf
+// run at a time.
+func (s *Set) removeBetween(b, e *query) {
+	t := &s.tree
+	for {
+		leaf, pos := t.find(b)
+		pos++
+		if pos == int(t.nodes[leaf].n) {
+			leaf, pos = t.nodes[leaf].next, 0
+			if leaf == nilNode {
+				return
+			}
+		}
+		first := t.nodes[leaf].keys[pos]
+		if t.arena.cmp(first, e) >= 0 {
+			return
+		}
+		q := t.arena.queryOf(first)
+		leaf, pos = t.seek(&q)
+		hi := t.lowerIn(&t.nodes[leaf], pos, e)
+		t.removeRun(leaf, pos, hi)
 	}
-	n := copy(s.bounds[i:], s.bounds[j:])
-	clear(s.bounds[i+n:])
-	s.bounds = s.bounds[:i+n]
 }
 
-// SetOldestVersion forgets the history at or below v and frees its memory.
-// A v not above the current oldest version is ignored.
+// SetOldestVersion forgets the history at or below v: reads below v become
+// TooOld, and boundaries that only record versions <= v are removed, a
+// bounded number per call (see the package doc). A v not above the current
+// oldest version is ignored.
 func (s *Set) SetOldestVersion(v tx.Version) {
 	if v <= s.oldest {
 		return
 	}
 	s.oldest = v
-	kept := s.bounds[:1]
-	for _, b := range s.bounds[1:] {
-		if b.pv <= v && kept[len(kept)-1].gv <= v {
-			s.bytes -= int64(len(b.key)) + 32
-			continue
-		}
-		kept = append(kept, b)
+	s.sweep(max(s.sweepMin, 2*s.inserted))
+	s.inserted = 0
+	if s.tree.needsRebuild() {
+		s.tree.rebuild()
 	}
-	clear(s.bounds[len(kept):])
-	s.bounds = kept
+}
+
+// sweepMin is the least number of boundaries a sweep step visits.
+const sweepMin = 4096
+
+// sweep visits up to budget boundaries from where the last step stopped,
+// wrapping around, and removes those that are redundant now: a boundary
+// whose point version is <= oldest (so its gap version is too) after a
+// boundary whose gap version is <= oldest says nothing a read at or above
+// oldest could see.
+func (s *Set) sweep(budget int) {
+	t := &s.tree
+	budget = min(budget, t.count)
+	for budget > 0 {
+		after := makeQuery(s.sweepAfter)
+		fl, fp := t.floorEntry(t.find(&after))
+		prevGv := tx.Version(t.nodes[fl].b[fp])
+		leaf, pos := fl, fp+1
+		if pos == int(t.nodes[leaf].n) {
+			leaf, pos = t.nodes[leaf].next, 0
+			if leaf == nilNode {
+				s.sweepAfter = s.sweepAfter[:0] // wrap around
+				budget--
+				continue
+			}
+		}
+		nd := &t.nodes[leaf]
+		n := int(nd.n)
+		lo := pos
+		for ; lo < n; lo++ {
+			if nd.a[lo] <= s.oldest && prevGv <= s.oldest {
+				break
+			}
+			prevGv = tx.Version(nd.b[lo])
+		}
+		hi := lo
+		for hi < n && nd.a[hi] <= s.oldest {
+			hi++
+		}
+		budget -= max(hi-pos, 1)
+		// Resume after the last boundary kept before the run.
+		kept := nd.keys[max(lo, 1)-1]
+		if lo == 0 {
+			kept = t.nodes[fl].keys[fp]
+		}
+		s.sweepAfter = appendKey(s.sweepAfter[:0], &t.arena, kept)
+		if hi > lo {
+			q := t.arena.queryOf(nd.keys[lo])
+			leaf, p := t.seek(&q)
+			t.removeRun(leaf, p, p+hi-lo)
+		}
+	}
 }
 
 // OldestVersion returns the oldest version the set can answer for.
 func (s *Set) OldestVersion() tx.Version { return s.oldest }
 
-// Bytes returns the memory the set holds.
-func (s *Set) Bytes() int64 { return s.bytes }
+// Bytes returns the memory the set holds: node slices, arena, free list.
+func (s *Set) Bytes() int64 { return s.tree.bytes() + int64(cap(s.sweepAfter)) }
 
 // Len returns the number of boundary keys stored, not counting the
-// sentinel for the empty key.
-func (s *Set) Len() int { return len(s.bounds) - 1 }
+// sentinel for the empty key. A point write adds at most one boundary, a
+// range write at most two (and removes those inside it); SetOldestVersion
+// removes them gradually.
+func (s *Set) Len() int { return s.tree.count - 1 }
 
 // verify checks the representation invariants (see the package doc) and
 // returns the first one broken. Tests call it after every operation.
 func (s *Set) verify() error {
-	if len(s.bounds) == 0 || len(s.bounds[0].key) != 0 {
-		return fmt.Errorf("conflict: sentinel missing")
-	}
-	for i, b := range s.bounds {
-		if b.gv > b.pv {
-			return fmt.Errorf("conflict: boundary %q: gap version %d > point version %d", b.key, b.gv, b.pv)
-		}
-		if i > 0 && bytes.Compare(s.bounds[i-1].key, b.key) >= 0 {
-			return fmt.Errorf("conflict: boundaries %q, %q out of order", s.bounds[i-1].key, b.key)
-		}
+	if err := s.tree.verify(); err != nil {
+		return fmt.Errorf("conflict: %w", err)
 	}
 	return nil
 }

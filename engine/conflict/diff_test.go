@@ -70,6 +70,9 @@ type genConfig struct {
 	prefix     []byte // shared by most keys: the radix-tree worst case
 	rangeShare float64
 	ops        int
+	// eager: sweep a few boundaries per SetOldestVersion and rebuild at
+	// the least garbage, to exercise those paths in small streams.
+	eager bool
 }
 
 var genConfigs = []genConfig{
@@ -77,6 +80,9 @@ var genConfigs = []genConfig{
 	{alphabet: []byte("abcdefgh"), keyLenMax: 2, rangeShare: 0.5, ops: 300},
 	{alphabet: []byte{0x00, 0xff}, keyLenMax: 12, prefix: bytes.Repeat([]byte{'p'}, 9), rangeShare: 0.3, ops: 300},
 	{alphabet: []byte("0123456789"), keyLenMax: 10, rangeShare: 0.1, ops: 2000},
+	{alphabet: []byte("0123456789"), keyLenMax: 10, rangeShare: 0.1, ops: 2000, eager: true},
+	{alphabet: []byte{0x00, 0x01, 'a', 0xff}, keyLenMax: 4, rangeShare: 0.3, ops: 500, eager: true},
+	{alphabet: []byte{0x00, 0xff}, keyLenMax: 14, prefix: bytes.Repeat([]byte{'p'}, 9), rangeShare: 0.2, ops: 1000, eager: true},
 }
 
 type generator struct {
@@ -189,8 +195,12 @@ func (g *generator) stream() []op {
 
 // replay runs ops on a fresh Set and Model from oldest and returns a
 // description of the first disagreement, or "".
-func replay(oldest tx.Version, ops []op) string {
+func replay(oldest tx.Version, eager bool, ops []op) string {
 	s, m := New(oldest), NewModel(oldest)
+	if eager {
+		s.sweepMin = 3
+		s.tree.freeMin, s.tree.garbageMin = 2, 16
+	}
 	var got, want []Result
 	for i, o := range ops {
 		switch o.kind {
@@ -221,8 +231,8 @@ func replay(oldest tx.Version, ops []op) string {
 
 // shrink removes ops, then reads and writes inside ops, while replay still
 // fails, and returns the smallest failing stream it found.
-func shrink(oldest tx.Version, ops []op) []op {
-	fails := func(c []op) bool { return replay(oldest, c) != "" }
+func shrink(oldest tx.Version, eager bool, ops []op) []op {
+	fails := func(c []op) bool { return replay(oldest, eager, c) != "" }
 	for chunk := len(ops) / 2; chunk >= 1; chunk /= 2 {
 		for i := 0; i+chunk <= len(ops); {
 			c := append(append([]op{}, ops[:i]...), ops[i+chunk:]...)
@@ -261,14 +271,14 @@ func runSeed(t *testing.T, seed uint64, cfg genConfig) {
 	g := newGenerator(seed, cfg)
 	start := g.oldest
 	ops := g.stream()
-	if msg := replay(start, ops); msg != "" {
-		min := shrink(start, ops)
+	if msg := replay(start, cfg.eager, ops); msg != "" {
+		min := shrink(start, cfg.eager, ops)
 		var b strings.Builder
 		for _, o := range min {
 			fmt.Fprintf(&b, "\n\t%v", o)
 		}
 		t.Fatalf("seed %d (replay: CONFLICT_SEED=%d): %s\nminimal stream from oldest %d (%d ops): %s%s",
-			seed, seed, msg, start, len(min), replay(start, min), b.String())
+			seed, seed, msg, start, len(min), replay(start, cfg.eager, min), b.String())
 	}
 }
 
