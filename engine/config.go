@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config tunes the engine. The zero value of every field selects its
+// default (never "unlimited"); cmd/weaseldb copies config.Commit into it.
+type Config struct {
+	// Clock returns the current time in unix nanoseconds. The engine reads
+	// time only through it (once per resolve batch), so tests control
+	// time. Default: time.Now().UnixNano.
+	Clock func() int64
+
+	// BatchInterval is the longest a resolved transaction waits for its
+	// segment while other segment writes are in flight. With no write in
+	// flight a segment is written at once. Default 2ms.
+	BatchInterval time.Duration
+	// BatchMaxTransactions and BatchMaxBytes bound one segment (a target:
+	// a single larger transaction gets a segment of its own). Defaults
+	// 10000 and 8 MiB.
+	BatchMaxTransactions int
+	BatchMaxBytes        int
+	// MaxInFlight is how many Log.Append calls may be outstanding. Higher
+	// hides S3 latency; segments are still acknowledged in order.
+	// Default 4.
+	MaxInFlight int
+	// MaxQueued bounds requests submitted but not answered; Submit answers
+	// Unavailable beyond it. Default 100000.
+	MaxQueued int
+
+	// ConflictWindow and ConflictWindowVersions: preconditions older than
+	// both are answered TooOld (the window keeps whichever is more).
+	// Defaults 5s and 10M versions.
+	ConflictWindow         time.Duration
+	ConflictWindowVersions uint64
+	// StatusWindow and StatusWindowVersions: how long request ids are
+	// remembered for dedupe and Status (whichever keeps more), capped by
+	// StatusEntriesMax ids for memory (about 64 bytes each). Defaults 24h,
+	// 100M versions, 4M ids.
+	StatusWindow         time.Duration
+	StatusWindowVersions uint64
+	StatusEntriesMax     int
+
+	// TailBytes bounds the in-memory tail of recent segments that
+	// subscribers read. Default 64 MiB.
+	TailBytes int
+
+	// DefaultKeepVersions: with no retention policy, keep the newest N
+	// versions; 0 keeps everything (default). TruncateInterval is how
+	// often truncation runs. Default 10s.
+	DefaultKeepVersions uint64
+	TruncateInterval    time.Duration
+
+	// RingSlots is the capacity of each inter-stage ring. Default 8192.
+	RingSlots int
+	// RetryBackoffMin/Max bound the wait between retries of a failed
+	// segment write. Defaults 10ms and 1s.
+	RetryBackoffMin time.Duration
+	RetryBackoffMax time.Duration
+
+	// Logger receives the engine's (rare) log lines. Default slog.Default().
+	Logger *slog.Logger
+	// Observer, when set, is told about every resolve batch and segment
+	// write, for histograms. It is called on the pipeline goroutines and
+	// must be fast and must not block.
+	Observer Observer
+}
+
+// Observer receives per-batch measurements (see Config.Observer).
+type Observer interface {
+	// ResolveBatch: stage 1 resolved n requests in one batch.
+	ResolveBatch(n int)
+	// SegmentWritten: one segment of txns transactions and bytes bytes
+	// became durable after nanos nanoseconds in Log.Append.
+	SegmentWritten(txns, bytes int, nanos int64)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Clock == nil {
+		c.Clock = func() int64 { return time.Now().UnixNano() }
+	}
+	setDefault(&c.BatchInterval, 2*time.Millisecond)
+	setDefault(&c.BatchMaxTransactions, 10000)
+	setDefault(&c.BatchMaxBytes, 8<<20)
+	setDefault(&c.MaxInFlight, 4)
+	setDefault(&c.MaxQueued, 100000)
+	setDefault(&c.ConflictWindow, 5*time.Second)
+	setDefault(&c.ConflictWindowVersions, 10_000_000)
+	setDefault(&c.StatusWindow, 24*time.Hour)
+	setDefault(&c.StatusWindowVersions, 100_000_000)
+	setDefault(&c.StatusEntriesMax, 4<<20)
+	setDefault(&c.TailBytes, 64<<20)
+	setDefault(&c.TruncateInterval, 10*time.Second)
+	setDefault(&c.RingSlots, 8192)
+	setDefault(&c.RetryBackoffMin, 10*time.Millisecond)
+	setDefault(&c.RetryBackoffMax, time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// validate reports every problem at once.
+func (c Config) validate() error {
+	var errs []error
+	positive := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("engine config: %s = %d, must be > 0", name, v))
+		}
+	}
+	positive("BatchInterval", int64(c.BatchInterval))
+	positive("BatchMaxTransactions", int64(c.BatchMaxTransactions))
+	positive("BatchMaxBytes", int64(c.BatchMaxBytes))
+	positive("MaxInFlight", int64(c.MaxInFlight))
+	positive("MaxQueued", int64(c.MaxQueued))
+	positive("ConflictWindow", int64(c.ConflictWindow))
+	positive("StatusWindow", int64(c.StatusWindow))
+	positive("StatusEntriesMax", int64(c.StatusEntriesMax))
+	positive("TailBytes", int64(c.TailBytes))
+	positive("TruncateInterval", int64(c.TruncateInterval))
+	positive("RingSlots", int64(c.RingSlots))
+	if c.RetryBackoffMin > c.RetryBackoffMax {
+		errs = append(errs, fmt.Errorf("engine config: RetryBackoffMin %v > RetryBackoffMax %v", c.RetryBackoffMin, c.RetryBackoffMax))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,324 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"weaseldb/engine/conflict"
+	"weaseldb/persist"
+	"weaseldb/tx"
+)
+
+var (
+	// ErrClosed is returned by calls on a closed engine.
+	ErrClosed = errors.New("engine: closed")
+	// ErrDeposed is returned once another leader fenced this one.
+	ErrDeposed = errors.New("engine: deposed by another leader")
+)
+
+// Engine is the commit pipeline of one leader term. Create it with Open;
+// every method is safe for concurrent use.
+type Engine struct {
+	cfg         Config      // immutable
+	log         persist.Log // never nil
+	leaderID    []byte      // immutable: 32 hex digits
+	leaderIDStr string
+
+	admission *admissionQueue
+	toPersist *ring[*Request]
+	toReply   *ring[*Request]
+
+	queued          atomic.Int64  // submitted, not answered
+	resolvedVersion atomic.Uint64 // latest assigned version
+	durableVersion  atomic.Uint64 // latest durable version
+	answeredSeq     atomic.Uint64 // every request with seq <= this was answered
+	failing         atomic.Bool   // persistence is failing: Submit answers Unavailable
+	closing         atomic.Bool
+	deposedFlag     atomic.Bool
+	deposed         chan struct{} // closed once fenced
+	deposeOnce      sync.Once
+	abort           chan struct{} // closed when Close's context expires
+	abortOnce       sync.Once
+	replyDone       chan struct{} // closed when stage 3 exits
+
+	status struct {
+		sync.RWMutex
+		idx    *statusIndex
+		failed *inFlightFailures
+	}
+
+	res  resolver  // owned by the stage 1 goroutine
+	pers persister // owned by the stage 2 goroutine
+	tail *Tail
+
+	retention retention
+
+	bgCancel context.CancelFunc // stops appends and truncation
+	bgCtx    context.Context
+	bgWG     sync.WaitGroup
+
+	stats counters
+}
+
+// Open recovers log, rebuilds the conflict window and the status index from
+// its tail, claims leadership by writing the next segment, and starts the
+// pipeline. The caller keeps ownership of log (Close does not close it).
+// An ErrFenced from the claim means another leader won the race: the
+// returned error wraps persist.ErrFenced.
+func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	rec, err := log.Recover(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine open: recover: %w", err)
+	}
+	policies, err := log.LoadPolicies(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("engine open: load retention policies: %w", err)
+	}
+	var idBytes [16]byte
+	if _, err := rand.Read(idBytes[:]); err != nil {
+		return nil, fmt.Errorf("engine open: leader id: %w", err)
+	}
+	e := &Engine{
+		cfg:       cfg,
+		log:       log,
+		leaderID:  hex.AppendEncode(nil, idBytes[:]),
+		admission: newAdmissionQueue(),
+		toPersist: newRing[*Request](cfg.RingSlots),
+		toReply:   newRing[*Request](cfg.RingSlots),
+		deposed:   make(chan struct{}),
+		abort:     make(chan struct{}),
+		replyDone: make(chan struct{}),
+		tail:      newTail(cfg.TailBytes),
+	}
+	e.leaderIDStr = string(e.leaderID)
+	e.status.failed = newInFlightFailures()
+	e.retention.init(policies, rec.OldestRetained())
+
+	now := cfg.Clock()
+	if err := e.rebuild(ctx, rec, now); err != nil {
+		return nil, err
+	}
+	claimed, err := e.claimLeadership(ctx, rec, now)
+	if err != nil {
+		return nil, err
+	}
+	e.resolvedVersion.Store(uint64(claimed))
+	e.durableVersion.Store(uint64(claimed))
+	e.res.init(e, claimed, now)
+
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
+	e.pers.init(e, claimed)
+	go e.runResolver()
+	go e.pers.run()
+	go e.runReplier()
+	e.bgWG.Add(1)
+	go e.runTruncator()
+	cfg.Logger.Info("engine: leader",
+		"leader_id", e.leaderIDStr, "version", uint64(claimed),
+		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
+		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
+		"status_entries", e.status.idx.len(), "recovery_seconds", time.Since(start).Seconds())
+	return e, nil
+}
+
+// rebuild reads the tail of the log into a fresh conflict set and status
+// index, so that read versions and request ids handed out before a restart
+// stay usable. It reads the last ConflictWindowVersions versions into the
+// conflict set and the last StatusWindowVersions into the status index
+// (after a restart the time windows would keep less, since no time-based
+// window reaches back past the restart's gap... see doc.go).
+func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) error {
+	last := rec.Last()
+	oldest := rec.OldestRetained()
+	conflictStart := max(oldest, saturatingSub(last, e.cfg.ConflictWindowVersions))
+	statusStart := max(oldest, saturatingSub(last, e.cfg.StatusWindowVersions))
+	e.res.set = conflict.New(conflictStart)
+	idx := newStatusIndex(int64(e.cfg.StatusWindow), e.cfg.StatusWindowVersions, e.cfg.StatusEntriesMax)
+	idx.floor = statusStart
+	e.status.idx = idx
+
+	after := min(conflictStart, statusStart)
+	var reader persist.SegmentReader
+	var writes []conflict.Write
+	for after < last {
+		segs, err := e.log.ReadFrom(ctx, after, 8<<20)
+		if err != nil {
+			return fmt.Errorf("engine open: rebuild windows: read after %d: %w", after, err)
+		}
+		if len(segs) == 0 {
+			return fmt.Errorf("engine open: rebuild windows: log ends at %d, recovered last %d", after, last)
+		}
+		for _, seg := range segs {
+			h, err := reader.Reset(seg)
+			if err != nil {
+				return fmt.Errorf("engine open: rebuild windows: segment after %d: %w", after, err)
+			}
+			for t, ok := reader.Next(); ok; t, ok = reader.Next() {
+				if t.Version <= after {
+					continue
+				}
+				if t.Version > conflictStart && len(t.Operations) > 0 {
+					writes = appendWrites(writes[:0], t.Operations)
+					e.res.set.AddWrites(writes, t.Version)
+				}
+				if t.Version > statusStart && len(t.RequestID) > 0 {
+					idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+				}
+			}
+			if err := reader.Err(); err != nil {
+				return fmt.Errorf("engine open: rebuild windows: segment %d..%d: %w", h.First, h.Last, err)
+			}
+			after = max(after, h.Last)
+		}
+	}
+	idx.expire(last, now)
+	return nil
+}
+
+// claimLeadership writes the genesis segment on an empty log, or a segment
+// of one empty transaction at last+1, and publishes it to the tail. It
+// returns the version the pipeline continues from.
+func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now int64) (tx.Version, error) {
+	if len(rec.Segments) == 0 {
+		data := persist.EncodeSegment(nil, e.leaderID, nil)
+		if err := e.log.Append(ctx, data); err != nil {
+			return 0, fmt.Errorf("engine open: write genesis segment: %w", err)
+		}
+		e.tail.reset(0)
+		return 0, nil
+	}
+	v := rec.Last() + 1
+	claim := []tx.Transaction{{Version: v, TimestampUnixNano: now}}
+	data := persist.EncodeSegment(nil, e.leaderID, claim)
+	if err := e.log.Append(ctx, data); err != nil {
+		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
+	}
+	e.tail.reset(v - 1)
+	e.tail.publish(v, v, data)
+	e.tail.markDurable(v)
+	return v, nil
+}
+
+func saturatingSub(v tx.Version, n uint64) tx.Version {
+	if uint64(v) < n {
+		return 0
+	}
+	return v - tx.Version(n)
+}
+
+// appendWrites appends the conflict-set writes of ops to dst: write and
+// delete as points, range_delete as ranges.
+func appendWrites(dst []conflict.Write, ops []tx.Operation) []conflict.Write {
+	for i := range ops {
+		op := &ops[i]
+		if op.Type == tx.OpRangeDelete {
+			dst = append(dst, conflict.Write{Begin: op.Key, End: op.End})
+		} else {
+			dst = append(dst, conflict.Write{Begin: op.Key})
+		}
+	}
+	return dst
+}
+
+// Submit hands r to the pipeline; done is called exactly once with r when
+// it is answered, on an engine goroutine (or on the caller's goroutine,
+// before Submit returns, when r is refused at once: Unavailable or Deposed).
+// Submit never blocks. See Request for ownership.
+func (e *Engine) Submit(r *Request, done func(*Request)) {
+	r.resetOutputs()
+	r.done = done
+	r.ensureRequestID()
+	if len(r.Commit.RequestID) > 0 {
+		r.idHash = hashRequestID(r.Commit.RequestID)
+	} else {
+		r.idHash = idHash{}
+	}
+	switch {
+	case e.deposedFlag.Load():
+		e.refuse(r, Deposed)
+		return
+	case e.closing.Load() || e.failing.Load():
+		e.refuse(r, Unavailable)
+		return
+	}
+	if e.queued.Add(1) > int64(e.cfg.MaxQueued) {
+		e.queued.Add(-1)
+		e.refuse(r, Unavailable)
+		return
+	}
+	if !e.admission.add(r) {
+		e.queued.Add(-1)
+		e.refuse(r, Unavailable)
+	}
+}
+
+func (e *Engine) refuse(r *Request, o Outcome) {
+	r.Outcome = o
+	r.Version = e.Version()
+	e.stats.countOutcome(r)
+	done := r.done
+	r.done = nil
+	done(r)
+}
+
+// Version returns the latest durable version: every acknowledged commit is
+// at or below it.
+func (e *Engine) Version() tx.Version { return tx.Version(e.durableVersion.Load()) }
+
+// ResolvedVersion returns the latest assigned version, durable or not (what
+// a durable=false reader may have seen).
+func (e *Engine) ResolvedVersion() tx.Version { return tx.Version(e.resolvedVersion.Load()) }
+
+// LeaderID returns this leader term's id (32 hex digits).
+func (e *Engine) LeaderID() string { return e.leaderIDStr }
+
+// Deposed returns a channel closed when another leader fenced this one.
+// From then on every commit is answered Deposed; the server should stop
+// and exit non-zero.
+func (e *Engine) Deposed() <-chan struct{} { return e.deposed }
+
+// Tail returns the in-memory tail of recent segments for subscribers.
+func (e *Engine) Tail() *Tail { return e.tail }
+
+func (e *Engine) depose(err error) {
+	e.deposeOnce.Do(func() {
+		e.deposedFlag.Store(true)
+		e.cfg.Logger.Error("engine: deposed: another leader wrote the log; no more commits are acknowledged",
+			"leader_id", e.leaderIDStr, "durable_version", e.Version(), "err", err)
+		e.tail.fail(ErrDeposed)
+		close(e.deposed)
+	})
+}
+
+// Close stops admitting (Submit answers Unavailable), lets everything in
+// the pipeline become durable and answered, and stops the background work.
+// If ctx expires first, whatever is not durable yet is answered Unavailable
+// and Close returns ctx's error. Close does not close the Log.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closing.Store(true)
+	e.admission.close()
+	var err error
+	select {
+	case <-e.replyDone:
+	case <-ctx.Done():
+		err = fmt.Errorf("engine close: %w", ctx.Err())
+		e.abortOnce.Do(func() { close(e.abort) })
+		e.bgCancel()
+		<-e.replyDone
+	}
+	e.bgCancel()
+	e.bgWG.Wait()
+	e.tail.fail(ErrClosed)
+	return err
+}
