@@ -1,0 +1,232 @@
+package workload
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	dialTimeout      = 5 * time.Second
+	reconnectBackoff = 100 * time.Millisecond
+)
+
+func nowNanos() int64 { return time.Now().UnixNano() }
+
+// classify counts one answer and returns the version it carries (the commit's
+// own on 200, the latest committed on 409, the current one for GET
+// /v1/version), 0 when none.
+func classify(out *Outcomes, status int, body []byte) uint64 {
+	v, _ := jsonUint(body, "version")
+	switch {
+	case status == 200:
+		out.OK++
+		if bytes.Contains(body, []byte(`"duplicate":true`)) {
+			out.Duplicate++
+		}
+	case status == 409:
+		reason, _ := jsonString(body, "reason")
+		switch string(reason) {
+		case "conflict":
+			out.Conflict++
+		case "too_old":
+			out.TooOld++
+		case "leader_changed":
+			out.LeaderChanged++
+		default:
+			out.Status4xx++
+		}
+	case status == 503:
+		out.Unavailable++
+	case status >= 500:
+		out.Status5xx++
+	default:
+		out.Status4xx++
+	}
+	return v
+}
+
+// connWorker drives one connection: its generator, its recorder and the
+// newest version it has heard of (its read version).
+type connWorker struct {
+	addr     string
+	load     *Load // immutable
+	gen      *Generator
+	rec      *recorder
+	version  atomic.Uint64 // newest version heard; written by the reader, read by the sender
+	slotNext uint64        // open loop: next schedule slot of this connection
+	body     []byte        // scratch
+	starts   []int64       // closed loop: send times of the requests in flight, a FIFO ring
+}
+
+// appendRequest queues the next request on c, sent at start.
+func (w *connWorker) appendRequest(c *wireConn, start int64) {
+	if w.load.Op == "version" {
+		c.appendGet("/v1/version")
+		return
+	}
+	w.body = w.gen.AppendCommit(w.body[:0], w.version.Load(), start)
+	c.appendPost("/v1/commit", w.body)
+}
+
+func (w *connWorker) record(start int64, status int, body []byte) {
+	end := nowNanos()
+	w.rec.mu.Lock()
+	v := classify(&w.rec.mu.out, status, body)
+	w.rec.mu.lat.Record(end - start)
+	w.rec.mu.Unlock()
+	if v > w.version.Load() {
+		w.version.Store(v)
+	}
+}
+
+func (w *connWorker) countTransport(lost int) {
+	w.rec.mu.Lock()
+	w.rec.mu.out.Transport += uint64(max(lost, 1))
+	w.rec.mu.Unlock()
+}
+
+// run keeps the connection busy until ctx ends, reconnecting after errors.
+func (w *connWorker) run(ctx context.Context, schedule *openSchedule) {
+	for ctx.Err() == nil {
+		c, err := dialWire(w.addr, dialTimeout)
+		if err != nil {
+			w.countTransport(1)
+			sleepCtx(ctx, reconnectBackoff)
+			continue
+		}
+		stop := context.AfterFunc(ctx, func() { c.close() })
+		if schedule != nil {
+			err = w.openLoop(ctx, c, schedule)
+		} else {
+			err = w.closedLoop(ctx, c)
+		}
+		stop()
+		c.close()
+		if err != nil && ctx.Err() == nil {
+			sleepCtx(ctx, reconnectBackoff)
+		}
+	}
+}
+
+// closedLoop keeps Pipeline requests in flight: it writes them in one
+// syscall, then for every answer read queues the next request, and flushes
+// when the reader has no further answer buffered (one write per read).
+func (w *connWorker) closedLoop(ctx context.Context, c *wireConn) error {
+	k := w.load.Pipeline
+	if cap(w.starts) < k {
+		w.starts = make([]int64, k)
+	}
+	ring := w.starts[:k]
+	head, inFlight := 0, 0
+	for ctx.Err() == nil {
+		for inFlight < k {
+			start := nowNanos()
+			ring[(head+inFlight)%k] = start
+			w.appendRequest(c, start)
+			inFlight++
+		}
+		if err := c.flush(); err != nil {
+			w.countTransport(inFlight)
+			return err
+		}
+		for {
+			status, body, err := c.readResponse()
+			if err != nil {
+				if ctx.Err() == nil {
+					w.countTransport(inFlight)
+				}
+				return err
+			}
+			w.record(ring[head], status, body)
+			head = (head + 1) % k
+			inFlight--
+			if c.closing {
+				return fmt.Errorf("server closed the connection")
+			}
+			if inFlight == 0 || c.r.Buffered() == 0 {
+				break
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// openSchedule hands out intended send times: a total rate shared by all
+// connections, each connection taking every Connections-th slot.
+type openSchedule struct {
+	start    int64 // unix ns of slot 0
+	interval float64
+	conns    int
+}
+
+func (s *openSchedule) slot(conn int, i uint64) int64 {
+	return s.start + int64(float64(i*uint64(s.conns)+uint64(conn))*s.interval)
+}
+
+// openLoop sends on the schedule whatever the answers do; a reader goroutine
+// measures each answer from its request's intended send time, so a server
+// that falls behind shows as latency (no coordinated omission). At most
+// Pipeline requests are in flight; beyond, sending waits — and the wait
+// counts in the latency because it is measured from the intended time.
+func (w *connWorker) openLoop(ctx context.Context, c *wireConn, s *openSchedule) error {
+	pending := make(chan int64, w.load.Pipeline)
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			var start int64
+			select {
+			case start = <-pending:
+			case <-ctx.Done():
+				readErr <- ctx.Err()
+				return
+			}
+			status, body, err := c.readResponse()
+			if err != nil {
+				if ctx.Err() == nil {
+					w.countTransport(1 + len(pending))
+				}
+				c.close()
+				readErr <- err
+				return
+			}
+			w.record(start, status, body)
+		}
+	}()
+	conn := int(w.gen.conn)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for ; ; w.slotNext++ {
+		intended := s.slot(conn, w.slotNext)
+		if d := time.Duration(intended - nowNanos()); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case err := <-readErr:
+				return err
+			}
+		}
+		select {
+		case pending <- intended:
+		case err := <-readErr:
+			return err
+		}
+		w.appendRequest(c, intended)
+		if err := c.flush(); err != nil {
+			c.close()
+			return errors.Join(err, <-readErr)
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
