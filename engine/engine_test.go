@@ -201,9 +201,9 @@ func TestDuplicateInFlight(t *testing.T) {
 	done := func(r *Request) { answers <- r }
 	e.Submit(commitOf(id(1), nil, write("b", "1")), done) // v2, held
 	<-h.entered
-	e.Submit(commitOf(id(1), nil, write("b", "2")), done)                               // duplicate of in-flight commit
+	e.Submit(commitOf(id(1), nil, write("b", "2")), done)                                  // duplicate of in-flight commit
 	e.Submit(commitOf(id(2), []tx.Precondition{pointRead("a", 0)}, write("c", "1")), done) // conflict
-	e.Submit(commitOf(id(2), nil, write("c", "2")), done)                               // duplicate of in-flight conflict
+	e.Submit(commitOf(id(2), nil, write("c", "2")), done)                                  // duplicate of in-flight conflict
 	waitFor(t, func() bool { return e.ResolvedVersion() == 2 && e.Stats().ResolveRequestsTotal >= 5 })
 	if st := e.Status(StatusQuery{RequestID: []byte(id(1))}); st.State != StatusInFlight {
 		t.Fatalf("status of held commit: %+v", st)
