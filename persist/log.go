@@ -153,6 +153,13 @@ type Log interface {
 	// after, oldest first, stopping once maxBytes have been gathered (at
 	// least one segment is returned if any exists). It returns ErrNotFound
 	// if version after+1 was truncated away.
+	//
+	// Precisely (persist.SelectReadFrom, shared by all backends): the first
+	// segment returned holds after+1 (so the result may start mid-segment;
+	// the caller skips versions <= after); the result is contiguous, stops
+	// at a gap left by an Append still in flight, and adds a segment only
+	// while the total stays <= maxBytes, except the first. Nothing is
+	// returned if after+1 is not stored yet.
 	ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][]byte, error)
 
 	// Truncate deletes every segment whose Last <= upTo, except the newest

@@ -73,7 +73,8 @@ func (s StoredSegment) info() SegmentInfo {
 
 // SelectReadFrom picks, from the contiguous run segs (oldest first), the
 // segments ReadFrom(after, maxBytes) returns: those holding versions greater
-// than after, oldest first, stopping at a gap and before the total would
+// than after, oldest first, starting with the one holding after+1 (none if
+// that one is not stored yet), stopping at a gap and before the total would
 // exceed maxBytes — but always at least one if any qualifies. It reports
 // ErrNotFound (wrapped) if version after+1 is older than the oldest segment.
 // Backends share it so that paging behaves identically everywhere.
@@ -93,6 +94,11 @@ func SelectReadFrom(segs []SegmentInfo, after tx.Version, maxBytes int) ([]Segme
 		} else {
 			hi = mid
 		}
+	}
+	if lo < len(segs) && segs[lo].First > after+1 {
+		// after+1 is not stored yet (an Append still in flight left a
+		// gap): nothing can be returned in order.
+		return nil, nil
 	}
 	var total int64
 	end := lo

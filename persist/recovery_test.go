@@ -94,7 +94,8 @@ func TestSelectReadFrom(t *testing.T) {
 		{after: 20, maxBytes: 199, want: "[21-25]"},
 		{after: 20, maxBytes: 1, want: "[21-25]"}, // at least one
 		{after: 20, maxBytes: 0, want: "[21-25]"},
-		{after: 40, maxBytes: 1000, want: "[50-60]"},
+		{after: 40, maxBytes: 1000, want: "[]"}, // 41 is not stored (yet)
+		{after: 49, maxBytes: 1000, want: "[50-60]"},
 		{after: 60, maxBytes: 1000, want: "[]"},
 		{after: 99, maxBytes: 1000, want: "[]"},
 	}
