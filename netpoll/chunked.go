@@ -1,0 +1,138 @@
+package netpoll
+
+// chunkedDecoder removes chunked transfer coding (RFC 9112 §7.1) from a
+// request body fed in arbitrary pieces. It is a push state machine: decode
+// consumes input and returns the data bytes in place (a sub-slice of the
+// input, no copy), so the handler sees body bytes as they arrive.
+type chunkedDecoder struct {
+	state     chunkState
+	remaining int64 // data bytes left in the current chunk
+	lineBytes int   // bytes of the current size/extension/trailer line
+	sawDigit  bool
+}
+
+type chunkState uint8
+
+const (
+	chunkSize      chunkState = iota // hex digits of the size
+	chunkExt                         // extension after the size, up to LF
+	chunkData                        // data bytes
+	chunkDataCR                      // CR after data
+	chunkDataLF                      // LF after data
+	chunkTrailer                     // start of a trailer line or the final empty line
+	chunkTrailerLn                   // inside a trailer field line
+	chunkDone
+)
+
+// chunkLineMax bounds size lines (with extensions) and trailer lines.
+const chunkLineMax = 4096
+
+var (
+	errChunkSyntax  = &headError{400, "bad_request", "malformed chunked body"}
+	errChunkTooLong = &headError{400, "bad_request", "chunk size or trailer line too long"}
+)
+
+func (d *chunkedDecoder) reset() { *d = chunkedDecoder{} }
+
+// done reports whether the terminating chunk and trailers were consumed.
+func (d *chunkedDecoder) done() bool { return d.state == chunkDone }
+
+// decode consumes a prefix of in. It returns the number of input bytes
+// consumed and at most one run of data bytes (a sub-slice of in). Call it
+// again with in[consumed:] until consumed is 0 or the decoder is done.
+func (d *chunkedDecoder) decode(in []byte) (consumed int, data []byte, err *headError) {
+	i := 0
+	for i < len(in) {
+		c := in[i]
+		switch d.state {
+		case chunkSize:
+			if v, ok := unhex(c); ok {
+				if d.remaining > (1<<59)>>4 {
+					return i, nil, errChunkSyntax
+				}
+				d.remaining = d.remaining<<4 | int64(v)
+				d.sawDigit = true
+			} else if !d.sawDigit {
+				return i, nil, errChunkSyntax
+			} else if c == ';' || c == ' ' || c == '\t' {
+				d.state = chunkExt
+			} else if c == '\r' {
+				d.state = chunkExt
+			} else if c == '\n' {
+				d.endSizeLine()
+			} else {
+				return i, nil, errChunkSyntax
+			}
+			if err := d.countLine(); err != nil {
+				return i, nil, err
+			}
+		case chunkExt:
+			if c == '\n' {
+				d.endSizeLine()
+			} else if err := d.countLine(); err != nil {
+				return i, nil, err
+			}
+		case chunkData:
+			n := int64(len(in) - i)
+			if n > d.remaining {
+				n = d.remaining
+			}
+			d.remaining -= n
+			if d.remaining == 0 {
+				d.state = chunkDataCR
+			}
+			return i + int(n), in[i : i+int(n)], nil
+		case chunkDataCR:
+			if c == '\r' {
+				d.state = chunkDataLF
+			} else if c == '\n' {
+				d.state = chunkSize
+			} else {
+				return i, nil, errChunkSyntax
+			}
+		case chunkDataLF:
+			if c != '\n' {
+				return i, nil, errChunkSyntax
+			}
+			d.state = chunkSize
+		case chunkTrailer:
+			if c == '\n' {
+				d.state = chunkDone
+				return i + 1, nil, nil
+			}
+			if c != '\r' {
+				d.state = chunkTrailerLn
+			}
+			if err := d.countLine(); err != nil {
+				return i, nil, err
+			}
+		case chunkTrailerLn:
+			if c == '\n' {
+				d.state, d.lineBytes = chunkTrailer, 0
+			} else if err := d.countLine(); err != nil {
+				return i, nil, err
+			}
+		case chunkDone:
+			return i, nil, nil
+		}
+		i++
+	}
+	return i, nil, nil
+}
+
+func (d *chunkedDecoder) countLine() *headError {
+	d.lineBytes++
+	if d.lineBytes > chunkLineMax {
+		return errChunkTooLong
+	}
+	return nil
+}
+
+func (d *chunkedDecoder) endSizeLine() {
+	d.lineBytes, d.sawDigit = 0, false
+	if d.remaining == 0 {
+		d.state = chunkTrailer
+		return
+	}
+	d.state = chunkData
+}

@@ -1,0 +1,131 @@
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Config sets the server's shape and its anti-DoS limits. The zero value
+// is usable: every zero field selects the default named in its comment, and
+// no limit can be switched off.
+type Config struct {
+	// Reactors is the number of event loops (epoll instances, each on its
+	// own locked OS thread). 0 = one per CPU (runtime.GOMAXPROCS).
+	Reactors int
+	// DisableThreadPinning leaves reactor threads unpinned. By default each
+	// reactor thread is pinned to one CPU with sched_setaffinity, reactor i
+	// to the i-th CPU the process may run on.
+	DisableThreadPinning bool
+	// MaxConnections bounds open connections (TCP and local). A connection
+	// beyond it is accepted, answered 503 and closed. 0 = 10,000.
+	MaxConnections int
+	// ReadBufferBytes is each connection's read buffer. A request head must
+	// fit in it with room to spare: at least MaxHeaderBytes + 4 KiB.
+	// 0 = 32 KiB.
+	ReadBufferBytes int
+	// MaxHeaderBytes bounds the request line plus header fields; larger is
+	// answered 431. 0 = 16 KiB.
+	MaxHeaderBytes int
+	// IdleTimeout closes a keep-alive connection with no request in
+	// progress, and a request whose body makes no progress, after this long.
+	// 0 = 60s.
+	IdleTimeout time.Duration
+	// HeaderTimeout bounds the time from the first byte of a request head to
+	// its last (slowloris); the connection is closed. 0 = 10s.
+	HeaderTimeout time.Duration
+	// WriteStallTimeout closes a connection whose peer accepts no bytes of a
+	// pending response or stream for this long. 0 = 30s.
+	WriteStallTimeout time.Duration
+	// MaxStreamQueueBytes bounds the bytes a stream (Exchange.StartStream)
+	// may have queued and not yet written; Stream.Write refuses beyond it.
+	// At most twice this is held per stream (one batch being written, one
+	// queued). 0 = 1 MiB.
+	MaxStreamQueueBytes int
+	// MaxWriteBufferBytes is how much response data pipelined requests may
+	// pile up before the server stops reading that connection until the
+	// peer reads. 0 = 1 MiB.
+	MaxWriteBufferBytes int
+}
+
+// Defaults, in one place.
+const (
+	defaultMaxConnections      = 10000
+	defaultReadBufferBytes     = 32 << 10
+	defaultMaxHeaderBytes      = 16 << 10
+	defaultIdleTimeout         = 60 * time.Second
+	defaultHeaderTimeout       = 10 * time.Second
+	defaultWriteStallTimeout   = 30 * time.Second
+	defaultMaxStreamQueueBytes = 1 << 20
+	defaultMaxWriteBufferBytes = 1 << 20
+	headRoomBytes              = 4 << 10
+)
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Reactors == 0 {
+		c.Reactors = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = defaultMaxConnections
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if c.ReadBufferBytes == 0 {
+		c.ReadBufferBytes = max(defaultReadBufferBytes, c.MaxHeaderBytes+headRoomBytes)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = defaultIdleTimeout
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = defaultHeaderTimeout
+	}
+	if c.WriteStallTimeout == 0 {
+		c.WriteStallTimeout = defaultWriteStallTimeout
+	}
+	if c.MaxStreamQueueBytes == 0 {
+		c.MaxStreamQueueBytes = defaultMaxStreamQueueBytes
+	}
+	if c.MaxWriteBufferBytes == 0 {
+		c.MaxWriteBufferBytes = defaultMaxWriteBufferBytes
+	}
+	return c
+}
+
+// validate reports every problem of a defaulted config at once.
+func (c Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Reactors < 1 || c.Reactors > 1024 {
+		bad("Reactors = %d: want 1..1024 (0 = one per CPU)", c.Reactors)
+	}
+	if c.MaxConnections < 1 {
+		bad("MaxConnections = %d: want > 0", c.MaxConnections)
+	}
+	if c.MaxHeaderBytes < 256 || c.MaxHeaderBytes > 1<<20 {
+		bad("MaxHeaderBytes = %d: want 256..1 MiB", c.MaxHeaderBytes)
+	}
+	if c.ReadBufferBytes < c.MaxHeaderBytes+headRoomBytes {
+		bad("ReadBufferBytes = %d: want at least MaxHeaderBytes (%d) + %d", c.ReadBufferBytes, c.MaxHeaderBytes, headRoomBytes)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"IdleTimeout", c.IdleTimeout}, {"HeaderTimeout", c.HeaderTimeout}, {"WriteStallTimeout", c.WriteStallTimeout}} {
+		if d.v < time.Millisecond {
+			bad("%s = %v: want >= 1ms", d.name, d.v)
+		}
+	}
+	if c.MaxStreamQueueBytes < 4096 {
+		bad("MaxStreamQueueBytes = %d: want >= 4096", c.MaxStreamQueueBytes)
+	}
+	if c.MaxWriteBufferBytes < 4096 {
+		bad("MaxWriteBufferBytes = %d: want >= 4096", c.MaxWriteBufferBytes)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("netpoll config: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+package netpoll
+
+import (
+	"errors"
+	"sync"
+)
+
+// Handler serves one route. Its methods run on the connection's reactor
+// goroutine, one request at a time per connection, and must not block: hand
+// slow work to another goroutine with Exchange.Detach.
+//
+// For every request: ServeHead once, then ServeBody zero or more times with
+// the (de-chunked) body bytes as they arrive, then ServeEnd once the body is
+// complete. A handler may answer early (Respond in ServeHead or ServeBody,
+// e.g. 413 or 415): the rest of the body is then not delivered, ServeEnd is
+// not called and the connection is closed after the answer. ServeEnd is
+// also skipped when the body is cut off (peer gone, malformed chunking,
+// over the route's MaxBodyBytes), so per-request state belongs in
+// ServeHead, not in ServeEnd.
+type Handler interface {
+	ServeHead(ex *Exchange)
+	// ServeBody gets the next body bytes; chunk is valid only during the
+	// call.
+	ServeBody(ex *Exchange, chunk []byte)
+	// ServeEnd must answer: Respond, Detach or StartStream. Without any of
+	// them the server answers 500.
+	ServeEnd(ex *Exchange)
+}
+
+// Exchange is one request/response on a connection, owned by the reactor
+// goroutine that calls the Handler. It is reused for the connection's next
+// request; do not keep it after the handler returns (Detach hands ownership
+// to another goroutine explicitly).
+type Exchange struct {
+	c *conn
+}
+
+// Request returns the parsed request head.
+func (ex *Exchange) Request() *Request { return &ex.c.req }
+
+// Respond queues the complete response: the status, Content-Type (omitted
+// when ""), extra header fields, Content-Length and the body (dropped for
+// HEAD requests). Keep-alive and Connection: close are handled by the
+// server. body is copied; a second answer to one request is ignored.
+func (ex *Exchange) Respond(status int, contentType string, body []byte, headers ...Header) {
+	c := ex.c
+	if c.answered || c.state == stateDetached {
+		return
+	}
+	c.appendResponse(status, contentType, body, headers)
+}
+
+// RespondError answers with the JSON error body of API.md:
+// {"error":"<code>","message":"<message>"}.
+func (ex *Exchange) RespondError(status int, code, message string) {
+	c := ex.c
+	if c.answered || c.state == stateDetached {
+		return
+	}
+	c.appendErrorResponse(status, code, message, nil, &c.r.errBuf)
+}
+
+// Answered reports whether this request has been answered (or detached, or
+// turned into a stream).
+func (ex *Exchange) Answered() bool { return ex.c.answered }
+
+// Scratch returns the connection's reusable scratch buffer (length 0,
+// capacity kept from earlier requests), for handlers that gather a body or
+// build an answer without allocating. Store the grown slice back with
+// SetScratch. It is the hook where a per-connection arena plugs in.
+func (ex *Exchange) Scratch() []byte { return ex.c.scratch[:0] }
+
+// SetScratch keeps b as the connection's scratch buffer for later requests.
+func (ex *Exchange) SetScratch(b []byte) { ex.c.scratch = b }
+
+// ConnState returns the value stored with SetConnState on this connection
+// (nil at first). Handlers keep per-connection state here, e.g. a reusable
+// push parser.
+func (ex *Exchange) ConnState() any { return ex.c.userState }
+
+// SetConnState stores a per-connection value; it lives until the connection
+// closes.
+func (ex *Exchange) SetConnState(v any) { ex.c.userState = v }
+
+// Detach takes the connection off its reactor until the returned token
+// answers: the reactor stops reading the connection (pipelined bytes stay
+// buffered) and the Exchange must not be used again. Call it from ServeEnd.
+// The Request stays valid for the token holder until it answers.
+func (ex *Exchange) Detach() Detached {
+	c := ex.c
+	if c.state != stateBody || c.answered {
+		panic("netpoll: Detach outside ServeEnd or after answering")
+	}
+	c.state = stateDetached
+	c.answered = true
+	c.ticketSeq++
+	t := c.ticketSeq
+	c.ticket.Store(t)
+	return Detached{c: c, ticket: t}
+}
+
+// Detached is the token of a request taken off its reactor. Exactly one
+// goroutine may hold it; its first Respond hands the connection back. It is
+// a small value: copying it does not copy ownership, and a second answer
+// (from any copy) returns ErrNotOwner.
+type Detached struct {
+	c      *conn
+	ticket uint64
+}
+
+// ErrNotOwner is returned when a Detached token has already answered (or the
+// server closed its connection during a forced shutdown).
+var ErrNotOwner = errors.New("netpoll: detached connection already answered")
+
+// Request returns the request head; valid until Respond.
+func (d Detached) Request() *Request { return &d.c.req }
+
+// Respond answers like Exchange.Respond and hands the connection back to
+// its reactor, which sends the answer and goes on with pipelined requests.
+// Safe from any goroutine.
+func (d Detached) Respond(status int, contentType string, body []byte, headers ...Header) error {
+	c := d.c
+	if c == nil || !c.ticket.CompareAndSwap(d.ticket, 0) {
+		return ErrNotOwner
+	}
+	c.appendResponse(status, contentType, body, headers)
+	c.r.post(command{kind: cmdResume, c: c})
+	return nil
+}
+
+// RespondError answers with the JSON error body and hands the connection
+// back.
+func (d Detached) RespondError(status int, code, message string) error {
+	c := d.c
+	if c == nil || !c.ticket.CompareAndSwap(d.ticket, 0) {
+		return ErrNotOwner
+	}
+	var scratch []byte // off the reactor: its error buffer is not ours
+	c.appendErrorResponse(status, code, message, nil, &scratch)
+	c.r.post(command{kind: cmdResume, c: c})
+	return nil
+}
+
+// Stream errors.
+var (
+	// ErrStreamFull: the stream's queue is at MaxStreamQueueBytes; the
+	// writer should fall back (e.g. catch up from the log) and retry later.
+	ErrStreamFull = errors.New("netpoll: stream queue full")
+	// ErrStreamClosed: the stream ended (Close) or its connection is gone;
+	// Err tells why.
+	ErrStreamClosed = errors.New("netpoll: stream closed")
+	// ErrPeerGone: the peer closed or reset the connection.
+	ErrPeerGone = errors.New("netpoll: peer closed the connection")
+	// ErrWriteStalled: the peer read nothing for WriteStallTimeout.
+	ErrWriteStalled = errors.New("netpoll: peer stopped reading")
+	// ErrServerClosed: the server shut down.
+	ErrServerClosed = errors.New("netpoll: server shut down")
+)
+
+// StartStream sends the response head (status, Content-Type, extra headers)
+// and turns the connection into a long-lived stream, e.g. Server-Sent
+// Events. Call it from ServeEnd.
+//
+// Framing: for HTTP/1.1 the body is chunked (each Write is one chunk) and
+// the connection stays usable after Close — the terminating chunk ends the
+// response and the reactor goes on with the next request. For HTTP/1.0 the
+// body is close-delimited and Close closes the connection. The reactor does
+// not read a streaming connection; bytes the peer sends wait for the end of
+// the stream. A peer that half-closes (FIN) counts as gone.
+func (ex *Exchange) StartStream(status int, contentType string, headers ...Header) *Stream {
+	c := ex.c
+	if c.state != stateBody || c.answered {
+		panic("netpoll: StartStream outside ServeEnd or after answering")
+	}
+	s := &Stream{
+		r:        c.r,
+		c:        c,
+		maxQueue: c.r.srv.cfg.MaxStreamQueueBytes,
+		chunked:  !c.req.http10,
+		done:     make(chan struct{}),
+	}
+	c.appendStreamHead(status, contentType, headers, s.chunked)
+	c.state = stateStream
+	c.stream = s
+	if c.req.head {
+		s.mu.closing = true // HEAD: the head is all there is
+	}
+	c.r.streamsOpen.Add(1)
+	return s
+}
+
+// Stream is a long-lived response any goroutine may write to. Writes never
+// block: they queue at most MaxStreamQueueBytes and the reactor sends them
+// as the peer reads (EPOLLOUT). Done is closed when the stream is over, by
+// Close, by the peer, by a stall or by shutdown; Err says which.
+type Stream struct {
+	r        *reactor // immutable
+	c        *conn    // immutable; only the reactor touches the connection
+	maxQueue int      // immutable
+	chunked  bool     // immutable
+	done     chan struct{}
+
+	mu struct {
+		sync.Mutex
+		queue       []byte // framed bytes not yet handed to the reactor
+		closing     bool   // Close called: the reactor ends the body when the queue drains
+		finished    bool   // done is closed
+		err         error  // why it finished (nil after a clean Close)
+		wakePending bool   // a cmdStream for this stream is in the reactor's inbox
+	}
+}
+
+// Write queues p as the next piece of the stream (one chunk). It returns
+// ErrStreamFull when the queue cannot take p (nothing is queued then) and
+// ErrStreamClosed once the stream is over. An empty p is a no-op.
+func (s *Stream) Write(p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	if s.mu.finished || s.mu.closing {
+		s.mu.Unlock()
+		return ErrStreamClosed
+	}
+	need := len(p)
+	if s.chunked {
+		need = chunkFrameBytes(len(p))
+	}
+	if len(s.mu.queue)+need > s.maxQueue {
+		s.mu.Unlock()
+		return ErrStreamFull
+	}
+	if s.chunked {
+		s.mu.queue = appendChunk(s.mu.queue, p)
+	} else {
+		s.mu.queue = append(s.mu.queue, p...)
+	}
+	wake := !s.mu.wakePending
+	s.mu.wakePending = true
+	s.mu.Unlock()
+	if wake {
+		s.r.post(command{kind: cmdStream, c: s.c, stream: s})
+	}
+	return nil
+}
+
+// Close ends the stream after the queued bytes are sent. Safe to call more
+// than once and after the peer went away.
+func (s *Stream) Close() {
+	s.mu.Lock()
+	if s.mu.finished || s.mu.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.closing = true
+	wake := !s.mu.wakePending
+	s.mu.wakePending = true
+	s.mu.Unlock()
+	if wake {
+		s.r.post(command{kind: cmdStream, c: s.c, stream: s})
+	}
+}
+
+// Done is closed when the stream is over.
+func (s *Stream) Done() <-chan struct{} { return s.done }
+
+// Err returns why the stream ended: nil while it runs or after a clean
+// Close, else ErrPeerGone, ErrWriteStalled or ErrServerClosed.
+func (s *Stream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mu.err
+}
+
+// Queued returns the bytes waiting in the queue (for metrics and for
+// writers that pace themselves).
+func (s *Stream) Queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.mu.queue)
+}
+
+// finish ends the stream with err (reactor side).
+func (s *Stream) finish(err error) {
+	s.mu.Lock()
+	if s.mu.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.finished = true
+	s.mu.err = err
+	s.mu.queue = nil
+	s.mu.Unlock()
+	close(s.done)
+	s.r.streamsOpen.Add(-1)
+}
