@@ -17,7 +17,9 @@ import (
 // the answer is sent.
 func Buffered(fn func(ex *Exchange, body []byte)) Handler { return bufferedHandler{fn} }
 
-type bufferedHandler struct{ fn func(ex *Exchange, body []byte) }
+type bufferedHandler struct {
+	fn func(ex *Exchange, body []byte)
+}
 
 func (h bufferedHandler) ServeHead(ex *Exchange) { ex.c.scratch = ex.c.scratch[:0] }
 
