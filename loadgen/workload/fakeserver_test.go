@@ -56,7 +56,7 @@ func newFakeServer(t *testing.T) (*fakeServer, string) {
 
 func (f *fakeServer) commit(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		RequestID     string `json:"request_id"`
+		RequestID     string  `json:"request_id"`
 		ReadVersion   *uint64 `json:"read_version"`
 		Preconditions []struct {
 			Type       string
