@@ -31,34 +31,36 @@
 //
 // # The pipeline
 //
-//		Submit ──admission queue (MPSC)──▶ 1 resolve ──ring──▶ 2 persist ──ring──▶ 3 reply ──▶ done(r)
-//		                                                         │  ▲
-//		                                         MaxInFlight × Log.Append
+//	Submit ──admission queue (MPSC)──▶ 1 resolve ──ring──▶ 2 persist ──ring──▶ 3 reply ──▶ done(r)
+//	                                                         │  ▲
+//	                                         MaxInFlight × Log.Append
 //
-//	 1. Resolve (one goroutine, the serial point) takes every admitted
-//	    request at once and, in arrival order: answers a request id already
-//	    committed within the status window with that result (Duplicate), and
-//	    one whose first instance is still in the pipeline with that instance's
-//	    outcome (Duplicate); refuses a foreign leader_id (LeaderChanged);
-//	    rejects a precondition above the last assigned version
-//	    (FutureVersion) or without any version (Invalid); checks the
-//	    preconditions against the conflict set (Conflict, TooOld); otherwise
-//	    assigns the next version, adds the writes to the conflict set and the
-//	    id to the status index. No I/O, no allocation per transaction in
-//	    steady state (TestResolveAllocatesNothing).
-//	 2. Persist gathers resolved requests into a group and its committed
-//	    transactions into one segment (persist.EncodeSegment). Group commit:
-//	    with no Append in flight a group is sealed at once (a lone client pays
-//	    one write, not a timer); with writes in flight it gathers until
-//	    BatchInterval, BatchMaxTransactions or BatchMaxBytes; at MaxInFlight
-//	    outstanding writes it keeps gathering. A sealed segment is published
-//	    to the Tail at once (durable=false readers), written by one of
-//	    MaxInFlight workers, and released strictly in version order once
-//	    durable: the durable version advances, the tail's durable watermark
-//	    moves, and the group goes to stage 3. Requests that did not commit
-//	    ride along in order, and get Version = the latest durable version
-//	    (a good next read version for a 409).
-//	 3. Reply calls each done callback in order.
+// The stages:
+//
+//  1. Resolve (one goroutine, the serial point) takes every admitted
+//     request at once and, in arrival order: answers a request id already
+//     committed within the status window with that result (Duplicate), and
+//     one whose first instance is still in the pipeline with that instance's
+//     outcome (Duplicate); refuses a foreign leader_id (LeaderChanged);
+//     rejects a precondition above the last assigned version
+//     (FutureVersion) or without any version (Invalid); checks the
+//     preconditions against the conflict set (Conflict, TooOld); otherwise
+//     assigns the next version, adds the writes to the conflict set and the
+//     id to the status index. No I/O, no allocation per transaction in
+//     steady state (TestResolveAllocatesNothing).
+//  2. Persist gathers resolved requests into a group and its committed
+//     transactions into one segment (persist.EncodeSegment). Group commit:
+//     with no Append in flight a group is sealed at once (a lone client pays
+//     one write, not a timer); with writes in flight it gathers until
+//     BatchInterval, BatchMaxTransactions or BatchMaxBytes; at MaxInFlight
+//     outstanding writes it keeps gathering. A sealed segment is published
+//     to the Tail at once (durable=false readers), written by one of
+//     MaxInFlight workers, and released strictly in version order once
+//     durable: the durable version advances, the tail's durable watermark
+//     moves, and the group goes to stage 3. Requests that did not commit
+//     ride along in order, and get Version = the latest durable version
+//     (a good next read version for a 409).
+//  3. Reply calls each done callback in order.
 //
 // Invariants: versions are assigned +1 per committed transaction (1 for the
 // first commit of an empty log) and continue after recovery; segments are
