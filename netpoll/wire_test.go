@@ -1,0 +1,363 @@
+package netpoll
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSplitAtEveryByte sends a pipelined GET, a Content-Length POST and a
+// chunked POST split in two at every byte boundary, and expects the same
+// three answers each time.
+func TestSplitAtEveryByte(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	msg := "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n" +
+		"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
+		"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: t\r\n\r\n"
+	step := 1
+	if testing.Short() {
+		step = 7
+	}
+	for cut := 1; cut < len(msg); cut += step {
+		c := dial(t, addr)
+		mustWrite(t, c, msg[:cut])
+		time.Sleep(time.Millisecond) // give the server a chance to see the first part alone
+		mustWrite(t, c, msg[cut:])
+		br := bufio.NewReader(c)
+		for i, want := range []string{"Hello, World!", "hello", "abcde"} {
+			resp := readResponse(t, br, "GET")
+			if resp.status != 200 || resp.body != want {
+				t.Fatalf("cut %d response %d: %d %q, want %q", cut, i, resp.status, resp.body, want)
+			}
+		}
+		c.Close()
+	}
+}
+
+// TestByteByByte dribbles a request one byte per write.
+func TestByteByByte(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	msg := "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n0\r\n\r\n"
+	for i := 0; i < len(msg); i++ {
+		mustWrite(t, c, msg[i:i+1])
+	}
+	resp := readResponse(t, bufio.NewReader(c), "POST")
+	if resp.body != "wxyz" {
+		t.Fatalf("got %q", resp.body)
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	var sb strings.Builder
+	const n = 200
+	for i := 0; i < n; i++ {
+		body := fmt.Sprintf("req-%d", i)
+		fmt.Fprintf(&sb, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
+	go c.Write([]byte(sb.String())) // a failure shows as missing responses
+	br := bufio.NewReader(c)
+	for i := 0; i < n; i++ {
+		resp := readResponse(t, br, "POST")
+		if want := fmt.Sprintf("req-%d", i); resp.body != want {
+			t.Fatalf("response %d = %q, want %q", i, resp.body, want)
+		}
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	mustWrite(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	if blank, _ := br.ReadString('\n'); blank != "\r\n" {
+		t.Fatalf("after 100: %q", blank)
+	}
+	mustWrite(t, c, "abc")
+	if resp := readResponse(t, br, "POST"); resp.body != "abc" {
+		t.Fatalf("got %q", resp.body)
+	}
+	// Too large: 413 and no 100 Continue.
+	mustWrite(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n")
+	if resp := readResponse(t, br, "POST"); resp.status != 413 {
+		t.Fatalf("status %d", resp.status)
+	}
+	// net/http client with ExpectContinueTimeout.
+	tr := &http.Transport{ExpectContinueTimeout: 10 * time.Second}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/echo", strings.NewReader("payload"))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "payload" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestHTTP10AndConnectionClose(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	mustWrite(t, c, "GET /hello HTTP/1.0\r\n\r\n")
+	out := readAllUntilClose(t, c)
+	if !strings.Contains(out, "Hello, World!") || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("HTTP/1.0: %q", out)
+	}
+	c = dial(t, addr)
+	mustWrite(t, c, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /hello HTTP/1.0\r\n\r\n")
+	out = readAllUntilClose(t, c)
+	if strings.Count(out, "Hello, World!") != 2 || !strings.Contains(out, "Connection: keep-alive") {
+		t.Fatalf("HTTP/1.0 keep-alive: %q", out)
+	}
+	c = dial(t, addr)
+	mustWrite(t, c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	out = readAllUntilClose(t, c)
+	if strings.Count(out, "Hello, World!") != 1 {
+		t.Fatalf("Connection: close answered more than once: %q", out)
+	}
+}
+
+func TestHeadRequest(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	mustWrite(t, c, "HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp := readResponse(t, br, "HEAD")
+	if resp.status != 200 || resp.body != "" || resp.header.Get("Content-Length") != "13" {
+		t.Fatalf("HEAD: %+v", resp)
+	}
+	if resp := readResponse(t, br, "GET"); resp.body != "Hello, World!" {
+		t.Fatalf("GET after HEAD: %q", resp.body)
+	}
+}
+
+func TestHalfClosedPeer(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	mustWrite(t, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
+	c.(*net.TCPConn).CloseWrite()
+	out := readAllUntilClose(t, c)
+	if !strings.Contains(out, "Hello, World!") || !strings.HasSuffix(out, "ok") {
+		t.Fatalf("half-closed: %q", out)
+	}
+	// A head cut off by EOF gets no answer, just a close.
+	c = dial(t, addr)
+	mustWrite(t, c, "GET /hel")
+	c.(*net.TCPConn).CloseWrite()
+	if out := readAllUntilClose(t, c); out != "" {
+		t.Fatalf("partial head answered: %q", out)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	cfg := Config{IdleTimeout: 200 * time.Millisecond, HeaderTimeout: 200 * time.Millisecond}
+	_, addr := startServer(t, cfg, echoRoutes())
+	// Idle keep-alive connection: closed after the idle timeout.
+	c := dial(t, addr)
+	mustWrite(t, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	if out := readAllUntilClose(t, c); !strings.Contains(out, "Hello") {
+		t.Fatalf("idle: %q", out)
+	}
+	// Slowloris: a head that never completes, one byte at a time.
+	c = dial(t, addr)
+	done := make(chan string)
+	go func() { done <- readAllUntilClose(t, c) }()
+	closed := false
+	for i := 0; i < 400 && !closed; i++ {
+		if _, err := c.Write([]byte("X")); err != nil {
+			closed = true
+		}
+		select {
+		case <-done:
+			closed = true
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if !closed {
+		t.Fatal("slowloris connection still open after 8s")
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	srv, addr := startServer(t, Config{MaxConnections: 3}, echoRoutes())
+	var conns []net.Conn
+	for i := 0; i < 3; i++ {
+		c := dial(t, addr)
+		mustWrite(t, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+		readResponse(t, bufio.NewReader(c), "GET")
+		conns = append(conns, c)
+	}
+	extra := dial(t, addr)
+	out := readAllUntilClose(t, extra)
+	if !strings.HasPrefix(out, "HTTP/1.1 503") || !strings.Contains(out, `"unavailable"`) {
+		t.Fatalf("over the limit: %q", out)
+	}
+	if st := srv.Stats(); st.Rejected != 1 || st.OpenConnections != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	conns[0].Close()
+	// The slot frees once the server sees the close.
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Stats().OpenConnections != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("closed connection still counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := dial(t, addr)
+	mustWrite(t, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp := readResponse(t, bufio.NewReader(c), "GET"); resp.status != 200 {
+		t.Fatalf("after a slot freed: %d", resp.status)
+	}
+}
+
+func TestManyKeepAliveConnections(t *testing.T) {
+	n := 2000
+	if testing.Short() {
+		n = 200
+	}
+	srv, addr := startServer(t, Config{}, echoRoutes())
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for round := 0; round < 3; round++ {
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				body := fmt.Sprintf("c%d-r%d", i, round)
+				fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				buf := make([]byte, 512)
+				var got []byte
+				for !bytes.HasSuffix(got, []byte(body)) {
+					m, err := c.Read(buf)
+					if err != nil {
+						errs <- fmt.Errorf("conn %d: %v after %q", i, err, got)
+						return
+					}
+					got = append(got, buf[:m]...)
+				}
+			}()
+		}
+		wg.Wait()
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		default:
+		}
+	}
+	if st := srv.Stats(); st.OpenConnections != int64(n) {
+		t.Fatalf("open connections %d, want %d", st.OpenConnections, n)
+	}
+}
+
+func TestLocalConnectionHTTPClient(t *testing.T) {
+	srv, _ := startServer(t, Config{}, echoRoutes())
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return srv.CreateLocalConnection()
+		},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	for i := 0; i < 20; i++ {
+		if got := getOK(t, client, "http://fake-s3.local/hello"); got != "Hello, World!" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	resp, err := client.Post("http://fake-s3.local/echo", "text/plain", strings.NewReader("via socketpair"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != "via socketpair" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	release := make(chan struct{})
+	slow := Buffered(func(ex *Exchange, body []byte) {
+		d := ex.Detach()
+		go func() {
+			<-release
+			d.Respond(200, "text/plain", []byte("late"))
+		}()
+	})
+	router, _ := NewRouter([]Route{{Method: "GET", Path: "/slow", Handler: slow}, {Method: "GET", Path: "/hello", Handler: Buffered(func(ex *Exchange, _ []byte) { ex.Respond(200, "", nil) })}})
+	srv, err := NewServer(Config{Reactors: 1, DisableThreadPinning: true}, router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := srv.Listen("127.0.0.1:0")
+	busy := dial(t, addr.String())
+	mustWrite(t, busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	idle := dial(t, addr.String())
+	mustWrite(t, idle, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	readResponse(t, bufio.NewReader(idle), "GET")
+	for srv.Stats().Requests < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	shut := make(chan error)
+	go func() { shut <- srv.Shutdown(context.Background()) }()
+	if out := readAllUntilClose(t, idle); out != "" {
+		t.Fatalf("idle connection got %q", out)
+	}
+	close(release)
+	out := readAllUntilClose(t, busy)
+	if !strings.Contains(out, "late") || !strings.Contains(out, "Connection: close") {
+		t.Fatalf("in-flight answer: %q", out)
+	}
+	busy.Close() // the server lingers for our EOF after its last answer
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", addr.String()); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+func TestShutdownDeadline(t *testing.T) {
+	hang := Buffered(func(ex *Exchange, body []byte) { ex.Detach() }) // never answers
+	router, _ := NewRouter([]Route{{Method: "GET", Path: "/hang", Handler: hang}})
+	srv, _ := NewServer(Config{Reactors: 1, DisableThreadPinning: true}, router)
+	addr, _ := srv.Listen("127.0.0.1:0")
+	c := dial(t, addr.String())
+	mustWrite(t, c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+	for srv.Stats().Requests < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("shutdown = %v", err)
+	}
+	readAllUntilClose(t, c)
+}
