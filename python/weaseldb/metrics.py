@@ -202,6 +202,8 @@ def parse(text: str) -> Metrics:
             raise ValueError(f"line {lineno}: bad metric name: {raw!r}")
         name, i = m.group(0), m.end()
         labels: dict[str, str] = {}
+        while i < len(line) and line[i] in " \t":
+            i += 1
         if i < len(line) and line[i] == "{":
             labels, i = _parse_labels(line, i, lineno)
         rest = line[i:].split()
