@@ -307,9 +307,22 @@ func (r *reactor) release(c *conn) {
 	r.recycle(c)
 }
 
+// recycle resets c for reuse field by field: a stale Detached token may
+// still CAS c.ticket (and fail, the ticket is 0), so the atomic must not be
+// overwritten by a struct assignment.
 func (r *reactor) recycle(c *conn) {
-	*c = conn{r: r, rbuf: c.rbuf, wbuf: c.wbuf[:0], state: stateClosed, ticketSeq: c.ticketSeq}
-	c.ex.c = c
+	c.fd, c.index, c.local, c.state = -1, 0, false, stateClosed
+	c.rstart, c.rend, c.scanFrom, c.headStart, c.headLen = 0, 0, 0, 0, 0
+	c.wbuf, c.wpos, c.writeBlocked, c.shutWrite = c.wbuf[:0], 0, false, false
+	c.req = Request{}
+	c.route, c.bodyLeft, c.bodySeen = nil, 0, 0
+	c.dechunk.reset()
+	c.answered, c.closeAfter, c.eof, c.peerClosed = false, false, false, false
+	c.headSince, c.lastActive, c.lastWrite, c.lingerEnd = 0, 0, 0, 0
+	c.stream, c.userState, c.inReady = nil, nil, false
+	if cap(c.scratch) > scratchKeepBytes {
+		c.scratch = nil
+	}
 	if len(r.free) < 1024 {
 		r.free = append(r.free, c)
 	}
