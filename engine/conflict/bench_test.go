@@ -95,6 +95,7 @@ func runOp(b *testing.B, op string, fx *fixture, c checker) {
 	dst := make([]Result, 0, 4)
 	var kb, ke []byte
 	conflicts := 0
+	var pair [2]Read
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -112,7 +113,8 @@ func runOp(b *testing.B, op string, fx *fixture, c checker) {
 			conflicts += int(dst[0])
 		case "point_write":
 			v++
-			writes[0] = Write{Begin: benchKey(kb, i*2+rng.IntN(2))}
+			kb = benchKey(kb, i*2+rng.IntN(2))
+			writes[0] = Write{Begin: kb}
 			c.AddWrites(writes, v)
 		case "range_write":
 			v++
@@ -122,8 +124,8 @@ func runOp(b *testing.B, op string, fx *fixture, c checker) {
 		case "mixed": // one transaction: a point read, a range read, a write
 			kb = benchKey(kb, 2*i)
 			ke = benchKey(ke, 2*i+200)
-			r := [2]Read{{Begin: kb, Version: v - 100}, {Begin: kb, End: ke, Version: v - 100}}
-			dst = c.Check(r[:], dst[:0])
+			pair = [2]Read{{Begin: kb, Version: v - 100}, {Begin: kb, End: ke, Version: v - 100}}
+			dst = c.Check(pair[:], dst[:0])
 			v++
 			writes[0] = Write{Begin: kb}
 			c.AddWrites(writes, v)
