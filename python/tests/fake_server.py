@@ -61,7 +61,7 @@ def _touches(op: dict[str, Any], b: bytes, e: bytes | None) -> bool:
 class FakeWeaselDB:
     """Start with ``FakeWeaselDB()``; ``.url``; ``.close()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.lock = threading.Condition()
         self.leader = "leader-1"
         self.txns: list[dict[str, Any]] = []  # txns[i]["version"] == i + 1
@@ -100,7 +100,7 @@ class FakeWeaselDB:
             def do_DELETE(self) -> None:
                 fake.handle(self, "DELETE")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -329,8 +329,12 @@ class FakeWeaselDB:
         self.err(h, 405, "method_not_allowed", method)
 
 
-if __name__ == "__main__":  # a fake to play with: python3 -m tests.fake_server
-    f = FakeWeaselDB()
+if __name__ == "__main__":  # a fake to play with: python3 -m tests.fake_server [--listen HOST:PORT ...]
+    import sys
+    port = 0
+    if "--listen" in sys.argv:
+        port = int(sys.argv[sys.argv.index("--listen") + 1].rsplit(":", 1)[1])
+    f = FakeWeaselDB(port)
     print(f.url, flush=True)
     while True:
         time.sleep(3600)
