@@ -180,4 +180,3 @@ func TestAllocsServerRoundTrip(t *testing.T) {
 		t.Fatalf("unexpected answer %q", buf)
 	}
 }
-
