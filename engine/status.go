@@ -172,6 +172,9 @@ func (f *inFlightFailures) forgetAnswered(answered uint64) {
 
 // lookup returns the in-flight failure for h, if it is still unanswered.
 func (f *inFlightFailures) lookup(h idHash, answered uint64) *failedEntry {
+	if len(f.byHash) == 0 { // the common case: skip hashing the key
+		return nil
+	}
 	e, ok := f.byHash[h]
 	if !ok || e.seq <= answered {
 		return nil
