@@ -535,30 +535,83 @@ func (p *Parser) beginString(k strKind, max int) {
 // stringRun consumes string content from s (non-empty) up to a backslash,
 // the closing quote or the end of s, and returns the bytes consumed.
 func (p *Parser) stringRun(s []byte) int {
-	end := bytes.IndexByte(s, '"')
-	content := s
-	if end >= 0 {
-		content = s[:end]
-	}
-	if b := bytes.IndexByte(content, '\\'); b >= 0 {
-		p.appendRaw(s[:b])
-		p.state = stEscape
-		return b + 1
-	}
-	if end < 0 {
+	i := indexQuoteOrBackslash(s)
+	if i < 0 {
 		p.appendRaw(s)
 		return len(s)
 	}
-	if p.str == sBase64 && len(p.scratch) == 0 && p.high == 0 {
-		// Fast path: the whole string is in this chunk, unescaped.
-		p.base64Done(content)
-		return end + 1
+	content := s[:i]
+	if s[i] == '\\' {
+		p.appendRaw(content)
+		p.state = stEscape
+		return i + 1
+	}
+	if len(p.scratch) == 0 && p.high == 0 {
+		// Fast path: the whole string is in this chunk, unescaped, so it
+		// is used from the chunk without a copy through scratch.
+		if len(content) > p.strMax {
+			p.stringTooLong()
+		} else if p.str == sText && hasControl(content) {
+			p.controlError(content)
+		} else {
+			p.stringDoneFrom(content)
+		}
+		return i + 1
 	}
 	p.appendRaw(content)
 	if p.err == nil {
 		p.stringDone()
 	}
-	return end + 1
+	return i + 1
+}
+
+// shortScan is how far indexQuoteOrBackslash looks byte by byte before it
+// switches to bytes.IndexByte: most strings (names, types, keys) end
+// sooner, and a call to the vectorised search costs more than the loop.
+const shortScan = 32
+
+// indexQuoteOrBackslash returns the index of the first '"' or '\' in s, or
+// -1.
+func indexQuoteOrBackslash(s []byte) int {
+	n := min(len(s), shortScan)
+	for i := 0; i < n; i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			return i
+		}
+	}
+	if len(s) <= shortScan {
+		return -1
+	}
+	rest := s[shortScan:]
+	q := bytes.IndexByte(rest, '"')
+	if q >= 0 {
+		rest = rest[:q]
+	}
+	if b := bytes.IndexByte(rest, '\\'); b >= 0 {
+		return shortScan + b
+	}
+	if q >= 0 {
+		return shortScan + q
+	}
+	return -1
+}
+
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Parser) controlError(b []byte) {
+	for _, c := range b {
+		if c < 0x20 {
+			p.failf(KindBadRequest, p.path(), "control character %#x in string (must be escaped)", c)
+			return
+		}
+	}
 }
 
 // appendRaw adds unescaped string bytes as they appear in the body.
@@ -566,13 +619,9 @@ func (p *Parser) appendRaw(b []byte) {
 	if len(b) == 0 {
 		return // must not flush a high surrogate: a \u low half may follow
 	}
-	if p.str == sText {
-		for _, c := range b {
-			if c < 0x20 {
-				p.failf(KindBadRequest, p.path(), "control character %#x in string (must be escaped)", c)
-				return
-			}
-		}
+	if p.str == sText && hasControl(b) {
+		p.controlError(b)
+		return
 	}
 	p.flushHigh()
 	p.appendDecoded(b)
@@ -702,7 +751,11 @@ func (p *Parser) stringDone() {
 	if p.err != nil {
 		return
 	}
-	s := p.scratch
+	p.stringDoneFrom(p.scratch)
+}
+
+// stringDoneFrom handles a complete string s (in scratch or in the chunk).
+func (p *Parser) stringDoneFrom(s []byte) {
 	switch p.str {
 	case sName:
 		p.nameDone(s)
