@@ -1,20 +1,206 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
 	"weaseldb/config"
+	"weaseldb/engine"
+	"weaseldb/httpapi"
+	"weaseldb/netpoll"
+	"weaseldb/persist"
 )
 
-// serve runs the server until a signal stops it. Wired in the server issue.
+// shutdownGrace bounds a graceful shutdown: draining the pipeline, answering
+// it and closing connections.
+const shutdownGrace = 30 * time.Second
+
+// serve runs the server until SIGTERM/SIGINT (exit 0) or a fatal condition
+// such as being deposed by another leader (exit 1).
 func serve(cfg config.Config, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "weaseldb: the server is not wired yet")
-	return 1
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	slog.SetDefault(logger)
+	if err := run0(cfg, logger); err != nil {
+		logger.Error("weaseldb stopped", "err", err)
+		return 1
+	}
+	return 0
 }
 
-// runFakeS3 runs the standalone fake S3 server.
-func runFakeS3(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "weaseldb fakes3: not wired yet")
-	return 1
+func run0(cfg config.Config, logger *slog.Logger) error {
+	start := time.Now()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	token, err := loadAuthToken(cfg)
+	if err != nil {
+		return err
+	}
+	metrics := httpapi.NewMetrics()
+	backend, err := openBackend(ctx, cfg, logger, metrics)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+
+	eng, err := engine.Open(ctx, engineConfig(cfg, logger, metrics), backend.log)
+	if err != nil {
+		if errors.Is(err, persist.ErrFenced) {
+			return fmt.Errorf("another leader claimed the log first; staying down as a standby: %w", err)
+		}
+		return fmt.Errorf("open engine: %w", err)
+	}
+	api := httpapi.New(cfg, eng, backend.log, httpapi.Options{
+		AuthToken: token, AuthReads: cfg.Server.AuthReads, Logger: logger, Metrics: metrics,
+	})
+	router, err := netpoll.NewRouter(api.Routes())
+	if err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	srv, err := netpoll.NewServer(netConfig(cfg), router)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	metrics.SetNetStats(srv.Stats)
+	addr, err := srv.Listen(cfg.Server.Listen)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+	}
+	admin, err := startAdmin(cfg, logger)
+	if err != nil {
+		srv.Shutdown(context.Background())
+		return err
+	}
+	api.SetReady(true)
+	effective, _ := cfg.TOML(true)
+	logger.Info("weaseldb ready",
+		"listen", addr.String(), "backend", cfg.Persist.Backend, "version", version,
+		"leader_id", eng.LeaderID(), "recovered_version", uint64(eng.Version()),
+		"oldest_retained_version", uint64(eng.OldestRetained()),
+		"startup_seconds", time.Since(start).Seconds(), "config", string(effective))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "reason", "signal")
+	case <-eng.Deposed():
+		runErr = errors.New("deposed: another leader wrote the next segment; exiting so a supervisor can restart this server as a standby")
+		logger.Error("deposed by another leader", "leader_id", eng.LeaderID())
+	}
+
+	// Graceful: stop admitting, make the pipeline durable and answer it,
+	// close streams, close connections.
+	api.SetReady(false)
+	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := eng.Close(grace); err != nil && runErr == nil {
+		runErr = fmt.Errorf("drain pipeline: %w", err)
+	}
+	api.CloseSubscribers(grace)
+	if err := srv.Shutdown(grace); err != nil && runErr == nil {
+		runErr = fmt.Errorf("close connections: %w", err)
+	}
+	if admin != nil {
+		admin.Close()
+	}
+	if runErr == nil {
+		logger.Info("weaseldb stopped cleanly", "version", uint64(eng.Version()))
+	}
+	return runErr
+}
+
+func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) engine.Config {
+	c := cfg.Commit
+	return engine.Config{
+		BatchInterval:          c.BatchInterval.Duration,
+		BatchMaxTransactions:   c.BatchMaxTransactions,
+		BatchMaxBytes:          c.BatchMaxBytes,
+		MaxInFlight:            c.MaxInFlight,
+		MaxQueued:              c.MaxQueued,
+		ConflictWindow:         c.ConflictWindow.Duration,
+		ConflictWindowVersions: c.ConflictWindowVersions,
+		StatusWindow:           c.StatusWindow.Duration,
+		StatusWindowVersions:   c.StatusWindowVersions,
+		TailBytes:              cfg.Subscribe.TailBytes,
+		DefaultKeepVersions:    cfg.Retention.DefaultKeepVersions,
+		TruncateInterval:       cfg.Retention.TruncateInterval.Duration,
+		Logger:                 logger,
+		Observer:               m.Observer(),
+	}
+}
+
+func netConfig(cfg config.Config) netpoll.Config {
+	s := cfg.Server
+	return netpoll.Config{
+		Reactors:             s.Reactors,
+		DisableThreadPinning: !s.PinThreads,
+		MaxConnections:       s.MaxConnections,
+		ReadBufferBytes:      s.ReadBufferBytes,
+		MaxHeaderBytes:       s.MaxHeaderBytes,
+		IdleTimeout:          s.IdleTimeout.Duration,
+		HeaderTimeout:        s.HeaderTimeout.Duration,
+		WriteStallTimeout:    s.WriteStallTimeout.Duration,
+		MaxStreamQueueBytes:  httpapi.StreamQueueBytes(cfg),
+	}
+}
+
+// loadAuthToken reads the bearer token from [server] auth_token_file or
+// WEASELDB_AUTH_TOKEN; empty means authentication is off.
+func loadAuthToken(cfg config.Config) (string, error) {
+	if f := cfg.Server.AuthTokenFile; f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("server.auth_token_file: %w", err)
+		}
+		token := strings.TrimSpace(string(b))
+		if token == "" {
+			return "", fmt.Errorf("server.auth_token_file %s: empty", f)
+		}
+		return token, nil
+	}
+	return strings.TrimSpace(os.Getenv("WEASELDB_AUTH_TOKEN")), nil
+}
+
+// startAdmin serves pprof on the admin listener, loopback only unless
+// allowed otherwise.
+func startAdmin(cfg config.Config, logger *slog.Logger) (*http.Server, error) {
+	if cfg.Admin.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && !cfg.Admin.AllowRemote {
+		ln.Close()
+		return nil, fmt.Errorf("admin.listen %s is not a loopback address; set [admin] allow_remote = true to expose pprof", cfg.Admin.Listen)
+	}
+	mux := http.NewServeMux()
+	if cfg.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin listener failed", "err", err)
+		}
+	}()
+	logger.Info("admin listener", "addr", ln.Addr().String(), "pprof", cfg.Admin.Pprof)
+	return srv, nil
 }

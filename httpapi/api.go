@@ -1,0 +1,163 @@
+// Package httpapi is WeaselDB's HTTP contract (API.md) on top of netpoll:
+// it routes requests, streams commit bodies into jsonstream, hands commits
+// to the engine with the connection detached, answers them when the engine
+// is done, serves Server-Sent Events from the engine's tail and the persisted
+// log, and exposes /metrics, /healthz and /readyz.
+//
+// # Using it
+//
+//  1. a := httpapi.New(cfg, eng, log, opts) once the engine is open.
+//  2. router, _ := netpoll.NewRouter(a.Routes()); srv, _ := netpoll.NewServer(...)
+//  3. a.SetNetStats(srv.Stats) so /metrics can report connections.
+//  4. a.SetReady(true) once the server listens; a.Shutdown() closes streams.
+//
+// Decisions where API.md is silent are recorded in docs/api.md.
+package httpapi
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"weaseldb/config"
+	"weaseldb/engine"
+	"weaseldb/jsonstream"
+	"weaseldb/netpoll"
+	"weaseldb/persist"
+)
+
+// Options are the parts of the server the API needs besides the engine.
+type Options struct {
+	// AuthToken, when non-empty, is required as "Authorization: Bearer
+	// <token>" on commits and retention changes (and on every endpoint
+	// when AuthReads).
+	AuthToken string
+	AuthReads bool
+	// Logger receives rare events (never one per request).
+	Logger *slog.Logger
+	// Metrics is the registry to use; nil builds a new one. The caller may
+	// have registered backend collectors (S3 operations) on it.
+	Metrics *Metrics
+}
+
+// API serves API.md. Create it with New.
+type API struct {
+	cfg    config.Config
+	eng    *engine.Engine
+	log    persist.Log
+	opts   Options
+	logger *slog.Logger
+	limits jsonstream.Limits
+	met    *Metrics
+	// leaderID is the engine's leader id, immutable for the API's life.
+	leaderID []byte
+
+	// streamPieceBytes bounds one Stream.Write: half the stream queue.
+	streamPieceBytes int
+
+	ready atomic.Bool
+
+	subs struct {
+		sync.Mutex
+		closed bool
+		set    map[*subscriber]struct{}
+	}
+	subsWG sync.WaitGroup
+}
+
+// New builds the API over an open engine and its log.
+func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *API {
+	a := &API{cfg: cfg, eng: eng, log: log, opts: opts, leaderID: []byte(eng.LeaderID())}
+	a.logger = opts.Logger
+	if a.logger == nil {
+		a.logger = slog.Default()
+	}
+	a.limits = jsonstream.Limits{
+		MaxBodyBytes:     cfg.Server.MaxBodyBytes,
+		MaxKeyBytes:      cfg.Server.MaxKeyBytes,
+		MaxValueBytes:    cfg.Server.MaxValueBytes,
+		MaxPreconditions: cfg.Server.MaxPreconditions,
+		MaxOperations:    cfg.Server.MaxOperations,
+	}.WithDefaults()
+	a.met = opts.Metrics
+	if a.met == nil {
+		a.met = NewMetrics()
+	}
+	a.met.attach(a)
+	a.subs.set = make(map[*subscriber]struct{})
+	a.streamPieceBytes = max(StreamQueueBytes(cfg)/2, 4<<10)
+	return a
+}
+
+// Metrics returns the API's metrics (its Prometheus registry and the
+// engine observer).
+func (a *API) Metrics() *Metrics { return a.met }
+
+// SetReady marks the server ready (/readyz 200) or not.
+func (a *API) SetReady(ok bool) { a.ready.Store(ok) }
+
+// Routes returns the route table of API.md.
+func (a *API) Routes() []netpoll.Route {
+	small := int64(64 << 10) // bodies of retention PUTs and body-less GETs
+	r := []netpoll.Route{
+		{Method: "GET", Path: "/v1/version", Handler: netpoll.Buffered(a.serveVersion), MaxBodyBytes: small},
+		{Method: "POST", Path: "/v1/commit", Handler: &commitHandler{api: a}, MaxBodyBytes: int64(a.limits.MaxBodyBytes)},
+		{Method: "GET", Path: "/v1/status", Handler: netpoll.Buffered(a.serveStatus), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/subscribe", Handler: netpoll.Buffered(a.serveSubscribe), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention/", Handler: netpoll.Buffered(a.serveRetentionList), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionGet), MaxBodyBytes: small},
+		{Method: "PUT", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionPut), MaxBodyBytes: small},
+		{Method: "DELETE", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionDelete), MaxBodyBytes: small},
+		{Method: "GET", Path: "/healthz", Handler: netpoll.Buffered(a.serveHealthz), MaxBodyBytes: small},
+		{Method: "GET", Path: "/readyz", Handler: netpoll.Buffered(a.serveReadyz), MaxBodyBytes: small},
+	}
+	if a.cfg.Metrics.Enabled {
+		r = append(r, netpoll.Route{Method: "GET", Path: "/metrics", Handler: a.metricsHandler(), MaxBodyBytes: small})
+	}
+	return r
+}
+
+// authorized reports whether the request carries the configured token, or
+// answers 401 itself and returns false. write says whether the endpoint
+// changes state (always checked) or only reads (checked with AuthReads).
+func (a *API) authorized(ex *netpoll.Exchange, route routeID, write bool) bool {
+	if a.opts.AuthToken == "" || (!write && !a.opts.AuthReads) {
+		return true
+	}
+	if h, _ := ex.Request().Header("Authorization"); bearerOK(string(h), a.opts.AuthToken) {
+		return true
+	}
+	a.respondError(ex, route, 401, "unauthorized", "missing or wrong bearer token (Authorization: Bearer <token>)",
+		netpoll.Header{Name: "WWW-Authenticate", Value: []byte(`Bearer realm="weaseldb"`)})
+	return false
+}
+
+// jsonContentTypeOK reports whether a request with a JSON body may proceed:
+// a Content-Type that is absent or application/json (with parameters).
+func jsonContentTypeOK(r *netpoll.Request) bool {
+	ct, ok := r.Header("Content-Type")
+	if !ok {
+		return true
+	}
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
+}
+
+// StreamQueueBytes is the netpoll stream queue bound that gives each
+// subscriber the configured memory budget (netpoll holds up to twice it).
+func StreamQueueBytes(cfg config.Config) int { return cfg.Subscribe.BufferBytes / 2 }
+
+// bearerOK checks an Authorization header value against the token in
+// constant time.
+func bearerOK(header, token string) bool {
+	const prefix = "Bearer "
+	if len(header) <= len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(header[len(prefix):]), []byte(token)) == 1
+}

@@ -1,0 +1,231 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"weaseldb/engine"
+	"weaseldb/netpoll"
+)
+
+// Metrics is the server's Prometheus registry. Counters and gauges that the
+// engine and netpoll already keep are read at scrape time by a collector
+// (nothing on the hot path); distributions are histograms fed by the engine
+// Observer and the commit done callback.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	commitLatency  *prometheus.HistogramVec
+	commitLatByOut [engine.Deposed + 1]prometheus.Observer
+	resolveBatch   prometheus.Histogram
+	segmentTxns    prometheus.Histogram
+	segmentBytes   prometheus.Histogram
+	segmentSeconds prometheus.Histogram
+	responses      [routeCount][len(statusCodes) + 1]prometheus.Counter
+
+	api      *API
+	netStats func() netpoll.Stats
+}
+
+// statusCodes are the codes counted individually; others count as "other".
+var statusCodes = [...]int{200, 204, 400, 401, 404, 409, 410, 413, 415, 429, 500, 503}
+
+// NewMetrics builds the registry with the Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	reg := m.Registry
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.commitLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "weaseldb_commit_latency_seconds",
+		Help:    "Time from receiving a commit's head to handing its answer to the connection, by outcome.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18), // 50µs .. ~6.5s
+	}, []string{"outcome"})
+	for o := engine.Committed; o <= engine.Deposed; o++ {
+		m.commitLatByOut[o] = m.commitLatency.WithLabelValues(o.String())
+	}
+	m.resolveBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "weaseldb_resolve_batch_size", Help: "Commits resolved per batch of the resolve stage.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 16),
+	})
+	m.segmentTxns = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "weaseldb_persist_batch_transactions", Help: "Transactions per persisted segment.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 16),
+	})
+	m.segmentBytes = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "weaseldb_persist_batch_bytes", Help: "Bytes per persisted segment.",
+		Buckets: prometheus.ExponentialBuckets(256, 4, 10),
+	})
+	m.segmentSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "weaseldb_persist_latency_seconds", Help: "Time a segment write took to become durable (Log.Append).",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
+	})
+	responses := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weaseldb_http_responses_total", Help: "Answers of the API's routes by route and status code (netpoll-level errors such as 404/431 are in weaseldb_http_responses_by_class_total).",
+	}, []string{"route", "code"})
+	for r := routeID(0); r < routeCount; r++ {
+		for i, c := range statusCodes {
+			m.responses[r][i] = responses.WithLabelValues(routeNames[r], strconv.Itoa(c))
+		}
+		m.responses[r][len(statusCodes)] = responses.WithLabelValues(routeNames[r], "other")
+	}
+	reg.MustRegister(m.commitLatency, m.resolveBatch, m.segmentTxns, m.segmentBytes, m.segmentSeconds, responses)
+	return m
+}
+
+// attach connects the metrics to the API (engine stats, subscribers).
+func (m *Metrics) attach(a *API) {
+	m.api = a
+	m.Registry.MustRegister(&statsCollector{m: m})
+}
+
+// SetNetStats gives the metrics the server's connection counters.
+func (m *Metrics) SetNetStats(f func() netpoll.Stats) { m.netStats = f }
+
+// Observer returns the engine observer that feeds the batch histograms.
+func (m *Metrics) Observer() engine.Observer { return observer{m} }
+
+type observer struct{ m *Metrics }
+
+func (o observer) ResolveBatch(n int) { o.m.resolveBatch.Observe(float64(n)) }
+func (o observer) SegmentWritten(txns, bytes int, nanos int64) {
+	o.m.segmentTxns.Observe(float64(txns))
+	o.m.segmentBytes.Observe(float64(bytes))
+	o.m.segmentSeconds.Observe(float64(nanos) / 1e9)
+}
+
+func (m *Metrics) countResponse(r routeID, status int) {
+	i := len(statusCodes)
+	for j, c := range statusCodes {
+		if c == status {
+			i = j
+			break
+		}
+	}
+	m.responses[r][i].Inc()
+}
+
+func (m *Metrics) observeCommit(r *engine.Request, status int) {
+	m.countResponse(routeCommit, status)
+	if r.Outcome <= engine.Deposed && m.commitLatByOut[r.Outcome] != nil {
+		m.commitLatByOut[r.Outcome].Observe(float64(time.Now().UnixNano()-r.ReceivedAt) / 1e9)
+	}
+}
+
+// metricsHandler serves the registry (text or OpenMetrics by Accept).
+func (a *API) metricsHandler() netpoll.Handler {
+	h := promhttp.HandlerFor(a.met.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true})
+	return netpoll.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.opts.AuthToken != "" && a.opts.AuthReads && !bearerOK(r.Header.Get("Authorization"), a.opts.AuthToken) {
+			w.Header().Set("Content-Type", contentTypeJSON)
+			w.WriteHeader(401)
+			w.Write([]byte(`{"error":"unauthorized","message":"missing or wrong bearer token"}`))
+			return
+		}
+		a.met.countResponse(routeMetrics, 200)
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// statsCollector turns engine, netpoll and subscriber state into metrics at
+// scrape time.
+type statsCollector struct{ m *Metrics }
+
+var (
+	descCommits        = prometheus.NewDesc("weaseldb_commits_total", "Commit requests answered, by outcome (committed, conflict, too_old, leader_changed, future_version, invalid, unavailable, deposed).", []string{"outcome"}, nil)
+	descDuplicates     = prometheus.NewDesc("weaseldb_commit_duplicates_total", "Commits answered from an earlier commit with the same request_id.", nil, nil)
+	descSegments       = prometheus.NewDesc("weaseldb_persist_segment_writes_total", "Segments made durable.", nil, nil)
+	descSegmentErrors  = prometheus.NewDesc("weaseldb_persist_segment_errors_total", "Failed segment writes (retried).", nil, nil)
+	descSegmentTxns    = prometheus.NewDesc("weaseldb_persist_transactions_total", "Transactions made durable.", nil, nil)
+	descSegmentBytes   = prometheus.NewDesc("weaseldb_persist_bytes_total", "Segment bytes made durable.", nil, nil)
+	descInFlight       = prometheus.NewDesc("weaseldb_persist_in_flight_segments", "Segment writes outstanding.", nil, nil)
+	descQueued         = prometheus.NewDesc("weaseldb_commit_queued", "Commits submitted and not yet answered.", nil, nil)
+	descConflictKeys   = prometheus.NewDesc("weaseldb_conflict_set_keys", "Entries in the conflict set.", nil, nil)
+	descConflictBytes  = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
+	descStatusEntries  = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids remembered in the status window.", nil, nil)
+	descTailBytes      = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
+	descVersion        = prometheus.NewDesc("weaseldb_version", "Latest version, by kind (durable, resolved).", []string{"kind"}, nil)
+	descOldest         = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
+	descPolicies       = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
+	descPersistFailing = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
+	descDeposed        = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
+	descSubscribers    = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
+	descSubLagVersions = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Versions between the durable version and each subscriber's position: the largest, and the sum.", []string{"stat"}, nil)
+	descConnections    = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
+	descAccepted       = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
+	descRejected       = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
+	descRequests       = prometheus.NewDesc("weaseldb_http_requests_total", "Request heads received.", nil, nil)
+	descByClass        = prometheus.NewDesc("weaseldb_http_responses_by_class_total", "Responses by status class, including those netpoll sends itself.", []string{"class"}, nil)
+)
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.m.api
+	st := a.eng.Stats()
+	for o := engine.Committed; o <= engine.Deposed; o++ {
+		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.OutcomesTotal[o]), o.String())
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(descDuplicates, st.DuplicatesTotal)
+	counter(descSegments, st.SegmentsTotal)
+	counter(descSegmentErrors, st.SegmentErrorsTotal)
+	counter(descSegmentTxns, st.SegmentTxnsTotal)
+	counter(descSegmentBytes, st.SegmentBytesTotal)
+	gauge(descInFlight, float64(st.InFlightSegments))
+	gauge(descQueued, float64(st.Queued))
+	gauge(descConflictKeys, float64(st.ConflictSetKeys))
+	gauge(descConflictBytes, float64(st.ConflictSetBytes))
+	gauge(descStatusEntries, float64(st.StatusIndexEntries))
+	gauge(descTailBytes, float64(st.TailBytes))
+	gauge(descVersion, float64(st.DurableVersion), "durable")
+	gauge(descVersion, float64(st.ResolvedVersion), "resolved")
+	gauge(descOldest, float64(st.OldestRetained))
+	gauge(descPolicies, float64(len(a.eng.Policies())))
+	gauge(descPersistFailing, b2f(st.PersistenceFailing))
+	gauge(descDeposed, b2f(st.Deposed))
+
+	a.subs.Lock()
+	n := len(a.subs.set)
+	var maxLag, sumLag uint64
+	for s := range a.subs.set {
+		if cur := s.cursorAt.Load(); uint64(st.DurableVersion) > cur {
+			lag := uint64(st.DurableVersion) - cur
+			sumLag += lag
+			maxLag = max(maxLag, lag)
+		}
+	}
+	a.subs.Unlock()
+	gauge(descSubscribers, float64(n))
+	gauge(descSubLagVersions, float64(maxLag), "max")
+	gauge(descSubLagVersions, float64(sumLag), "sum")
+
+	if c.m.netStats != nil {
+		ns := c.m.netStats()
+		gauge(descConnections, float64(ns.OpenConnections))
+		counter(descAccepted, ns.Accepted)
+		counter(descRejected, ns.Rejected)
+		counter(descRequests, ns.Requests)
+		for class := 1; class < len(ns.Responses); class++ {
+			ch <- prometheus.MustNewConstMetric(descByClass, prometheus.CounterValue, float64(ns.Responses[class]), strconv.Itoa(class)+"xx")
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"strconv"
+
+	"weaseldb/engine"
+	"weaseldb/jsonstream"
+	"weaseldb/netpoll"
+	"weaseldb/tx"
+)
+
+// serveVersion answers GET /v1/version.
+func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
+	if !a.authorized(ex, routeVersion, false) {
+		return
+	}
+	b := append(ex.Scratch(), `{"version":`...)
+	b = strconv.AppendUint(b, uint64(a.eng.Version()), 10)
+	b = appendField(b, "leader_id")
+	b = jsonstream.AppendString(b, []byte(a.eng.LeaderID()))
+	b = append(b, '}')
+	ex.SetScratch(b)
+	a.respond(ex, routeVersion, 200, b)
+}
+
+// serveStatus answers GET /v1/status?request_id=ID&min_version=V.
+func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
+	if !a.authorized(ex, routeStatus, false) {
+		return
+	}
+	r := ex.Request()
+	raw, ok := r.Query("request_id")
+	if !ok || len(raw) == 0 {
+		a.respondError(ex, routeStatus, 400, "bad_request", "request_id: missing query parameter")
+		return
+	}
+	id, err := netpoll.AppendUnescapeQuery(nil, raw)
+	if err != nil || len(id) < 20 || len(id) > 256 {
+		a.respondError(ex, routeStatus, 400, "bad_request", "request_id: must be 20 to 256 bytes, percent-encoded")
+		return
+	}
+	q := engine.StatusQuery{RequestID: id}
+	if mv, ok := r.Query("min_version"); ok {
+		v, err := parseVersion(mv)
+		if err != nil {
+			a.respondError(ex, routeStatus, 400, "bad_request", "min_version: "+err.Error())
+			return
+		}
+		q.MinVersion, q.HasMinVersion = v, true
+	}
+	ans := a.eng.Status(q)
+	if ans.State == engine.StatusGone {
+		a.respondError(ex, routeStatus, 410, "gone", "min_version: older than the status window the server can answer for (it covers versions above "+
+			strconv.FormatUint(uint64(ans.Floor), 10)+")")
+		return
+	}
+	b := append(ex.Scratch(), `{"request_id":`...)
+	b = jsonstream.AppendString(b, id)
+	switch ans.State {
+	case engine.StatusCommitted:
+		b = append(b, `,"status":"committed"`...)
+		b = appendUintField(b, "version", uint64(ans.Version))
+	case engine.StatusInFlight:
+		b = append(b, `,"status":"in_flight"`...)
+	default:
+		b = append(b, `,"status":"not_committed"`...)
+	}
+	b = append(b, '}')
+	ex.SetScratch(b)
+	a.respond(ex, routeStatus, 200, b)
+}
+
+// parseVersion parses a decimal uint64 exactly (no sign, no leading zeros
+// beyond "0", no overflow).
+func parseVersion(b []byte) (tx.Version, error) {
+	if len(b) == 0 {
+		return 0, errVersionSyntax
+	}
+	if len(b) > 1 && b[0] == '0' {
+		return 0, errVersionSyntax
+	}
+	v, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0, errVersionSyntax
+	}
+	return tx.Version(v), nil
+}
+
+type versionError struct{}
+
+func (versionError) Error() string { return "must be an unsigned 64-bit decimal integer" }
+
+var errVersionSyntax error = versionError{}
+
+// serveHealthz answers GET /healthz: the process is up.
+func (a *API) serveHealthz(ex *netpoll.Exchange, _ []byte) {
+	a.respond(ex, routeHealth, 200, []byte(`{"status":"ok"}`))
+}
+
+// serveReadyz answers GET /readyz: leader, recovered, persistence writable.
+func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
+	st := a.eng.Stats()
+	switch {
+	case !a.ready.Load():
+		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: starting or shutting down")
+	case st.Deposed:
+		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: deposed by another leader")
+	case st.PersistenceFailing:
+		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: persistence is failing")
+	default:
+		b := append(ex.Scratch(), `{"status":"ready","leader_id":`...)
+		b = jsonstream.AppendString(b, []byte(a.eng.LeaderID()))
+		b = appendUintField(b, "version", uint64(st.DurableVersion))
+		b = append(b, '}')
+		ex.SetScratch(b)
+		a.respond(ex, routeHealth, 200, b)
+	}
+}

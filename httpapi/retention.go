@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"weaseldb/engine"
+	"weaseldb/jsonstream"
+	"weaseldb/netpoll"
+	"weaseldb/tx"
+)
+
+// retentionWriteTimeout bounds a durable policy write; beyond it the client
+// gets 503 and may retry (the write is idempotent).
+const retentionWriteTimeout = 30 * time.Second
+
+// policyID returns the {id} path parameter if it is a valid policy id:
+// 1–128 bytes of [A-Za-z0-9._-], not "." or "..". Otherwise it answers 400.
+func (a *API) policyID(ex *netpoll.Exchange) (string, bool) {
+	raw, _ := ex.Request().Param("id")
+	ok := len(raw) >= 1 && len(raw) <= 128 && !bytes.Equal(raw, []byte(".")) && !bytes.Equal(raw, []byte(".."))
+	for _, c := range raw {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			ok = false
+			break
+		}
+	}
+	if !ok {
+		a.respondError(ex, routeRetention, 400, "bad_request", "policy_id: must be 1 to 128 bytes of [A-Za-z0-9._-], not \".\" or \"..\"")
+		return "", false
+	}
+	return string(raw), true
+}
+
+func appendPolicy(b []byte, id string, v tx.Version) []byte {
+	b = append(b, `{"policy_id":`...)
+	b = jsonstream.AppendString(b, []byte(id))
+	b = appendUintField(b, "version", uint64(v))
+	return append(b, '}')
+}
+
+// serveRetentionList answers GET /v1/retention/.
+func (a *API) serveRetentionList(ex *netpoll.Exchange, _ []byte) {
+	if !a.authorized(ex, routeRetention, false) {
+		return
+	}
+	b := append(ex.Scratch(), `{"policies":[`...)
+	for i, p := range a.eng.Policies() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendPolicy(b, p.ID, p.Version)
+	}
+	b = append(b, ']')
+	b = appendUintField(b, "oldest_retained_version", uint64(a.eng.OldestRetained()))
+	b = append(b, '}')
+	ex.SetScratch(b)
+	a.respond(ex, routeRetention, 200, b)
+}
+
+// serveRetentionGet answers GET /v1/retention/{id}.
+func (a *API) serveRetentionGet(ex *netpoll.Exchange, _ []byte) {
+	if !a.authorized(ex, routeRetention, false) {
+		return
+	}
+	id, ok := a.policyID(ex)
+	if !ok {
+		return
+	}
+	v, err := a.eng.GetPolicy(id)
+	if err != nil {
+		a.respondError(ex, routeRetention, 404, "not_found", "policy_id: no retention policy "+strconv.Quote(id))
+		return
+	}
+	a.respond(ex, routeRetention, 200, appendPolicy(ex.Scratch(), id, v))
+}
+
+// serveRetentionPut answers PUT /v1/retention/{id} with body {"version": V}.
+// The durable write happens off the reactor.
+func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
+	if !a.authorized(ex, routeRetention, true) {
+		return
+	}
+	if !jsonContentTypeOK(ex.Request()) {
+		a.respondError(ex, routeRetention, 415, "unsupported_media_type", "Content-Type: must be application/json")
+		return
+	}
+	id, ok := a.policyID(ex)
+	if !ok {
+		return
+	}
+	v, msg := parsePolicyBody(body)
+	if msg != "" {
+		a.respondError(ex, routeRetention, 400, "bad_request", msg)
+		return
+	}
+	d := ex.Detach()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), retentionWriteTimeout)
+		defer cancel()
+		err := a.eng.SetPolicy(ctx, id, v)
+		switch {
+		case err == nil:
+			a.met.countResponse(routeRetention, 200)
+			d.Respond(200, contentTypeJSON, appendPolicy(nil, id, v))
+		case errors.Is(err, engine.ErrBelowOldest):
+			a.met.countResponse(routeRetention, 409)
+			d.RespondError(409, "conflict", "version: "+strconv.FormatUint(uint64(v), 10)+
+				" is below oldest_retained_version "+strconv.FormatUint(uint64(a.eng.OldestRetained()), 10))
+		default:
+			a.logger.Warn("retention policy write failed", "policy_id", id, "err", err)
+			a.met.countResponse(routeRetention, 503)
+			d.RespondError(503, "unavailable", "could not store the policy durably: "+err.Error())
+		}
+	}()
+}
+
+// parsePolicyBody parses {"version": V} strictly: one field, an unsigned
+// integer, nothing else. It returns a message naming the field on error.
+func parsePolicyBody(body []byte) (tx.Version, string) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	var in struct {
+		Version *json.Number `json:"version"`
+	}
+	if err := dec.Decode(&in); err != nil {
+		return 0, "body: " + err.Error() + ` (want {"version": V})`
+	}
+	if dec.More() {
+		return 0, "body: unexpected data after the JSON object"
+	}
+	if in.Version == nil {
+		return 0, "version: missing"
+	}
+	v, err := parseVersion([]byte(in.Version.String()))
+	if err != nil {
+		return 0, "version: " + err.Error()
+	}
+	return v, ""
+}
+
+// serveRetentionDelete answers DELETE /v1/retention/{id}.
+func (a *API) serveRetentionDelete(ex *netpoll.Exchange, _ []byte) {
+	if !a.authorized(ex, routeRetention, true) {
+		return
+	}
+	id, ok := a.policyID(ex)
+	if !ok {
+		return
+	}
+	d := ex.Detach()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), retentionWriteTimeout)
+		defer cancel()
+		err := a.eng.DeletePolicy(ctx, id)
+		switch {
+		case err == nil:
+			a.met.countResponse(routeRetention, 204)
+			d.Respond(204, "", nil)
+		case errors.Is(err, engine.ErrNoPolicy):
+			a.met.countResponse(routeRetention, 404)
+			d.RespondError(404, "not_found", "policy_id: no retention policy "+strconv.Quote(id))
+		default:
+			a.logger.Warn("retention policy delete failed", "policy_id", id, "err", err)
+			a.met.countResponse(routeRetention, 503)
+			d.RespondError(503, "unavailable", "could not delete the policy durably: "+err.Error())
+		}
+	}()
+}
