@@ -3,8 +3,10 @@ package jsonstream
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 
@@ -565,16 +567,32 @@ func (p *Parser) stringRun(s []byte) int {
 	return i + 1
 }
 
-// shortScan is how far indexQuoteOrBackslash looks byte by byte before it
-// switches to bytes.IndexByte: most strings (names, types, keys) end
-// sooner, and a call to the vectorised search costs more than the loop.
-const shortScan = 32
+// shortScan is how far indexQuoteOrBackslash looks eight bytes at a time
+// before it switches to bytes.IndexByte: most strings (names, types, keys)
+// end sooner, and two calls to the vectorised search cost more than that.
+const shortScan = 64
 
-// indexQuoteOrBackslash returns the index of the first '"' or '\' in s, or
-// -1.
+const (
+	lsbs = 0x0101010101010101
+	msbs = 0x8080808080808080
+)
+
+// indexQuoteOrBackslash returns the index of the first '"' or '\\' in s, or
+// -1. The first shortScan bytes are searched a word at a time (SWAR: a
+// byte of w^pattern is zero where w matches; (x-lsbs)&^x&msbs flags the
+// lowest zero byte exactly, higher flags may be borrow artefacts).
 func indexQuoteOrBackslash(s []byte) int {
 	n := min(len(s), shortScan)
-	for i := 0; i < n; i++ {
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		w := binary.LittleEndian.Uint64(s[i:])
+		q := w ^ (lsbs * '"')
+		b := w ^ (lsbs * '\\')
+		if m := ((q - lsbs) &^ q & msbs) | ((b - lsbs) &^ b & msbs); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < n; i++ {
 		if c := s[i]; c == '"' || c == '\\' {
 			return i
 		}

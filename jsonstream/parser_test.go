@@ -444,4 +444,41 @@ func mutate(rng *rand.Rand, doc []byte) []byte {
 	return doc
 }
 
-var _ = bytes.Equal
+
+// TestIndexQuoteOrBackslash checks the word-at-a-time search against a
+// plain loop, with the target at every position and bytes around it that
+// provoke borrows (0x21, 0x5b, 0x00, 0xff).
+func TestIndexQuoteOrBackslash(t *testing.T) {
+	naive := func(s []byte) int {
+		for i, c := range s {
+			if c == '"' || c == '\\' {
+				return i
+			}
+		}
+		return -1
+	}
+	fillers := []byte{'a', 0x21, 0x5b, 0x00, 0xff, 0x23, 0x5d}
+	for n := 0; n < 150; n++ {
+		for _, fill := range fillers {
+			s := bytes.Repeat([]byte{fill}, n)
+			if got, want := indexQuoteOrBackslash(s), naive(s); got != want {
+				t.Fatalf("len %d fill %#x: got %d want %d", n, fill, got, want)
+			}
+			for pos := 0; pos < n; pos++ {
+				for _, target := range []byte{'"', '\\'} {
+					s[pos] = target
+					if pos+1 < n {
+						s[pos+1] = "\"\\"[pos%2]
+					}
+					if got, want := indexQuoteOrBackslash(s), naive(s); got != want {
+						t.Fatalf("%q: got %d want %d", s, got, want)
+					}
+					s[pos] = fill
+					if pos+1 < n {
+						s[pos+1] = fill
+					}
+				}
+			}
+		}
+	}
+}
