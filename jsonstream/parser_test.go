@@ -444,7 +444,6 @@ func mutate(rng *rand.Rand, doc []byte) []byte {
 	return doc
 }
 
-
 // TestIndexQuoteOrBackslash checks the word-at-a-time search against a
 // plain loop, with the target at every position and bytes around it that
 // provoke borrows (0x21, 0x5b, 0x00, 0xff).
