@@ -377,8 +377,11 @@ class E2ERestartTest(unittest.TestCase):
                 for ev in weaseldb.Client(s.url, backoff_max=0.5).subscribe(after=0, idle_timeout=20):
                     if isinstance(ev, weaseldb.Transaction):
                         got.append(ev)
-                        if after_restart and ev.version >= after_restart[-1].version:
-                            break
+                    # Checked on checkpoints too (they come every second), so
+                    # the follower stops even if it saw the last commit before
+                    # after_restart was filled in.
+                    if after_restart and got and got[-1].version >= after_restart[-1].version:
+                        break
             except BaseException as e:  # reported below
                 errors.append(e)
             finally:
@@ -395,7 +398,10 @@ class E2ERestartTest(unittest.TestCase):
         self.assertGreaterEqual(v.version, before[-1].version, "committed versions survive a restart")
         self.assertNotEqual(v.leader_id, leader1, "a new leader term gets a new id")
         self.assertEqual(c.status(before[0].request_id).status, "committed")
-        after_restart.extend(c.commit(operations=[weaseldb.write(f"s{i}", "2")]) for i in range(3))
+        # Build the list first: the follower stops at after_restart[-1], which
+        # must be the last commit, not whichever was appended so far.
+        commits = [c.commit(operations=[weaseldb.write(f"s{i}", "2")]) for i in range(3)]
+        after_restart.extend(commits)
         self.assertGreater(after_restart[0].version, before[-1].version)
         done.wait(60)
         self.assertEqual(errors, [])
