@@ -170,7 +170,8 @@ func (c *conn) run() {
 	switch c.state {
 	case stateIdle, stateBody:
 		c.readAndServe()
-	case stateStream:
+	}
+	if c.state == stateStream { // also right after a handler started one
 		c.pumpStream()
 		return
 	}
@@ -243,19 +244,23 @@ func (c *conn) closeAtEOF() {
 	c.state = stateDraining
 }
 
+// minReadBytes is the least free space a read gets before the buffer is
+// compacted (headRoomBytes guarantees compaction can provide it).
+const minReadBytes = 4 << 10
+
 // makeRoom frees space at the end of rbuf, keeping the unconsumed input
 // and, while a request is in progress, its head (which Request points into).
 func (c *conn) makeRoom() {
 	if c.state == stateIdle {
 		if c.rstart == c.rend {
 			c.rstart, c.rend = 0, 0
-		} else if c.rend == len(c.rbuf) {
+		} else if len(c.rbuf)-c.rend < minReadBytes {
 			c.rend = copy(c.rbuf, c.rbuf[c.rstart:c.rend])
 			c.rstart = 0
 		}
 		return
 	}
-	if c.rend < len(c.rbuf) && c.rstart != c.rend {
+	if len(c.rbuf)-c.rend >= minReadBytes && c.rstart != c.rend {
 		return
 	}
 	if c.headStart != 0 {

@@ -232,3 +232,19 @@ func TestHTTPHandlerAdapter(t *testing.T) {
 		t.Fatalf("mux 404 through catch-all: %d", resp.StatusCode)
 	}
 }
+
+func TestStreamHeadRequest(t *testing.T) {
+	streams := make(chan *Stream, 1)
+	_, addr := startServer(t, Config{}, append(echoRoutes(), sseRoute(streams)))
+	c := dial(t, addr)
+	mustWrite(t, c, "HEAD /subscribe HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	s := <-streams
+	<-s.Done()
+	br := bufio.NewReader(c)
+	if r := readResponse(t, br, "HEAD"); r.status != 200 || r.body != "" {
+		t.Fatalf("HEAD stream: %+v", r)
+	}
+	if r := readResponse(t, br, "GET"); r.body != "Hello, World!" {
+		t.Fatalf("after HEAD stream: %q", r.body)
+	}
+}

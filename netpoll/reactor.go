@@ -361,6 +361,8 @@ func (r *reactor) sweep() {
 		}
 		c := r.active[i]
 		switch {
+		case c.state == stateDetached:
+			// The token holder owns it; nothing here may touch it.
 		case c.writeBlocked && now-c.lastWrite > int64(cfg.WriteStallTimeout):
 			c.close(ErrWriteStalled)
 		case c.state == stateIdle && c.headSince != 0 && now-c.headSince > int64(cfg.HeaderTimeout):
