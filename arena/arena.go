@@ -51,19 +51,21 @@ const poisonByte = 0xdb
 // Arena hands out byte slices from reusable chunks.
 //
 // Invariants:
-//  1. chunks[:cur] are full (as far as this request is concerned), chunks[cur]
-//     is being filled from off, chunks[cur+1:] are free for reuse.
+//  1. cur is nil (nothing allocated since Reset) or chunks[next], which is
+//     being filled from off; chunks[:next] are in use, chunks[next+1:] are
+//     free for reuse.
 //  2. Every chunk has len == cap == chunkBytes.
 //  3. oversizeUsed holds the oversize buffers handed out since the last
 //     Reset; oversizeFree the ones kept for reuse.
 type Arena struct {
 	chunkBytes   int // immutable; > 0
 	chunks       [][]byte
-	cur          int
+	cur          []byte // the chunk being filled, nil after Reset
+	next         int    // index of cur in chunks (of the next chunk if cur is nil)
 	off          int
 	oversizeUsed [][]byte
 	oversizeFree [][]byte
-	inUse        int // bytes handed out since the last Reset
+	inUseDone    int // bytes handed out since the last Reset, except cur[:off]
 }
 
 // New returns an Arena with chunks of chunkBytes (DefaultChunkBytes when
@@ -79,38 +81,44 @@ func New(chunkBytes int) *Arena {
 func (a *Arena) ChunkBytes() int { return a.chunkBytes }
 
 // Alloc returns a slice of len n and cap n that does not alias any other
-// slice handed out since the last Reset (Alloc(0) returns an empty slice). Its contents are
-// unspecified (not zeroed): the caller overwrites them. Alloc panics if n is
-// negative, which is a bug in the caller, never a property of input.
+// slice handed out since the last Reset (Alloc(0) returns an empty, maybe
+// nil, slice).
+// Its contents are unspecified (not zeroed): the caller overwrites them.
+// Alloc panics if n is negative, which is a bug in the caller, never a
+// property of input.
 func (a *Arena) Alloc(n int) []byte {
-	if n < 0 {
-		panic(fmt.Sprintf("arena: Alloc(%d)", n))
-	}
-	if n == 0 {
-		return []byte{}
-	}
-	a.inUse += n
-	if n > a.chunkBytes {
-		return a.allocOversize(n)
-	}
-	if a.cur < len(a.chunks) && a.off+n <= a.chunkBytes {
-		b := a.chunks[a.cur][a.off : a.off+n : a.off+n]
-		a.off += n
-		return b
+	// The fast path is small enough to inline: one bounds test against
+	// the current chunk.
+	if off := a.off; uint(n) <= uint(len(a.cur)-off) { // negative n fails too
+		a.off = off + n
+		return a.cur[off:a.off:a.off]
 	}
 	return a.allocSlow(n)
 }
 
-// allocSlow moves to the next chunk (reusing a kept one when there is one).
+// allocSlow handles everything but a fit in the current chunk: zero and
+// negative sizes, oversize allocations, and moving to the next chunk
+// (reusing a kept one when there is one).
 func (a *Arena) allocSlow(n int) []byte {
-	if a.cur < len(a.chunks) {
-		a.cur++ // the rest of the current chunk is wasted until Reset
+	switch {
+	case n < 0:
+		panic(fmt.Sprintf("arena: Alloc(%d)", n))
+	case n == 0:
+		return []byte{}
+	case n > a.chunkBytes:
+		a.inUseDone += n
+		return a.allocOversize(n)
 	}
-	if a.cur == len(a.chunks) {
+	if a.cur != nil {
+		a.inUseDone += a.off
+		a.next++ // the rest of the current chunk is wasted until Reset
+	}
+	if a.next == len(a.chunks) {
 		a.chunks = append(a.chunks, make([]byte, a.chunkBytes))
 	}
+	a.cur = a.chunks[a.next]
 	a.off = n
-	return a.chunks[a.cur][0:n:n]
+	return a.cur[0:n:n]
 }
 
 func (a *Arena) allocOversize(n int) []byte {
@@ -143,7 +151,7 @@ func (a *Arena) Reset() {
 	if poisonEnabled {
 		a.poison()
 	}
-	a.cur, a.off, a.inUse = 0, 0, 0
+	a.cur, a.next, a.off, a.inUseDone = nil, 0, 0, 0
 	keep := OversizeKeepFactor * a.chunkBytes
 	for _, b := range a.oversizeFree {
 		keep -= cap(b)
@@ -160,12 +168,11 @@ func (a *Arena) Reset() {
 
 // poison overwrites everything handed out since the last Reset.
 func (a *Arena) poison() {
-	for i := 0; i <= a.cur && i < len(a.chunks); i++ {
-		c := a.chunks[i]
-		if i == a.cur {
-			c = c[:a.off]
+	if a.cur != nil {
+		for _, c := range a.chunks[:a.next] {
+			fill(c)
 		}
-		fill(c)
+		fill(a.cur[:a.off])
 	}
 	for _, b := range a.oversizeUsed {
 		fill(b[:cap(b)])
@@ -215,4 +222,4 @@ func (a *Arena) Bytes() int {
 }
 
 // InUse returns the bytes handed out since the last Reset.
-func (a *Arena) InUse() int { return a.inUse }
+func (a *Arena) InUse() int { return a.inUseDone + a.off }

@@ -171,3 +171,19 @@ func TestSteadyStateNoAllocs(t *testing.T) {
 		t.Fatalf("steady-state cycle allocates %.1f times", n)
 	}
 }
+
+func TestInUse(t *testing.T) {
+	a := New(10)
+	want := 0
+	for _, n := range []int{3, 0, 7, 4, 25, 9, 1} {
+		a.Alloc(n)
+		want += n
+		if a.InUse() != want {
+			t.Fatalf("after Alloc(%d): InUse %d, want %d", n, a.InUse(), want)
+		}
+	}
+	a.Reset()
+	if a.InUse() != 0 {
+		t.Fatalf("InUse after Reset = %d", a.InUse())
+	}
+}
