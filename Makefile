@@ -5,17 +5,18 @@ PGO      := $(wildcard profiles/default.pgo)
 PGOFLAG  := $(if $(PGO),-pgo=$(PGO),-pgo=off)
 FUZZTIME ?= 10s
 
-.PHONY: build run test test-go test-race test-python fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash test-s3compat lint clean
+.PHONY: build run test test-go test-race test-python test-smoke fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash test-s3compat lint clean
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(PGOFLAG) -o $(BIN)/ ./cmd/... 
+	$(GO) build $(PGOFLAG) -o $(BIN)/weaseldb ./cmd/weaseldb
+	$(GO) build -o $(BIN)/loadgen ./loadgen
 
 run: build
 	$(BIN)/weaseldb
 
 # Everything CI runs.
-test: build lint test-go test-race fuzz test-python
+test: build lint test-go test-race fuzz test-python test-smoke
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -34,27 +35,36 @@ fuzz:
 test-python:
 	@if [ -d python/tests ]; then cd python && python3 -m unittest discover -s tests -t . -v; else echo "python: no tests yet"; fi
 
+# A few seconds of real load through loadgen --spawn: it must work; its
+# numbers are not asserted.
+test-smoke: build
+	$(BIN)/loadgen --weaseldb $(BIN)/weaseldb --targets bench/targets.toml --scenario smoke
+
+# Every microbenchmark, -count=5, saved benchstat-readable in bench/out/.
 bench:
 	@mkdir -p bench/out
-	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./... | tee bench/out/bench-$$(date +%Y%m%d-%H%M%S).txt
+	$(GO) test -run '^$$' -bench . -benchmem -count=5 ./... | tee bench/out/bench-$$(git rev-parse --short HEAD).txt
 
+# make bench-compare BASE=<git ref>: benchstat between BASE and the work tree.
 bench-compare:
-	@echo "not yet"
+	@./scripts/bench-compare.sh $(BASE)
 
-bench-e2e:
-	@echo "not yet"
+bench-e2e: build
+	bench/e2e.sh
 
-bench-peers:
-	@echo "not yet"
+bench-peers: build
+	bench/peers/run.sh
 
-loadgen:
-	@echo "not yet"
+# A standard load run against a spawned server (disk backend, 64 connections).
+loadgen: build
+	$(BIN)/loadgen --weaseldb $(BIN)/weaseldb --spawn --connections 64 --duration 10s
 
-profile:
-	@echo "not yet"
+profile: build
+	./scripts/profile.sh
 
+# The long crash-safety run (the short form is part of make test).
 crash:
-	@echo "not yet"
+	WEASELDB_CRASH_ITERATIONS=$${ITERATIONS:-200} $(GO) test -count=1 -timeout 2h -run TestCrash -v ./tests/crash/
 
 test-s3compat:
 	@echo "not yet"

@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -189,6 +190,10 @@ func startAdmin(cfg config.Config, logger *slog.Logger) (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	if cfg.Admin.Pprof {
+		// Sample contention so the mutex and block profiles say something;
+		// these rates cost little and only apply with the admin listener on.
+		runtime.SetMutexProfileFraction(100)
+		runtime.SetBlockProfileRate(int(time.Millisecond / 10))
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
