@@ -25,7 +25,8 @@ type reactor struct {
 
 	inbox struct {
 		sync.Mutex
-		cmds []command
+		cmds   []command
+		closed bool // the eventfd is closed: drop posts
 	}
 	wakePending atomic.Bool // an eventfd write is outstanding; coalesces wakeups
 	cmdSpare    []command
@@ -111,8 +112,13 @@ func newReactor(srv *Server, id, cpu int) (*reactor, error) {
 // posts before the reactor runs cost one eventfd write.
 func (r *reactor) post(cmd command) {
 	r.inbox.Lock()
+	defer r.inbox.Unlock()
+	if r.inbox.closed {
+		return // the reactor is gone (forced shutdown); so is the connection
+	}
 	r.inbox.cmds = append(r.inbox.cmds, cmd)
-	r.inbox.Unlock()
+	// Written under the lock so that closeAll cannot close the eventfd (and
+	// the number be reused by another file) between the check and the write.
 	if r.wakePending.CompareAndSwap(false, true) {
 		var one [8]byte
 		binary.NativeEndian.PutUint64(one[:], 1)
@@ -406,7 +412,10 @@ func (r *reactor) closeAll() {
 		c.ticket.Store(0)
 		r.release(c)
 	}
+	r.inbox.Lock()
+	r.inbox.closed = true
 	unix.Close(r.eventfd)
+	r.inbox.Unlock()
 	unix.Close(r.epfd)
 }
 

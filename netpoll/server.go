@@ -52,7 +52,10 @@ func NewServer(cfg Config, router *Router) (*Server, error) {
 		}
 		r, err := newReactor(s, i, cpu)
 		if err != nil {
-			s.stopReactors()
+			for _, started := range s.reactors { // none runs yet
+				unix.Close(started.eventfd)
+				unix.Close(started.epfd)
+			}
 			return nil, err
 		}
 		s.reactors = append(s.reactors, r)
