@@ -1,0 +1,202 @@
+package fakes3
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestDecodeAWSChunked(t *testing.T) {
+	data := []byte(strings.Repeat("hello aws-chunked ", 100))
+	for _, chunk := range []int{1, 7, 64, len(data), len(data) + 1} {
+		for _, signed := range []bool{false, true} {
+			trailers := []trailer{{"x-amz-checksum-crc32", "abc="}, {"x-amz-trailer-signature", "00"}}
+			body := appendAWSChunked(nil, data, chunk, signed, trailers)
+			got, gotTrailers, err := decodeAWSChunked(bytes.NewReader(body), 1<<20)
+			if err != nil || !bytes.Equal(got, data) || fmt.Sprint(gotTrailers) != fmt.Sprint(trailers) {
+				t.Fatalf("chunk %d signed %v: %d bytes, trailers %v, err %v", chunk, signed, len(got), gotTrailers, err)
+			}
+		}
+	}
+	accepted := map[string]string{
+		"bare LF trailers":      "3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\n\n",
+		"no final empty line":   "3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\r\n",
+		"no trailers":           "3\r\nabc\r\n0\r\n\r\n",
+		"no trailers, no end":   "3\r\nabc\r\n0\r\n",
+		"upper-case hex":        "A\r\n0123456789\r\n0\r\n\r\n",
+		"signature on each one": "3;chunk-signature=" + strings.Repeat("a", 64) + "\r\nabc\r\n0;chunk-signature=" + strings.Repeat("b", 64) + "\r\n\r\n",
+	}
+	for name, body := range accepted {
+		if _, _, err := decodeAWSChunked(strings.NewReader(body), 1<<20); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	rejected := map[string]string{
+		"empty":              "",
+		"truncated data":     "5\r\nab",
+		"no last chunk":      "3\r\nabc\r\n",
+		"bad size":           "zz\r\nabc\r\n0\r\n\r\n",
+		"negative size":      "-3\r\nabc\r\n0\r\n\r\n",
+		"huge size":          "7fffffffffffffff\r\nabc\r\n0\r\n\r\n",
+		"data too long":      "2\r\nabc\r\n0\r\n\r\n",
+		"bad extension":      "3;\r\nabc\r\n0\r\n\r\n",
+		"bad trailer":        "3\r\nabc\r\n0\r\nno-colon\r\n\r\n",
+		"junk after the end": "3\r\nabc\r\n0\r\n\r\njunk",
+		"endless line":       strings.Repeat("1", 5000),
+	}
+	for name, body := range rejected {
+		if _, _, err := decodeAWSChunked(strings.NewReader(body), 1<<20); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	_, _, err := decodeAWSChunked(strings.NewReader("10\r\n0123456789abcdef\r\n0\r\n\r\n"), 8)
+	if !errors.Is(err, errChunkTooBig) {
+		t.Errorf("over the limit: %v", err)
+	}
+}
+
+// FuzzAWSChunked feeds hostile bodies to the decoder (it must not panic or
+// exceed its limit) and checks that whatever it accepts re-encodes to the
+// same data and trailers.
+func FuzzAWSChunked(f *testing.F) {
+	f.Add([]byte("3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\r\n\r\n"))
+	f.Add([]byte("3;chunk-signature=" + strings.Repeat("a", 64) + "\r\nabc\r\n0;chunk-signature=" + strings.Repeat("b", 64) + "\r\n\r\n"))
+	f.Add([]byte("0\r\nx-amz-checksum-crc32:AAAAAA==\nx-amz-trailer-signature:00\n\n"))
+	f.Add(appendAWSChunked(nil, bytes.Repeat([]byte{0, 1, 2}, 50), 17, false, []trailer{{"a", "b"}}))
+	f.Add([]byte("ffffffff\r\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		const limit = 1 << 16
+		data, trailers, err := decodeAWSChunked(bytes.NewReader(body), limit)
+		if err != nil {
+			return
+		}
+		if len(data) > limit {
+			t.Fatalf("decoded %d bytes over the %d limit", len(data), limit)
+		}
+		again, trailers2, err := decodeAWSChunked(bytes.NewReader(appendAWSChunked(nil, data, 100, true, trailers)), limit)
+		if err != nil || !bytes.Equal(again, data) || fmt.Sprint(trailers) != fmt.Sprint(trailers2) {
+			t.Fatalf("round trip: %q %v -> %q %v (%v)", data, trailers, again, trailers2, err)
+		}
+	})
+}
+
+func FuzzDeleteObjectsXML(f *testing.F) {
+	f.Add([]byte(`<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>a</Key></Object><Quiet>true</Quiet></Delete>`))
+	f.Add([]byte(`<?xml version="1.0"?><Delete><Object><Key>a&amp;b</Key><VersionId>v</VersionId></Object><Object><Key>c</Key></Object></Delete>`))
+	f.Add([]byte(`<Delete><Object><Key><![CDATA[x<y]]></Key></Object></Delete>`))
+	f.Add([]byte(`<Delete></Delete>`))
+	f.Add([]byte(`<Delete><Object><Key>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseDeleteRequest(body)
+		if err != nil {
+			return
+		}
+		if len(req.Objects) == 0 || len(req.Objects) > deleteKeysMax {
+			t.Fatalf("accepted %d objects", len(req.Objects))
+		}
+	})
+}
+
+// rawPut sends a hand-built PUT: for bodies the SDK would never produce.
+func rawPut(t *testing.T, url, key string, header http.Header, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, url+"/"+testBucket+"/"+key, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestRawAWSChunkedChecks(t *testing.T) {
+	_, ts := startServer(t, Options{})
+	trailerHeaders := http.Header{
+		"X-Amz-Content-Sha256":         {"STREAMING-UNSIGNED-PAYLOAD-TRAILER"},
+		"Content-Encoding":             {"aws-chunked"},
+		"X-Amz-Trailer":                {"x-amz-checksum-crc32"},
+		"X-Amz-Decoded-Content-Length": {"3"},
+	}
+	cases := []struct {
+		name   string
+		body   string
+		status int
+	}{
+		{"good crc32 trailer", "3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\r\n\r\n", http.StatusOK},
+		{"bad crc32 trailer", "3\r\nabc\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n", http.StatusBadRequest},
+		{"missing trailer", "3\r\nabc\r\n0\r\n\r\n", http.StatusBadRequest},
+		{"wrong decoded length", "2\r\nab\r\n0\r\nx-amz-checksum-crc32:nu4ZAw==\r\n\r\n", http.StatusBadRequest},
+		{"truncated", "3\r\nab", http.StatusBadRequest},
+	}
+	for _, tc := range cases {
+		if resp := rawPut(t, ts.URL, "k", trailerHeaders, tc.body); resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+	signed := http.Header{
+		"X-Amz-Content-Sha256":         {"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"},
+		"Content-Encoding":             {"aws-chunked"},
+		"X-Amz-Decoded-Content-Length": {"3"},
+	}
+	body := "3;chunk-signature=" + strings.Repeat("a", 64) + "\r\nabc\r\n0;chunk-signature=" + strings.Repeat("b", 64) + "\r\n\r\n"
+	if resp := rawPut(t, ts.URL, "signed", signed, body); resp.StatusCode != http.StatusOK {
+		t.Errorf("signed chunks: status %d", resp.StatusCode)
+	}
+	if resp := rawPut(t, ts.URL, "sha", http.Header{"X-Amz-Content-Sha256": {strings.Repeat("0", 64)}}, "abc"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("wrong x-amz-content-sha256: status %d", resp.StatusCode)
+	}
+	if resp := rawPut(t, ts.URL, "inm", http.Header{"If-None-Match": {`"abc"`}}, "abc"); resp.StatusCode != http.StatusNotImplemented {
+		t.Errorf("If-None-Match other than *: status %d", resp.StatusCode)
+	}
+}
+
+func TestMainFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "-listen") {
+		t.Fatalf("--help: code %d, output %q", code, errOut.String())
+	}
+	if code := run([]string{"--no-such-flag"}, &out, &errOut); code != 2 {
+		t.Fatalf("bad flag: code %d", code)
+	}
+	if code := run([]string{"--buckets", "Bad_Bucket", "--listen", "127.0.0.1:0"}, &out, &errOut); code != 1 {
+		t.Fatalf("bad bucket: code %d", code)
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	cases := []struct {
+		h                 string
+		size              int64
+		start, end        int64
+		ranged, satisfied bool
+	}{
+		{"", 10, 0, 10, false, true},
+		{"bytes=0-0", 10, 0, 1, true, true},
+		{"bytes=2-5", 10, 2, 6, true, true},
+		{"bytes=5-", 10, 5, 10, true, true},
+		{"bytes=-3", 10, 7, 10, true, true},
+		{"bytes=10-", 10, 0, 0, true, false},
+		{"bytes=0-", 0, 0, 0, true, false},
+		{"bytes=5-2", 10, 0, 10, false, true},
+		{"bytes=0-1,3-4", 10, 0, 10, false, true},
+		{"items=0-1", 10, 0, 10, false, true},
+		{"bytes=x-1", 10, 0, 10, false, true},
+	}
+	for _, tc := range cases {
+		s, e, r, ok := parseRange(tc.h, tc.size)
+		if s != tc.start || e != tc.end || r != tc.ranged || ok != tc.satisfied {
+			t.Errorf("parseRange(%q, %d) = %d %d %v %v", tc.h, tc.size, s, e, r, ok)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+// Package fakes3 is a fake Amazon S3 service for tests and development: the
+// subset of S3 that WeaselDB's S3 log backend (and the AWS SDKs driving it)
+// uses, with fault injection for reliability tests.
+//
+// # Using it
+//
+//  1. Build a server: srv, err := fakes3.New(fakes3.Options{Buckets: []string{"b"}}).
+//     Options.Dir keeps objects in a directory across restarts.
+//  2. Host it: *Server is an http.Handler. ListenTCP hosts it on net/http
+//     on a loopback port and returns its endpoint URL.
+//  3. Point a client at it with path-style addressing (aws-sdk-go-v2:
+//     o.UsePathStyle = true, BaseEndpoint = the URL). Any credentials work.
+//  4. Misbehave on demand: srv.Faults().Set(fakes3.Fault{...}, fakes3.OpPutObject),
+//     Pause/Resume, Clear.
+//
+// Main is the standalone command ("weaseldb fakes3 --listen ... --dir ...").
+//
+// # What is implemented
+//
+// Path-style addressing only ("/<bucket>/<key>"). Operations:
+// ListBuckets, CreateBucket, HeadBucket, DeleteBucket, ListObjectsV2
+// (prefix, delimiter, max-keys ≤ 1000, continuation-token, start-after,
+// common prefixes, KeyCount, IsTruncated; encoding-type is ignored),
+// PutObject, GetObject and HeadObject (single Range: 206 with
+// Content-Range, 416 InvalidRange; If-Match, If-None-Match), DeleteObject
+// and DeleteObjects (XML body, Quiet, ≤ 1000 keys, per-key results).
+// Anything else (multipart, copy, ACLs, versioning) answers 501
+// NotImplemented.
+//
+// PutObject accepts plain bodies, Transfer-Encoding: chunked, and
+// aws-chunked bodies (STREAMING-AWS4-HMAC-SHA256-PAYLOAD with
+// ";chunk-signature=" extensions, STREAMING-UNSIGNED-PAYLOAD-TRAILER and
+// signed trailer variants). It verifies every x-amz-checksum-{crc32,
+// crc32c,sha1,sha256} it is given, in a header or a trailer, Content-MD5,
+// a hex x-amz-content-sha256 and x-amz-decoded-content-length, answering
+// BadDigest, XAmzContentSHA256Mismatch or IncompleteBody. If-None-Match: *
+// answers 412 PreconditionFailed when the key exists; the check and the
+// store are one atomic step, so of two racing conditional PUTs exactly one
+// wins. ETags are the quoted MD5 hex of the data.
+//
+// An object remembers the checksum it was uploaded with (CRC32 computed by
+// the server otherwise) and returns it on whole-object GET/HEAD answers
+// when the client asks with x-amz-checksum-mode: ENABLED, never on a 206:
+// a checksum of the whole object does not describe a range, and clients
+// that validate response checksums would reject the range.
+//
+// # Authentication
+//
+// None. Any SigV4 (or no) signature is accepted and not verified: the fake
+// exists to test storage semantics and failure handling, and the SDK's
+// signing is exercised against an independent server (versitygw, see
+// scripts/s3compat.sh) instead. Never expose it beyond loopback.
+//
+// # Storage
+//
+// Everything is held in memory. With Options.Dir each object is also a
+// file, written to a temporary name, fsynced and renamed into place (and
+// the directory fsynced) before the PUT is answered; a restart reloads
+// them. File names are hex and SHA-256 encodings of bucket and key, never
+// the client's strings (see store).
+//
+// # Faults
+//
+// Per operation class (Op): fixed and random extra latency, a fraction of
+// 503 SlowDown and 500 InternalError answers, a fraction of connections
+// dropped before the request takes effect, and a fraction dropped after
+// it took effect (the client cannot tell whether its write happened). Pause
+// holds every new request until Resume. Switchable at any time from any
+// goroutine.
+package fakes3

@@ -1,0 +1,423 @@
+package fakes3
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/btree"
+)
+
+// object is one stored object. Immutable once stored: a PUT replaces the
+// pointer, never the contents, so readers may use it without the lock.
+type object struct {
+	key          string
+	data         []byte
+	etag         string // quoted MD5 hex, as S3 sends it
+	modified     time.Time
+	contentType  string
+	checksumAlgo string // "CRC32", "CRC32C" or "SHA256"; never empty
+	checksum     string // base64 of the checksum named by checksumAlgo
+}
+
+type bucket struct {
+	name    string
+	created time.Time
+	dir     string // "" in memory mode
+	objects *btree.BTreeG[*object]
+}
+
+func objectLess(a, b *object) bool { return a.key < b.key }
+
+func newBucket(name, dir string, created time.Time) *bucket {
+	return &bucket{name: name, created: created, dir: dir, objects: btree.NewG(16, objectLess)}
+}
+
+// store keeps every bucket and object in memory and, in directory mode,
+// mirrors them to files so that a restarted server finds them again.
+//
+// Directory layout (no path is ever built from a client-supplied name
+// without encoding it):
+//
+//	DIR/b-<hex(bucket name)>/<sha256 hex(key)>.obj   one object
+//	DIR/b-<hex(bucket name)>/.tmp-*                   a PUT in progress
+//
+// Hashing the key keeps file names fixed-length (S3 keys may be 1024 bytes,
+// longer than a file name may be); the key itself is stored inside the
+// file, see encodeObjectFile.
+type store struct {
+	dir string // "" = memory only; immutable
+
+	mu struct {
+		sync.Mutex
+		buckets map[string]*bucket // guarded by mu
+	}
+}
+
+var (
+	errNoSuchBucket   = errors.New("no such bucket")
+	errBucketExists   = errors.New("bucket exists")
+	errBucketNotEmpty = errors.New("bucket not empty")
+	errObjectExists   = errors.New("object exists")
+	errETagMismatch   = errors.New("etag mismatch")
+)
+
+func openStore(dir string) (*store, error) {
+	s := &store{dir: dir}
+	s.mu.buckets = make(map[string]*bucket)
+	if dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fakes3 store %s: %w", dir, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fakes3 store %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		name, ok := bucketNameFromDir(e.Name())
+		if !e.IsDir() || !ok {
+			continue
+		}
+		b, err := loadBucket(name, filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		s.mu.buckets[name] = b
+	}
+	return s, nil
+}
+
+func bucketDirName(name string) string { return "b-" + hex.EncodeToString([]byte(name)) }
+
+func bucketNameFromDir(dirName string) (string, bool) {
+	h, ok := strings.CutPrefix(dirName, "b-")
+	if !ok {
+		return "", false
+	}
+	raw, err := hex.DecodeString(h)
+	if err != nil || validBucketName(string(raw)) != nil {
+		return "", false
+	}
+	return string(raw), true
+}
+
+func objectFileName(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:]) + ".obj"
+}
+
+func loadBucket(name, dir string) (*bucket, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fakes3 load bucket %q: %w", name, err)
+	}
+	b := newBucket(name, dir, info.ModTime())
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fakes3 load bucket %q: %w", name, err)
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if strings.HasPrefix(e.Name(), ".tmp-") { // a PUT that never finished
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("fakes3 load bucket %q: %w", name, err)
+			}
+			continue
+		}
+		if !strings.HasSuffix(e.Name(), ".obj") {
+			continue
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("fakes3 load bucket %q: %w", name, err)
+		}
+		o, err := decodeObjectFile(raw)
+		if err != nil {
+			return nil, fmt.Errorf("fakes3 load bucket %q file %s: %w", name, e.Name(), err)
+		}
+		b.objects.ReplaceOrInsert(o)
+	}
+	return b, nil
+}
+
+// Object file format: magic, then uvarint-length-prefixed fields, then the
+// data:
+//
+//	"WS3O1\n" | key | contentType | checksumAlgo | checksum | modified (uvarint unix nanos) | data
+const objectFileMagic = "WS3O1\n"
+
+func encodeObjectFile(o *object) []byte {
+	b := make([]byte, 0, len(objectFileMagic)+len(o.key)+len(o.data)+64)
+	b = append(b, objectFileMagic...)
+	for _, f := range []string{o.key, o.contentType, o.checksumAlgo, o.checksum} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	b = binary.AppendUvarint(b, uint64(o.modified.UnixNano()))
+	return append(b, o.data...)
+}
+
+func decodeObjectFile(raw []byte) (*object, error) {
+	rest, ok := strings.CutPrefix(string(raw), objectFileMagic)
+	if !ok {
+		return nil, errors.New("bad magic")
+	}
+	var fields [4]string
+	for i := range fields {
+		n, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return nil, errors.New("bad field length")
+		}
+		fields[i] = rest[w : w+int(n)]
+		rest = rest[w+int(n):]
+	}
+	nanos, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
+	if w <= 0 {
+		return nil, errors.New("bad modification time")
+	}
+	data := []byte(rest[w:])
+	o := &object{
+		key: fields[0], data: data, contentType: fields[1],
+		checksumAlgo: fields[2], checksum: fields[3],
+		modified: time.Unix(0, int64(nanos)).UTC(), etag: etagOf(data),
+	}
+	return o, nil
+}
+
+func (s *store) bucket(name string) (*bucket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.mu.buckets[name]
+	if b == nil {
+		return nil, errNoSuchBucket
+	}
+	return b, nil
+}
+
+func (s *store) createBucket(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.buckets[name] != nil {
+		return errBucketExists
+	}
+	dir := ""
+	if s.dir != "" {
+		dir = filepath.Join(s.dir, bucketDirName(name))
+		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("fakes3 create bucket %q: %w", name, err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return fmt.Errorf("fakes3 create bucket %q: %w", name, err)
+		}
+	}
+	s.mu.buckets[name] = newBucket(name, dir, time.Now().UTC())
+	return nil
+}
+
+func (s *store) deleteBucket(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.mu.buckets[name]
+	if b == nil {
+		return errNoSuchBucket
+	}
+	if b.objects.Len() > 0 {
+		return errBucketNotEmpty
+	}
+	if b.dir != "" {
+		if err := os.RemoveAll(b.dir); err != nil {
+			return fmt.Errorf("fakes3 delete bucket %q: %w", name, err)
+		}
+	}
+	delete(s.mu.buckets, name)
+	return nil
+}
+
+func (s *store) listBuckets() []*bucket {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*bucket, 0, len(s.mu.buckets))
+	for _, b := range s.mu.buckets {
+		out = append(out, b)
+	}
+	return out
+}
+
+func (s *store) get(bucketName, key string) (*object, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.mu.buckets[bucketName]
+	if b == nil {
+		return nil, errNoSuchBucket
+	}
+	o, _ := b.objects.Get(&object{key: key})
+	return o, nil
+}
+
+// putCondition is what a PUT requires of the current object.
+type putCondition struct {
+	ifNoneMatchAny bool   // If-None-Match: * — the key must not exist
+	ifMatch        string // If-Match: the current ETag must be this
+}
+
+// put stores o. The condition check and the insert happen under one lock
+// hold, so two concurrent If-None-Match PUTs of one key cannot both win.
+// In directory mode the file is written and fsynced before the lock is
+// taken and renamed into place under it.
+func (s *store) put(bucketName string, o *object, cond putCondition) error {
+	b, err := s.bucket(bucketName)
+	if err != nil {
+		return err
+	}
+	var tmp string
+	if b.dir != "" {
+		tmp, err = writeTempFile(b.dir, encodeObjectFile(o))
+		if err != nil {
+			return fmt.Errorf("fakes3 put %q: %w", o.key, err)
+		}
+		defer os.Remove(tmp) // no-op after the rename
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.buckets[bucketName] != b {
+		return errNoSuchBucket
+	}
+	old, exists := b.objects.Get(o)
+	if cond.ifNoneMatchAny && exists {
+		return errObjectExists
+	}
+	if cond.ifMatch != "" && (!exists || !etagMatches(cond.ifMatch, old.etag)) {
+		return errETagMismatch
+	}
+	if tmp != "" {
+		if err := os.Rename(tmp, filepath.Join(b.dir, objectFileName(o.key))); err != nil {
+			return fmt.Errorf("fakes3 put %q: %w", o.key, err)
+		}
+		if err := syncDir(b.dir); err != nil {
+			return fmt.Errorf("fakes3 put %q: %w", o.key, err)
+		}
+	}
+	b.objects.ReplaceOrInsert(o)
+	return nil
+}
+
+// remove deletes key; deleting a missing key succeeds, as in S3.
+func (s *store) remove(bucketName string, keys ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.mu.buckets[bucketName]
+	if b == nil {
+		return errNoSuchBucket
+	}
+	removedFile := false
+	for _, key := range keys {
+		if _, ok := b.objects.Delete(&object{key: key}); !ok {
+			continue
+		}
+		if b.dir != "" {
+			err := os.Remove(filepath.Join(b.dir, objectFileName(key)))
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("fakes3 delete %q: %w", key, err)
+			}
+			removedFile = true
+		}
+	}
+	if removedFile {
+		if err := syncDir(b.dir); err != nil {
+			return fmt.Errorf("fakes3 delete: %w", err)
+		}
+	}
+	return nil
+}
+
+// ascend calls fn for each object of the bucket with key > pivot (>= when
+// inclusive), in key order, until fn returns false. fn runs under the
+// store lock: it must not call back into the store.
+func (s *store) ascend(bucketName, pivot string, inclusive bool, fn func(*object) bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.mu.buckets[bucketName]
+	if b == nil {
+		return errNoSuchBucket
+	}
+	b.objects.AscendGreaterOrEqual(&object{key: pivot}, func(o *object) bool {
+		if o.key == pivot && !inclusive {
+			return true
+		}
+		return fn(o)
+	})
+	return nil
+}
+
+func writeTempFile(dir string, data []byte) (string, error) {
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return "", err
+	}
+	return path, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// validBucketName applies the S3 bucket naming rules that matter here: 3 to
+// 63 characters of lower-case letters, digits, '.' and '-', starting and
+// ending with a letter or digit.
+func validBucketName(name string) error {
+	if len(name) < 3 || len(name) > 63 {
+		return fmt.Errorf("bucket name %q: length must be 3 to 63", name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+		if !alnum && c != '.' && c != '-' {
+			return fmt.Errorf("bucket name %q: invalid character %q", name, c)
+		}
+		if (i == 0 || i == len(name)-1) && !alnum {
+			return fmt.Errorf("bucket name %q: must start and end with a letter or digit", name)
+		}
+	}
+	if strings.Contains(name, "..") {
+		return fmt.Errorf("bucket name %q: two adjacent periods", name)
+	}
+	return nil
+}
