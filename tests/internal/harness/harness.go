@@ -1,0 +1,283 @@
+// Package harness runs the real weaseldb binary for the out-of-process
+// reliability suites (tests/crash, tests/fault, tests/overload,
+// tests/security): it builds the binary once per test package, starts it on
+// a loopback port chosen by the kernel, learns the address from the server's
+// "weaseldb ready" log line, and stops it gracefully or with SIGKILL.
+//
+// # Use
+//
+//  1. In TestMain: bin, cleanup, err := harness.Build(); defer cleanup().
+//  2. In a test: s, err := harness.Start(harness.Options{Bin: bin, DataDir: dir}).
+//     s.URL is "http://127.0.0.1:PORT"; s.Log() is everything the server
+//     wrote to stderr so far (print it when a test fails).
+//  3. s.Kill() (SIGKILL, for crash tests) or s.Stop() (SIGTERM, graceful).
+//
+// Raw HTTP helpers (Do, DoJSON, Commit, Subscribe) speak the API without the
+// Go client, so that a test sees every answer exactly as sent, including
+// lost ones: the crash driver must tell "acknowledged" from "answer lost"
+// itself, which the client's own status resolution would hide.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to log "weaseldb ready".
+const startTimeout = 30 * time.Second
+
+// Build compiles ./cmd/weaseldb into a temporary directory and returns the
+// binary's path and a function removing it. It runs `go build` from the
+// module root, found by walking up from the working directory.
+func Build() (bin string, cleanup func(), err error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", func() {}, err
+	}
+	dir, err := os.MkdirTemp("", "weaseldb-bin-")
+	if err != nil {
+		return "", func() {}, fmt.Errorf("harness build: %w", err)
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	bin = filepath.Join(dir, "weaseldb")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/weaseldb")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		cleanup()
+		return "", func() {}, fmt.Errorf("harness build: %w\n%s", err, out)
+	}
+	return bin, cleanup, nil
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("harness: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("harness: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Options say how to start a server.
+type Options struct {
+	Bin     string   // path of the weaseldb binary; required
+	DataDir string   // --data-dir; required
+	Persist string   // --persist; "" means disk
+	Config  string   // TOML text written to a file and passed as --config; "" for none
+	Env     []string // extra environment, KEY=VALUE
+	Args    []string // extra flags
+	// Listen is the client address; "" means 127.0.0.1:0 (a kernel-chosen port).
+	Listen string
+}
+
+// Server is a running weaseldb process.
+type Server struct {
+	URL  string // http://host:port of the client listener
+	Addr string // host:port
+	Cmd  *exec.Cmd
+
+	mu     sync.Mutex
+	stderr bytes.Buffer // guarded by mu
+	done   chan struct{}
+	err    error // the process's exit; valid after done is closed
+}
+
+// ErrExited is returned by Start when the process exited before it was ready;
+// the error text carries its stderr.
+var ErrExited = errors.New("harness: server exited before it was ready")
+
+// Start starts a server and waits until it logs that it is ready.
+func Start(o Options) (*Server, error) {
+	args := []string{"--data-dir", o.DataDir}
+	listen := o.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	args = append(args, "--listen", listen)
+	if o.Persist != "" {
+		args = append(args, "--persist", o.Persist)
+	}
+	if o.Config != "" {
+		f, err := os.CreateTemp("", "weaseldb-config-*.toml")
+		if err != nil {
+			return nil, fmt.Errorf("harness start: %w", err)
+		}
+		defer os.Remove(f.Name()) // read once at startup
+		if _, err := f.WriteString(o.Config); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("harness start: %w", err)
+		}
+		f.Close()
+		args = append(args, "--config", f.Name())
+	}
+	args = append(args, o.Args...)
+	cmd := exec.Command(o.Bin, args...)
+	cmd.Env = append(os.Environ(), o.Env...)
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("harness start: %w", err)
+	}
+	s := &Server{Cmd: cmd, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("harness start %s: %w", o.Bin, err)
+	}
+	ready := make(chan string, 1)
+	go s.readStderr(pipe, ready)
+	go func() {
+		s.err = cmd.Wait()
+		close(s.done)
+	}()
+	select {
+	case addr := <-ready:
+		s.Addr = addr
+		s.URL = "http://" + addr
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.Log())
+	case <-time.After(startTimeout):
+		s.Kill()
+		return nil, fmt.Errorf("harness start: not ready after %v:\n%s", startTimeout, s.Log())
+	}
+}
+
+// readStderr keeps the server's log and reports the listen address of the
+// "weaseldb ready" line.
+func (s *Server) readStderr(r io.Reader, ready chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		s.mu.Lock()
+		s.stderr.Write(line)
+		s.stderr.WriteByte('\n')
+		s.mu.Unlock()
+		if !bytes.Contains(line, []byte(`"weaseldb ready"`)) {
+			continue
+		}
+		var rec struct {
+			Listen string `json:"listen"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Listen != "" {
+			select {
+			case ready <- rec.Listen:
+			default:
+			}
+		}
+	}
+}
+
+// Log returns everything the server wrote to stderr so far.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.Cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (s *Server) Exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (s *Server) Kill() {
+	s.Cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+// Stop sends SIGTERM and waits up to timeout for a clean exit, then kills.
+// It returns the exit error (nil for exit status 0).
+func (s *Server) Stop(timeout time.Duration) error {
+	s.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(timeout):
+		s.Kill()
+		return fmt.Errorf("harness stop: no exit %v after SIGTERM; killed", timeout)
+	}
+}
+
+// Wait waits for the process to end by itself and returns its exit error.
+func (s *Server) Wait(timeout time.Duration) error {
+	select {
+	case <-s.done:
+		return s.err
+	case <-time.After(timeout):
+		return fmt.Errorf("harness: process still running after %v", timeout)
+	}
+}
+
+// PeakRSS returns the server's peak resident set size (VmHWM) in bytes.
+func (s *Server) PeakRSS() (int64, error) {
+	return procStatusKiB(s.Pid(), "VmHWM:")
+}
+
+// RSS returns the server's current resident set size (VmRSS) in bytes.
+func (s *Server) RSS() (int64, error) {
+	return procStatusKiB(s.Pid(), "VmRSS:")
+}
+
+func procStatusKiB(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("harness rss: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var kib int64
+			if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kib); err != nil {
+				return 0, fmt.Errorf("harness rss: parse %q: %w", line, err)
+			}
+			return kib << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("harness rss: no %s in /proc/%d/status", field, pid)
+}
+
+// WaitReady polls GET /readyz until it answers 200 or ctx ends.
+func WaitReady(ctx context.Context, hc *http.Client, url string) error {
+	for {
+		resp, err := hc.Get(url + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("harness: not ready: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
