@@ -168,6 +168,43 @@ func AppendTransactionEvent(dst []byte, t *tx.Transaction, prev tx.Version, lead
 	return append(dst, "]}"...)
 }
 
+// AppendVersionAnswer appends the body of GET /v1/version:
+// {"version":42,"leader_id":"…"}.
+func AppendVersionAnswer(dst []byte, v tx.Version, leaderID []byte) []byte {
+	dst = append(dst, `{"version":`...)
+	dst = strconv.AppendUint(dst, uint64(v), 10)
+	dst = append(dst, `,"leader_id":`...)
+	dst = AppendString(dst, leaderID)
+	return append(dst, '}')
+}
+
+// RequestStatus is the "status" of a GET /v1/status answer.
+type RequestStatus uint8
+
+const (
+	RequestCommitted    RequestStatus = iota + 1 // with "version"
+	RequestInFlight                              // ask again
+	RequestNotCommitted                          // none committed after min_version
+)
+
+// AppendStatusAnswer appends the body of a 200 GET /v1/status answer:
+// {"request_id":"ID","status":"committed","version":43}, or the in_flight
+// and not_committed forms without "version".
+func AppendStatusAnswer(dst []byte, requestID []byte, s RequestStatus, v tx.Version) []byte {
+	dst = append(dst, `{"request_id":`...)
+	dst = AppendString(dst, requestID)
+	switch s {
+	case RequestCommitted:
+		dst = append(dst, `,"status":"committed","version":`...)
+		dst = strconv.AppendUint(dst, uint64(v), 10)
+	case RequestInFlight:
+		dst = append(dst, `,"status":"in_flight"`...)
+	default:
+		dst = append(dst, `,"status":"not_committed"`...)
+	}
+	return append(dst, '}')
+}
+
 // AppendCheckpointEvent appends the JSON of an SSE "checkpoint" event:
 // {"committed_version":57,"leader_id":"…"}.
 func AppendCheckpointEvent(dst []byte, committed tx.Version, leaderID []byte) []byte {

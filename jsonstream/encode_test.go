@@ -105,6 +105,18 @@ func TestAppendCommitAnswer(t *testing.T) {
 	if got := string(AppendError(nil, "bad_request", []byte(`operations[3].key: invalid base64`))); got != `{"error":"bad_request","message":"operations[3].key: invalid base64"}` {
 		t.Fatalf("AppendError = %s", got)
 	}
+	if got := string(AppendVersionAnswer(nil, 42, []byte("L"))); got != `{"version":42,"leader_id":"L"}` {
+		t.Fatalf("AppendVersionAnswer = %s", got)
+	}
+	for s, want := range map[RequestStatus]string{
+		RequestCommitted:    `{"request_id":"ID","status":"committed","version":43}`,
+		RequestInFlight:     `{"request_id":"ID","status":"in_flight"}`,
+		RequestNotCommitted: `{"request_id":"ID","status":"not_committed"}`,
+	} {
+		if got := string(AppendStatusAnswer(nil, []byte("ID"), s, 43)); got != want {
+			t.Fatalf("AppendStatusAnswer(%d) = %s, want %s", s, got, want)
+		}
+	}
 	if got := string(AppendCheckpointEvent(nil, 57, []byte("L"))); got != `{"committed_version":57,"leader_id":"L"}` {
 		t.Fatalf("AppendCheckpointEvent = %s", got)
 	}
