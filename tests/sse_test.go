@@ -26,6 +26,7 @@ type txEvent struct {
 	Operations  []struct {
 		Type  string `json:"type"`
 		Key   string `json:"key"`
+		Begin string `json:"begin"` // range_delete
 		End   string `json:"end"`
 		Value string `json:"value"`
 	} `json:"operations"`
