@@ -238,6 +238,11 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 			return persist.Recovery{}, fmt.Errorf("disk: recover: read segment %d: %w", first, err)
 		}
 		h, herr := persist.DecodeSegmentHeader(data)
+		if herr != nil {
+			// Name the file: PlanRecovery fails on a damaged segment in the
+			// middle, and the operator has to find it.
+			herr = fmt.Errorf("segment file %s: %w", l.path(name), herr)
+		}
 		stored = append(stored, persist.StoredSegment{First: first, Bytes: int64(len(data)), Header: h, Err: herr})
 	}
 	// os.ReadDir sorts by name, and fixed-width names sort like versions.

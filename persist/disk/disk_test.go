@@ -134,8 +134,13 @@ func TestCorruptMiddleFileRefused(t *testing.T) {
 	}
 	l2 := mustOpen(t, dir, Options{})
 	defer l2.Close()
-	if _, err := l2.Recover(context.Background()); !errors.Is(err, persist.ErrCorruption) {
+	_, err = l2.Recover(context.Background())
+	if !errors.Is(err, persist.ErrCorruption) {
 		t.Fatalf("Recover: %v, want ErrCorruption", err)
+	}
+	// An operator must be able to find the file (found by tests/fault).
+	if !strings.Contains(err.Error(), path) {
+		t.Fatalf("Recover: %v, want the error to name %s", err, path)
 	}
 	if _, err := os.Stat(filepath.Join(dir, SegmentFileName(3))); err != nil {
 		t.Fatalf("a refused recovery deleted a segment: %v", err)

@@ -42,7 +42,16 @@ const startTimeout = 30 * time.Second
 // Build compiles ./cmd/weaseldb into a temporary directory and returns the
 // binary's path and a function removing it. It runs `go build` from the
 // module root, found by walking up from the working directory.
+//
+// WEASELDB_TEST_BIN=path skips the build and uses that binary instead (for
+// a release build, or while the work tree does not compile).
 func Build() (bin string, cleanup func(), err error) {
+	if b := os.Getenv("WEASELDB_TEST_BIN"); b != "" {
+		if _, err := os.Stat(b); err != nil {
+			return "", func() {}, fmt.Errorf("harness: WEASELDB_TEST_BIN: %w", err)
+		}
+		return b, func() {}, nil
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return "", func() {}, err
@@ -143,8 +152,13 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("harness start %s: %w", o.Bin, err)
 	}
 	ready := make(chan string, 1)
-	go s.readStderr(pipe, ready)
+	logged := make(chan struct{})
 	go func() {
+		s.readStderr(pipe, ready)
+		close(logged)
+	}()
+	go func() {
+		<-logged // Wait closes the pipe: read it to the end first
 		s.err = cmd.Wait()
 		close(s.done)
 	}()
