@@ -14,11 +14,7 @@ func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
 	if !a.authorized(ex, routeVersion, false) {
 		return
 	}
-	b := append(ex.Scratch(), `{"version":`...)
-	b = strconv.AppendUint(b, uint64(a.eng.Version()), 10)
-	b = appendField(b, "leader_id")
-	b = jsonstream.AppendString(b, []byte(a.eng.LeaderID()))
-	b = append(b, '}')
+	b := jsonstream.AppendVersionAnswer(ex.Scratch(), a.eng.Version(), a.leaderID)
 	ex.SetScratch(b)
 	a.respond(ex, routeVersion, 200, b)
 }
@@ -54,18 +50,14 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 			strconv.FormatUint(uint64(ans.Floor), 10)+")")
 		return
 	}
-	b := append(ex.Scratch(), `{"request_id":`...)
-	b = jsonstream.AppendString(b, id)
+	state := jsonstream.RequestNotCommitted
 	switch ans.State {
 	case engine.StatusCommitted:
-		b = append(b, `,"status":"committed"`...)
-		b = appendUintField(b, "version", uint64(ans.Version))
+		state = jsonstream.RequestCommitted
 	case engine.StatusInFlight:
-		b = append(b, `,"status":"in_flight"`...)
-	default:
-		b = append(b, `,"status":"not_committed"`...)
+		state = jsonstream.RequestInFlight
 	}
-	b = append(b, '}')
+	b := jsonstream.AppendStatusAnswer(ex.Scratch(), id, state, ans.Version)
 	ex.SetScratch(b)
 	a.respond(ex, routeStatus, 200, b)
 }
@@ -109,7 +101,7 @@ func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: persistence is failing")
 	default:
 		b := append(ex.Scratch(), `{"status":"ready","leader_id":`...)
-		b = jsonstream.AppendString(b, []byte(a.eng.LeaderID()))
+		b = jsonstream.AppendString(b, a.leaderID)
 		b = appendUintField(b, "version", uint64(st.DurableVersion))
 		b = append(b, '}')
 		ex.SetScratch(b)
