@@ -161,10 +161,11 @@ func parseChunks(p *Parser, a *arena.Arena, c *tx.Commit, pieces [][]byte) error
 	return p.Finish()
 }
 
-// checkSplits parses doc whole, split at every offset into two and three
-// pieces (three only for short documents), byte by byte and in random
-// chunkings; every result must equal the whole-body one, which it returns.
-func checkSplits(t *testing.T, lim Limits, doc []byte, rng *rand.Rand) string {
+// checkSplits parses doc whole, split at every offset into two pieces (and
+// into three, at many offset pairs, for documents of up to maxThreeWay
+// bytes), byte by byte and in random chunkings; every result must equal the
+// whole-body one, which it returns.
+func checkSplits(t *testing.T, lim Limits, doc []byte, rng *rand.Rand, maxThreeWay int) string {
 	t.Helper()
 	p, a, c := NewParser(lim), arena.New(256), &tx.Commit{}
 	whole := outcome(c, parseChunks(p, a, c, [][]byte{doc}))
@@ -176,7 +177,7 @@ func checkSplits(t *testing.T, lim Limits, doc []byte, rng *rand.Rand) string {
 	}
 	for i := 0; i <= len(doc); i++ {
 		check(fmt.Sprintf("at %d", i), [][]byte{doc[:i], doc[i:]})
-		if len(doc) <= 300 {
+		if len(doc) <= maxThreeWay {
 			for j := i; j <= len(doc); j += 1 + j%7 {
 				check(fmt.Sprintf("at %d,%d", i, j), [][]byte{doc[:i], doc[i:j], doc[j:]})
 			}
@@ -199,6 +200,15 @@ func checkSplits(t *testing.T, lim Limits, doc []byte, rng *rand.Rand) string {
 	return whole
 }
 
+// corpusThreeWay bounds the corpus documents split three ways (quadratic
+// in the length) to keep -short runs, which CI makes under -race, quick.
+func corpusThreeWay() int {
+	if testing.Short() {
+		return 80
+	}
+	return 300
+}
+
 func newRand(t *testing.T) *rand.Rand {
 	seed := uint64(rand.Int64())
 	t.Logf("chunking seed %d", seed)
@@ -208,7 +218,7 @@ func newRand(t *testing.T) *rand.Rand {
 func TestValidDocuments(t *testing.T) {
 	rng := newRand(t)
 	for i, tc := range validDocs {
-		got := checkSplits(t, Limits{}, []byte(tc.doc), rng)
+		got := checkSplits(t, Limits{}, []byte(tc.doc), rng, corpusThreeWay())
 		if got != tc.want {
 			t.Errorf("valid doc %d %q:\n got  %s\n want %s", i, tc.doc, got, tc.want)
 		}
@@ -230,7 +240,7 @@ func TestInvalidDocuments(t *testing.T) {
 		if len(doc) > 2000 {
 			got = outcome(nil, NewParser(Limits{}).Parse(arena.New(0), &tx.Commit{}, doc))
 		} else {
-			got = checkSplits(t, Limits{}, doc, rng)
+			got = checkSplits(t, Limits{}, doc, rng, corpusThreeWay())
 		}
 		p := NewParser(Limits{})
 		err := p.Parse(arena.New(0), &tx.Commit{}, doc)
@@ -346,9 +356,9 @@ func TestValuesDoNotAliasInput(t *testing.T) {
 // reference.
 func TestRandomDocuments(t *testing.T) {
 	rng := newRand(t)
-	n := 300
+	n, maxThreeWay := 300, 200
 	if testing.Short() {
-		n = 60
+		n, maxThreeWay = 40, 0
 	}
 	lim := Limits{MaxBodyBytes: 1 << 14, MaxKeyBytes: 8, MaxValueBytes: 20, MaxPreconditions: 4, MaxOperations: 4}
 	for i := 0; i < n; i++ {
@@ -356,7 +366,7 @@ func TestRandomDocuments(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			doc = mutate(rng, doc)
 		}
-		got := checkSplits(t, lim, doc, rng)
+		got := checkSplits(t, lim, doc, rng, maxThreeWay)
 		ref, err := refParse(doc, lim)
 		if want := outcome(ref, err); (err == nil) != !strings.HasPrefix(got, "error: ") || (err == nil && want != got) {
 			t.Fatalf("doc %q:\n parser    %s\n reference %s", doc, got, want)
