@@ -88,6 +88,9 @@ type Persist struct {
 	MaxConnections  int      `toml:"max_connections"`   // S3 HTTP connection pool; default 64
 	IdleConnTimeout Duration `toml:"idle_conn_timeout"` // default 90s
 	MaxAttempts     int      `toml:"max_attempts"`      // SDK retryer attempts per operation; default 5
+	// FakeS3PutLatency adds latency to every PUT of the in-process fake S3
+	// (backend fakes3 only), to rehearse real S3 latencies; default 0.
+	FakeS3PutLatency Duration `toml:"fakes3_put_latency"`
 }
 
 // Subscribe configures /v1/subscribe streams.
@@ -277,6 +280,7 @@ func (c *Config) Validate() error {
 	v.intRange("persist.max_connections", p.MaxConnections, 1, 100000)
 	v.durRange("persist.idle_conn_timeout", p.IdleConnTimeout, time.Second, time.Hour)
 	v.intRange("persist.max_attempts", p.MaxAttempts, 1, 100)
+	v.durRange("persist.fakes3_put_latency", p.FakeS3PutLatency, 0, time.Minute)
 
 	b := &c.Subscribe
 	v.intRange("subscribe.buffer_bytes", b.BufferBytes, 64*kib, 1024*mib)
