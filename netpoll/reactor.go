@@ -42,6 +42,7 @@ type reactor struct {
 
 	now           int64 // monotonic nanoseconds, refreshed each loop turn
 	lastSweep     int64
+	lastAcceptLog int64
 	sweepEvery    int64
 	lingerTimeout time.Duration
 	stopping      bool // Shutdown began: close idle connections as they become idle
@@ -242,8 +243,12 @@ func (r *reactor) acceptAll(lfd int) {
 				continue
 			default:
 				// EMFILE and friends: the pending connection stays queued;
-				// the next accept retries it.
-				slog.Warn("netpoll: accept failed", "reactor", r.id, "err", err)
+				// the next accept retries it. Logged at most once a second:
+				// this is exactly when a flood of events arrives.
+				if r.now-r.lastAcceptLog >= int64(time.Second) {
+					r.lastAcceptLog = r.now
+					slog.Warn("netpoll: accept failed", "reactor", r.id, "err", err)
+				}
 			}
 			return
 		}

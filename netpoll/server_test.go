@@ -44,7 +44,13 @@ func TestNetHTTPClient(t *testing.T) {
 }
 
 func TestErrorAnswers(t *testing.T) {
-	_, addr := startServer(t, Config{}, echoRoutes())
+	srv, addr := startServer(t, Config{}, echoRoutes())
+	defer func() {
+		st := srv.Stats()
+		if st.Responses[4] != 10 || st.Responses[5] != 3 || st.Accepted != 13 || st.Requests != 12 {
+			t.Errorf("stats after the error cases: %+v", st)
+		}
+	}()
 	cases := []struct {
 		name, req string
 		status    int
