@@ -124,9 +124,10 @@ func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 func parsePolicyBody(body []byte) (tx.Version, string) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	dec.UseNumber()
+	// Raw, not json.Number: a json.Number also accepts a quoted number
+	// ("1"), which API.md calls a wrong type.
 	var in struct {
-		Version *json.Number `json:"version"`
+		Version *json.RawMessage `json:"version"`
 	}
 	if err := dec.Decode(&in); err != nil {
 		return 0, "body: " + err.Error() + ` (want {"version": V})`
@@ -137,7 +138,7 @@ func parsePolicyBody(body []byte) (tx.Version, string) {
 	if in.Version == nil {
 		return 0, "version: missing"
 	}
-	v, err := parseVersion([]byte(in.Version.String()))
+	v, err := parseVersion(*in.Version)
 	if err != nil {
 		return 0, "version: " + err.Error()
 	}
