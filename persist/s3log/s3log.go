@@ -1,0 +1,717 @@
+// Package s3log is the S3 backend of persist.Log, on aws-sdk-go-v2.
+//
+// # Layout
+//
+//	<prefix>/log/<First as 20 digits>   one object per segment, never overwritten
+//	<prefix>/retention.json             {"policies": {id: version}}, overwritten
+//
+// # How each operation maps to S3
+//
+//  1. Append: PutObject with If-None-Match: * (at most Config.MaxInFlight
+//     at once). 412 PreconditionFailed means another leader wrote that
+//     name: ErrFenced. A PUT is retried by the SDK's standard retryer
+//     (exponential backoff, full jitter) on 5xx, SlowDown, timeouts,
+//     connection errors and 409 ConditionalRequestConflict; there is no
+//     client-side retry quota, because the pipeline already bounds the
+//     requests in flight.
+//  2. Ambiguous writes: a retried PUT may be answered 412 because its own
+//     earlier attempt was stored and only the answer was lost (a dropped
+//     connection, a 5xx after the write). So a 412 after more than one
+//     attempt, and any final failure, is resolved by reading the object
+//     back: if it holds exactly our bytes the Append succeeded, if it holds
+//     other bytes we are fenced, if it is missing the error stands. (Two
+//     leaders never write identical bytes: the segment carries the leader
+//     id.) A 412 on the first attempt is final: ErrFenced, even when the
+//     bytes are identical.
+//  3. Recover: paged ListObjectsV2 of "<prefix>/log/", then a GetObject of
+//     every segment (MaxInFlight at once) validated with
+//     persist.DecodeSegmentHeader: the checksum covers the whole segment,
+//     and a corrupt segment in the middle must be found (ErrCorruption),
+//     not served later. Recovery therefore reads the whole retained log;
+//     retention keeps that bounded. persist.PlanRecovery decides, and the
+//     discarded segments are deleted with DeleteObjects.
+//  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then a
+//     GetObject per segment (in parallel), each validated. A segment that
+//     vanished meanwhile (truncated) is ErrNotFound.
+//  5. Truncate: DeleteObjects in batches of at most 1000 keys, oldest first.
+//  6. Policies: a plain PutObject overwrite / GetObject of retention.json.
+//
+// # HTTP client
+//
+// Built with awshttp.NewBuildableClient: config.LoadDefaultConfig refuses
+// any other client type when AWS_CA_BUNDLE is set. Connect, TLS handshake
+// and response-header timeouts, connection pool limits and an optional
+// DialContext (an in-process connection to a fake S3) are set on its
+// transport; Config.OperationTimeout bounds each Log call to S3.
+//
+// # Metrics
+//
+// Stats returns per-operation counts, errors and latency sums; Config.OnRequest
+// sees every request as it completes. Nothing is registered globally.
+package s3log
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+
+	"weaseldb/persist"
+	"weaseldb/tx"
+)
+
+// Op is a kind of S3 request, for metrics.
+type Op uint8
+
+const (
+	OpPut Op = iota
+	OpGet
+	OpList
+	OpDelete
+	opCount
+)
+
+// String names the S3 operation.
+func (op Op) String() string {
+	switch op {
+	case OpPut:
+		return "PutObject"
+	case OpGet:
+		return "GetObject"
+	case OpList:
+		return "ListObjectsV2"
+	case OpDelete:
+		return "DeleteObjects"
+	}
+	return "unknown"
+}
+
+// OpStats are the counters of one Op.
+type OpStats struct {
+	Requests uint64
+	Errors   uint64
+	// Latency is the sum of the requests' latencies, retries included.
+	Latency time.Duration
+}
+
+// Stats is a snapshot of the Log's counters.
+type Stats struct {
+	Ops [opCount]OpStats
+	// Retries counts attempts beyond the first, over all requests.
+	Retries uint64
+	// Fenced counts Appends that answered ErrFenced.
+	Fenced uint64
+	// AmbiguousResolved counts Appends whose outcome was settled by reading
+	// the object back (see the package doc).
+	AmbiguousResolved uint64
+}
+
+// Op returns the counters of op.
+func (s Stats) Op(op Op) OpStats {
+	if op >= opCount {
+		return OpStats{}
+	}
+	return s.Ops[op]
+}
+
+type opCounters struct {
+	requests, errors, latencyNanos atomic.Uint64
+}
+
+// Log is a persist.Log on S3. Safe for concurrent use as persist.Log says.
+type Log struct {
+	cfg       Config        // immutable, defaults filled
+	client    *s3.Client    // never nil
+	segPrefix string        // "<prefix>/log/"
+	policyKey string        // "<prefix>/retention.json"
+	putSlots  chan struct{} // MaxInFlight tokens
+	log       *slog.Logger
+
+	ops                               [opCount]opCounters
+	retries, fenced, ambiguousSettled atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		index     []persist.SegmentInfo // stored segments by First; guarded by mu
+		recovered bool
+		closed    bool
+	}
+}
+
+var _ persist.Log = (*Log)(nil)
+
+// Open builds the S3 client. It makes no request: Recover is the first.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	cfg.ensureDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.DialContext = dialer.DialContext
+		if cfg.DialContext != nil {
+			t.DialContext = cfg.DialContext
+		}
+		t.TLSHandshakeTimeout = cfg.ConnectTimeout
+		t.ResponseHeaderTimeout = cfg.ResponseHeaderTimeout
+		t.MaxConnsPerHost = cfg.MaxConnsPerHost
+		t.MaxIdleConns = cfg.MaxIdleConns
+		t.MaxIdleConnsPerHost = cfg.MaxIdleConns
+		t.IdleConnTimeout = cfg.IdleConnTimeout
+		if cfg.TLS != nil {
+			t.TLSClientConfig = cfg.TLS.Clone()
+		}
+	})
+	retryer := func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = cfg.RetryMaxAttempts
+			o.MaxBackoff = cfg.RetryMaxBackoff
+			o.RateLimiter = ratelimit.None
+			o.Retryables = append(slices.Clone(o.Retryables), retry.IsErrorRetryableFunc(func(err error) aws.Ternary {
+				if apiCode(err) == "ConditionalRequestConflict" {
+					return aws.TrueTernary
+				}
+				return aws.UnknownTernary
+			}))
+		})
+	}
+	loadOpts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(retryer),
+	}
+	if cfg.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(cfg.Region))
+	}
+	if cfg.AccessKeyID != "" {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3log: load AWS config: %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = "us-east-1"
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.UsePathStyle = cfg.UsePathStyle
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+	})
+	p := cfg.keyPrefix()
+	l := &Log{cfg: cfg, client: client, segPrefix: p + "log/",
+		policyKey: p + "retention.json", putSlots: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger}
+	return l, nil
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Log) Stats() Stats {
+	var s Stats
+	for i := range l.ops {
+		s.Ops[i] = OpStats{Requests: l.ops[i].requests.Load(), Errors: l.ops[i].errors.Load(),
+			Latency: time.Duration(l.ops[i].latencyNanos.Load())}
+	}
+	s.Retries = l.retries.Load()
+	s.Fenced = l.fenced.Load()
+	s.AmbiguousResolved = l.ambiguousSettled.Load()
+	return s
+}
+
+func (l *Log) observe(op Op, start time.Time, err error) {
+	elapsed := time.Since(start)
+	c := &l.ops[op]
+	c.requests.Add(1)
+	c.latencyNanos.Add(uint64(elapsed))
+	if err != nil {
+		c.errors.Add(1)
+	}
+	if l.cfg.OnRequest != nil {
+		l.cfg.OnRequest(op, elapsed, err)
+	}
+}
+
+// attemptCounter wraps the retryer of one request to count its attempts:
+// a 412 on a retried PUT may answer our own earlier attempt.
+type attemptCounter struct {
+	aws.RetryerV2
+	attempts *atomic.Int32
+}
+
+func (a attemptCounter) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	a.attempts.Add(1)
+	return a.RetryerV2.GetAttemptToken(ctx)
+}
+
+func (l *Log) countAttempts(n *atomic.Int32) func(*s3.Options) {
+	return func(o *s3.Options) {
+		base, ok := o.Retryer.(aws.RetryerV2)
+		if !ok {
+			base = retryerV2{o.Retryer}
+		}
+		o.Retryer = attemptCounter{RetryerV2: base, attempts: n}
+	}
+}
+
+// retryerV2 adapts a plain aws.Retryer (never the case with the standard
+// retryer, but Retryer is an interface).
+type retryerV2 struct{ aws.Retryer }
+
+func (r retryerV2) GetAttemptToken(context.Context) (func(error) error, error) {
+	return r.Retryer.GetInitialToken(), nil
+}
+
+func (l *Log) checkLocked() error {
+	if l.mu.closed {
+		return errors.New("s3log: log is closed")
+	}
+	if !l.mu.recovered {
+		return errors.New("s3log: Recover must be called first")
+	}
+	return nil
+}
+
+func (l *Log) check() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.checkLocked()
+}
+
+func (l *Log) segmentKey(first tx.Version) string {
+	return string(persist.AppendSegmentName([]byte(l.segPrefix), first))
+}
+
+// Recover implements persist.Log; see the package doc.
+func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	listed, err := l.listSegments(ctx)
+	if err != nil {
+		return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
+	}
+	keys := make([]string, len(listed))
+	for i, s := range listed {
+		keys[i] = l.segmentKey(s.First)
+	}
+	stored := make([]persist.StoredSegment, len(listed))
+	err = l.forEachParallel(ctx, len(keys), func(ctx context.Context, i int) error {
+		data, err := l.get(ctx, keys[i])
+		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
+			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read segment %d: %w", listed[i].First, err)
+		}
+		h, herr := persist.DecodeSegmentHeader(data)
+		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
+		return nil
+	})
+	if err != nil {
+		return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
+	}
+	rec, err := persist.PlanRecovery(stored)
+	if err != nil {
+		return persist.Recovery{}, fmt.Errorf("s3log: recover s3://%s/%s: %w", l.cfg.Bucket, l.segPrefix, err)
+	}
+	var doomed []string
+	for _, d := range rec.Discarded {
+		l.log.Warn("s3log: recovery discarded a segment that was never acknowledged (after a gap, or torn/corrupt at the tail)",
+			"first", d.First, "last", d.Last, "bytes", d.Bytes, "key", l.segmentKey(d.First))
+		doomed = append(doomed, l.segmentKey(d.First))
+	}
+	if err := l.deleteKeys(ctx, doomed); err != nil {
+		return persist.Recovery{}, fmt.Errorf("s3log: recover: delete discarded segments: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return persist.Recovery{}, errors.New("s3log: log is closed")
+	}
+	l.mu.index = slices.Clone(rec.Segments)
+	l.mu.recovered = true
+	return rec, nil
+}
+
+// listSegments pages through ListObjectsV2 and returns the segment names
+// found (First and Bytes), in key order, which is version order.
+func (l *Log) listSegments(ctx context.Context) ([]persist.SegmentInfo, error) {
+	var out []persist.SegmentInfo
+	p := s3.NewListObjectsV2Paginator(l.client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(l.cfg.Bucket), Prefix: aws.String(l.segPrefix)})
+	for p.HasMorePages() {
+		start := time.Now()
+		page, err := p.NextPage(ctx)
+		l.observe(OpList, start, err)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", l.cfg.Bucket, l.segPrefix, err)
+		}
+		for _, o := range page.Contents {
+			name := strings.TrimPrefix(aws.ToString(o.Key), l.segPrefix)
+			first, ok := persist.ParseSegmentName(name)
+			if !ok {
+				continue // not ours
+			}
+			out = append(out, persist.SegmentInfo{First: first, Bytes: aws.ToInt64(o.Size)})
+		}
+	}
+	return out, nil
+}
+
+var errNoSuchKey = errors.New("no such key")
+
+// get reads a whole object; a missing key is errNoSuchKey.
+func (l *Log) get(ctx context.Context, key string) ([]byte, error) {
+	start := time.Now()
+	var n atomic.Int32
+	out, err := l.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key)}, l.countAttempts(&n))
+	var data []byte
+	if err == nil {
+		data, err = io.ReadAll(out.Body)
+		out.Body.Close()
+	}
+	l.noteRetries(&n)
+	if isNotFound(err) {
+		l.observe(OpGet, start, nil)
+		return nil, errNoSuchKey
+	}
+	l.observe(OpGet, start, err)
+	if err != nil {
+		return nil, fmt.Errorf("get s3://%s/%s: %w", l.cfg.Bucket, key, err)
+	}
+	return data, nil
+}
+
+func (l *Log) noteRetries(n *atomic.Int32) {
+	if a := n.Load(); a > 1 {
+		l.retries.Add(uint64(a - 1))
+	}
+}
+
+// Append implements persist.Log; see the package doc.
+func (l *Log) Append(ctx context.Context, data []byte) error {
+	h, err := persist.DecodeSegmentHeader(data)
+	if err != nil {
+		return fmt.Errorf("s3log: append: %w", err)
+	}
+	if err := l.check(); err != nil {
+		return err
+	}
+	select {
+	case l.putSlots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("s3log: append segment %d: %w", h.First, ctx.Err())
+	}
+	err = l.putSegment(ctx, h.First, data)
+	<-l.putSlots
+	if errors.Is(err, persist.ErrFenced) {
+		l.fenced.Add(1)
+	}
+	if err != nil {
+		return fmt.Errorf("s3log: append segment %d: %w", h.First, err)
+	}
+	info := h.Info()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, found := slices.BinarySearchFunc(l.mu.index, info.First, func(s persist.SegmentInfo, first tx.Version) int {
+		return compareVersion(s.First, first)
+	})
+	if !found {
+		l.mu.index = slices.Insert(l.mu.index, i, info)
+	}
+	return nil
+}
+
+func compareVersion(a, b tx.Version) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	key := l.segmentKey(first)
+	start := time.Now()
+	var n atomic.Int32
+	_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
+		ContentType: aws.String("application/octet-stream"),
+	}, l.countAttempts(&n))
+	l.noteRetries(&n)
+	l.observe(OpPut, start, err)
+	if err == nil {
+		return nil
+	}
+	if isPreconditionFailed(err) && n.Load() <= 1 {
+		return persist.ErrFenced // definitive: nobody but another writer stored it
+	}
+	// Either a 412 that may answer our own earlier attempt, or a failure
+	// after which the object may or may not be stored: look.
+	stored, gerr := l.get(ctx, key)
+	switch {
+	case gerr == nil && bytes.Equal(stored, data):
+		l.ambiguousSettled.Add(1)
+		l.log.Info("s3log: ambiguous segment write was ours", "key", key, "attempts", n.Load(), "err", err)
+		return nil
+	case gerr == nil:
+		l.ambiguousSettled.Add(1)
+		return persist.ErrFenced
+	case isPreconditionFailed(err):
+		// 412, yet the object is gone or unreadable: a truncation or a
+		// recovery deleted it. Someone else owns the log: fenced.
+		return persist.ErrFenced
+	}
+	return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+}
+
+// ReadFrom implements persist.Log.
+func (l *Log) ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][]byte, error) {
+	l.mu.Lock()
+	if err := l.checkLocked(); err != nil {
+		l.mu.Unlock()
+		return nil, err
+	}
+	picked, err := persist.SelectReadFrom(l.mu.index, after, maxBytes)
+	picked = slices.Clone(picked)
+	l.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("s3log: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	out := make([][]byte, len(picked))
+	err = l.forEachParallel(ctx, len(picked), func(ctx context.Context, i int) error {
+		data, err := l.get(ctx, l.segmentKey(picked[i].First))
+		if errors.Is(err, errNoSuchKey) {
+			return fmt.Errorf("read segment %d: %w (truncated meanwhile)", picked[i].First, persist.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read segment %d: %w", picked[i].First, err)
+		}
+		h, err := persist.DecodeSegmentHeader(data)
+		if err != nil {
+			return fmt.Errorf("read segment %d: %w", picked[i].First, err)
+		}
+		if h.First != picked[i].First || h.Last != picked[i].Last {
+			return fmt.Errorf("read segment %d: %w: holds %d..%d, index says %d..%d",
+				picked[i].First, persist.ErrCorruption, h.First, h.Last, picked[i].First, picked[i].Last)
+		}
+		out[i] = data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("s3log: read from %d: %w", after, err)
+	}
+	return out, nil
+}
+
+// forEachParallel runs fn(i) for i in [0, n), at most MaxInFlight at once,
+// and returns the first error (cancelling the rest).
+func (l *Log) forEachParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	if n == 1 {
+		return fn(ctx, 0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		next     atomic.Int64
+	)
+	for range min(n, l.cfg.MaxInFlight) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return firstErr
+}
+
+// Truncate implements persist.Log.
+func (l *Log) Truncate(ctx context.Context, upTo tx.Version) (tx.Version, error) {
+	l.mu.Lock()
+	if err := l.checkLocked(); err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	n := 0
+	for n < len(l.mu.index)-1 && l.mu.index[n].Last <= upTo {
+		n++
+	}
+	doomed := make([]string, n)
+	for i, s := range l.mu.index[:n] {
+		doomed[i] = l.segmentKey(s.First)
+	}
+	l.mu.index = slices.Delete(l.mu.index, 0, n)
+	oldest := persist.Recovery{Segments: l.mu.index}.OldestRetained()
+	l.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	if err := l.deleteKeys(ctx, doomed); err != nil {
+		return 0, fmt.Errorf("s3log: truncate to %d: %w", upTo, err)
+	}
+	return oldest, nil
+}
+
+// deleteBatchMax is S3's limit on keys per DeleteObjects request.
+const deleteBatchMax = 1000
+
+// deleteKeys deletes keys in order, in DeleteObjects batches, so that a
+// failure half-way leaves the oldest segments gone and a contiguous run.
+func (l *Log) deleteKeys(ctx context.Context, keys []string) error {
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), deleteBatchMax)]
+		keys = keys[len(batch):]
+		ids := make([]types.ObjectIdentifier, len(batch))
+		for i, k := range batch {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		}
+		start := time.Now()
+		var n atomic.Int32
+		out, err := l.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(l.cfg.Bucket),
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}, l.countAttempts(&n))
+		l.noteRetries(&n)
+		if err == nil && len(out.Errors) > 0 {
+			e := out.Errors[0]
+			err = fmt.Errorf("%d of %d keys not deleted, first %s: %s %s", len(out.Errors), len(batch),
+				aws.ToString(e.Key), aws.ToString(e.Code), aws.ToString(e.Message))
+		}
+		l.observe(OpDelete, start, err)
+		if err != nil {
+			return fmt.Errorf("delete objects in s3://%s: %w", l.cfg.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// policiesFile is the JSON form of retention.json (as on disk).
+type policiesFile struct {
+	Policies map[string]tx.Version `json:"policies"`
+}
+
+// LoadPolicies implements persist.Log.
+func (l *Log) LoadPolicies(ctx context.Context) (map[string]tx.Version, error) {
+	if err := l.check(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	data, err := l.get(ctx, l.policyKey)
+	if errors.Is(err, errNoSuchKey) {
+		return map[string]tx.Version{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("s3log: load policies: %w", err)
+	}
+	var pf policiesFile
+	if err := json.Unmarshal(data, &pf); err != nil {
+		return nil, fmt.Errorf("s3log: load policies from %s: %w: %v", l.policyKey, persist.ErrCorruption, err)
+	}
+	if pf.Policies == nil {
+		pf.Policies = map[string]tx.Version{}
+	}
+	return pf.Policies, nil
+}
+
+// StorePolicies implements persist.Log: one PUT overwrites retention.json
+// (S3 PUTs are atomic: readers see the old or the new document).
+func (l *Log) StorePolicies(ctx context.Context, policies map[string]tx.Version) error {
+	if err := l.check(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(policiesFile{Policies: policies})
+	if err != nil {
+		return fmt.Errorf("s3log: store policies: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	start := time.Now()
+	var n atomic.Int32
+	_, err = l.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(l.policyKey),
+		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))), ContentType: aws.String("application/json")},
+		l.countAttempts(&n))
+	l.noteRetries(&n)
+	l.observe(OpPut, start, err)
+	if err != nil {
+		return fmt.Errorf("s3log: store policies to s3://%s/%s: %w", l.cfg.Bucket, l.policyKey, err)
+	}
+	return nil
+}
+
+// Close implements persist.Log: later calls fail. Idle connections are
+// reaped by IdleConnTimeout (the SDK's buildable client offers no way to
+// close its pool).
+func (l *Log) Close() error {
+	l.mu.Lock()
+	l.mu.closed = true
+	l.mu.Unlock()
+	return nil
+}
+
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+func isPreconditionFailed(err error) bool {
+	return httpStatus(err) == http.StatusPreconditionFailed || apiCode(err) == "PreconditionFailed"
+}
+
+func isNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
+	var nsk *types.NoSuchKey
+	return errors.As(err, &nsk) || apiCode(err) == "NoSuchKey" || httpStatus(err) == http.StatusNotFound
+}

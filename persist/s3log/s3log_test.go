@@ -1,0 +1,308 @@
+package s3log
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"weaseldb/persist"
+	"weaseldb/persist/fakes3"
+	"weaseldb/persist/logtest"
+	"weaseldb/tx"
+)
+
+const (
+	testBucket = "weasel-log"
+	testPrefix = "cluster-a/db"
+)
+
+// fakeS3 is one fake S3 server on a loopback port.
+type fakeS3 struct {
+	srv *fakes3.Server
+	url string
+}
+
+func startFake(t testing.TB) *fakeS3 {
+	t.Helper()
+	srv, err := fakes3.New(fakes3.Options{Buckets: []string{testBucket}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := fakes3.ListenTCP(srv, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ts.Close() })
+	return &fakeS3{srv: srv, url: ts.URL}
+}
+
+func testConfig(endpoint string) Config {
+	return Config{
+		Bucket: testBucket, Prefix: testPrefix, Endpoint: endpoint, Region: "us-east-1",
+		UsePathStyle: true, AccessKeyID: "AKIDTEST", SecretAccessKey: "secret",
+		RetryMaxBackoff: 20 * time.Millisecond,
+	}
+}
+
+func openLog(t testing.TB, cfg Config) *Log {
+	t.Helper()
+	l, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return l
+}
+
+// rawClient talks to the same storage behind the Log's back (Damage).
+func rawClient(endpoint string) *s3.Client {
+	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")})
+}
+
+func storage(t *testing.T, endpoint string, cfg func() Config) logtest.Storage {
+	raw := rawClient(endpoint)
+	return logtest.Storage{
+		Open: func(t *testing.T) persist.Log { return openLog(t, cfg()) },
+		Damage: func(t *testing.T, first tx.Version, damage func([]byte) []byte) {
+			key := testPrefix + "/log/" + string(persist.AppendSegmentName(nil, first))
+			ctx := context.Background()
+			out, err := raw.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key)})
+			if err != nil {
+				t.Fatalf("Damage: get %s: %v", key, err)
+			}
+			old, err := io.ReadAll(out.Body)
+			out.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key),
+				Body: bytes.NewReader(damage(old))}); err != nil {
+				t.Fatalf("Damage: put %s: %v", key, err)
+			}
+		},
+	}
+}
+
+func TestConformanceTCP(t *testing.T) {
+	logtest.Run(t, func(t *testing.T) logtest.Storage {
+		f := startFake(t)
+		return storage(t, f.url, func() Config { return testConfig(f.url) })
+	})
+}
+
+// TestConformanceUnderFaults runs the whole suite while a fifth of all
+// requests fail with 503 SlowDown, some connections drop before or after
+// the write took effect, and latency is random: the retryer and the
+// ambiguous-write resolution must hide all of it.
+func TestConformanceUnderFaults(t *testing.T) {
+	logtest.Run(t, func(t *testing.T) logtest.Storage {
+		f := startFake(t)
+		f.srv.Faults().Set(fakes3.Fault{SlowDownRate: 0.2, LatencyJitter: 2 * time.Millisecond,
+			DropRate: 0.02, DropAfterApplyRate: 0.05})
+		return storage(t, f.url, func() Config {
+			c := testConfig(f.url)
+			c.RetryMaxAttempts = 30
+			return c
+		})
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	_, err := Open(context.Background(), Config{MaxInFlight: 32, MaxConnsPerHost: 4, Endpoint: "ftp://x", RetryMaxAttempts: -1})
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"bucket is required", "max conns per host 4 < max in flight 32", "ftp://x", "retry max attempts -1"} {
+		if !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// TestFaultInjectionOrder appends a long run of segments concurrently under
+// 20% 503s, random latency and dropped connections, then checks that every
+// acknowledged version is stored exactly once, in order.
+func TestFaultInjectionOrder(t *testing.T) {
+	f := startFake(t)
+	cfg := testConfig(f.url)
+	cfg.RetryMaxAttempts = 30
+	cfg.MaxInFlight = 8
+	l := openLog(t, cfg)
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, logtest.Segment(0, 0, "f")); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Faults().Set(fakes3.Fault{SlowDownRate: 0.2, Latency: time.Millisecond, LatencyJitter: 5 * time.Millisecond,
+		DropRate: 0.03, DropAfterApplyRate: 0.05})
+	segments := 120
+	if testing.Short() {
+		segments = 40
+	}
+	const width = 5
+	var wg sync.WaitGroup
+	errs := make(chan error, segments)
+	sem := make(chan struct{}, cfg.MaxInFlight)
+	for i := range segments {
+		first := tx.Version(i*width + 1)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := l.Append(ctx, logtest.Segment(first, first+width-1, "f")); err != nil {
+				errs <- fmt.Errorf("Append %d: %w", first, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	f.srv.Faults().Clear()
+	st := l.Stats()
+	if st.Retries == 0 || f.srv.Faults().Injected() == 0 {
+		t.Fatalf("no faults were exercised: %+v", st)
+	}
+	t.Logf("retries %d, ambiguous writes resolved %d, injected faults %d", st.Retries, st.AmbiguousResolved, f.srv.Faults().Injected())
+	l.Close()
+
+	l2 := openLog(t, cfg)
+	defer l2.Close()
+	rec, err := l2.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tx.Version(segments * width)
+	if rec.Last() != last || len(rec.Segments) != segments+1 || len(rec.Discarded) != 0 {
+		t.Fatalf("recovered %d segments to %d, discarded %d; want %d to %d", len(rec.Segments), rec.Last(), len(rec.Discarded), segments+1, last)
+	}
+	var got []tx.Version
+	after := tx.Version(0)
+	for {
+		segs, err := l2.ReadFrom(ctx, after, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(segs) == 0 {
+			break
+		}
+		for _, seg := range segs {
+			_, txns, err := persist.DecodeSegment(seg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range txns {
+				got = append(got, x.Version)
+			}
+			h, _ := persist.DecodeSegmentHeader(seg)
+			after = h.Last
+		}
+	}
+	if len(got) != int(last) {
+		t.Fatalf("read %d versions, want %d", len(got), last)
+	}
+	for i, v := range got {
+		if v != tx.Version(i+1) {
+			t.Fatalf("version #%d is %d: lost, duplicated or out of order", i, v)
+		}
+	}
+}
+
+// TestFencingTwoInstances: two Logs on one bucket/prefix; the second claims
+// leadership; the first learns it is deposed on its next write.
+func TestFencingTwoInstances(t *testing.T) {
+	f := startFake(t)
+	ctx := context.Background()
+	a := openLog(t, testConfig(f.url))
+	defer a.Close()
+	if _, err := a.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Append(ctx, logtest.Segment(0, 0, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Append(ctx, logtest.Segment(1, 3, "a")); err != nil {
+		t.Fatal(err)
+	}
+	b := openLog(t, testConfig(f.url))
+	defer b.Close()
+	rec, err := b.Recover(ctx)
+	if err != nil || rec.Last() != 3 {
+		t.Fatalf("b recovered %v, %v", rec, err)
+	}
+	if err := b.Append(ctx, logtest.Segment(4, 4, "b")); err != nil {
+		t.Fatalf("b claims leadership: %v", err)
+	}
+	if err := a.Append(ctx, logtest.Segment(4, 9, "a")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("a after b's claim: %v, want ErrFenced", err)
+	}
+	if a.Stats().Fenced != 1 {
+		t.Fatalf("a counted %d fenced appends", a.Stats().Fenced)
+	}
+	// A 412 that answers a retry of our own write is not fencing: the
+	// first attempt is stored, then its answer is lost.
+	before := f.srv.Faults().Requests(fakes3.OpPutObject)
+	f.srv.Faults().Set(fakes3.Fault{DropAfterApplyRate: 1}, fakes3.OpPutObject)
+	done := make(chan error, 1)
+	go func() { done <- b.Append(ctx, logtest.Segment(5, 6, "b")) }()
+	for f.srv.Faults().Requests(fakes3.OpPutObject) < before+2 {
+		time.Sleep(time.Millisecond)
+	}
+	f.srv.Faults().Clear()
+	if err := <-done; err != nil {
+		t.Fatalf("b's write whose answer was lost: %v", err)
+	}
+	if b.Stats().AmbiguousResolved == 0 {
+		t.Fatal("ambiguous write not resolved by reading back")
+	}
+}
+
+func TestStatsAndCallback(t *testing.T) {
+	f := startFake(t)
+	var mu sync.Mutex
+	seen := map[Op]int{}
+	cfg := testConfig(f.url)
+	cfg.OnRequest = func(op Op, elapsed time.Duration, err error) {
+		mu.Lock()
+		seen[op]++
+		mu.Unlock()
+	}
+	l := openLog(t, cfg)
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, seg := range [][]byte{logtest.Segment(0, 0, "s"), logtest.Segment(1, 1, "s"), logtest.Segment(2, 2, "s")} {
+		if err := l.Append(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.ReadFrom(ctx, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Truncate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	if st.Op(OpPut).Requests != 3 || st.Op(OpGet).Requests != 2 || st.Op(OpList).Requests != 1 || st.Op(OpDelete).Requests != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[OpPut] != 3 || seen[OpDelete] != 1 {
+		t.Fatalf("callback saw %v", seen)
+	}
+}
