@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"weaseldb/arena"
 )
 
 type connState uint8
@@ -66,6 +68,7 @@ type conn struct {
 	stream    *Stream
 	userState any
 	scratch   []byte
+	arena     *arena.Arena // immutable, never nil; reset when a request starts
 	inReady   bool
 }
 
@@ -342,6 +345,7 @@ func (c *conn) failHead(err *headError) {
 }
 
 func (c *conn) startRequest() {
+	c.arena.Reset() // the previous answer is sent: nothing refers to its memory
 	c.state = stateBody
 	c.answered = false
 	c.bodySeen = 0

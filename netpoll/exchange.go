@@ -3,6 +3,8 @@ package netpoll
 import (
 	"errors"
 	"sync"
+
+	"weaseldb/arena"
 )
 
 // Handler serves one route. Its methods run on the connection's reactor
@@ -73,6 +75,13 @@ func (ex *Exchange) Scratch() []byte { return ex.c.scratch[:0] }
 // SetScratch keeps b as the connection's scratch buffer for later requests.
 func (ex *Exchange) SetScratch(b []byte) { ex.c.scratch = b }
 
+// Arena returns the connection's arena for request memory (decoded keys and
+// values of a commit, say). It is reset when the next request on the
+// connection starts, so its slices stay valid until this request's answer
+// is sent, also across Detach. Not safe for concurrent use: it belongs to
+// whoever owns the connection.
+func (ex *Exchange) Arena() *arena.Arena { return ex.c.arena }
+
 // ConnState returns the value stored with SetConnState on this connection
 // (nil at first). Handlers keep per-connection state here, e.g. a reusable
 // push parser.
@@ -114,6 +123,10 @@ var ErrNotOwner = errors.New("netpoll: detached connection already answered")
 
 // Request returns the request head; valid until Respond.
 func (d Detached) Request() *Request { return &d.c.req }
+
+// Arena returns the connection's arena (see Exchange.Arena); the token
+// holder may keep allocating from it until Respond.
+func (d Detached) Arena() *arena.Arena { return d.c.arena }
 
 // Respond answers like Exchange.Respond and hands the connection back to
 // its reactor, which sends the answer and goes on with pipelined requests.

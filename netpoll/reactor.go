@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"weaseldb/arena"
 )
 
 // reactor is one event loop: an epoll instance, an eventfd for wakeups from
@@ -296,7 +298,7 @@ func (r *reactor) newConn() *conn {
 		r.free = r.free[:n-1]
 		return c
 	}
-	c := &conn{r: r, rbuf: make([]byte, r.srv.cfg.ReadBufferBytes)}
+	c := &conn{r: r, rbuf: make([]byte, r.srv.cfg.ReadBufferBytes), arena: arena.New(0)}
 	c.ex.c = c
 	return c
 }
@@ -334,6 +336,7 @@ func (r *reactor) recycle(c *conn) {
 	if cap(c.scratch) > scratchKeepBytes {
 		c.scratch = nil
 	}
+	c.arena.Shrink(c.arena.ChunkBytes()) // keep one chunk for the next connection
 	if len(r.free) < 1024 {
 		r.free = append(r.free, c)
 	}
