@@ -97,7 +97,7 @@ func (s *Set) check(r *Read) Result {
 	// at most its point version, so a range starting there needs only the
 	// point version).
 	v := tx.Version(nd.b[pos])
-	if t.arena.cmp(nd.keys[pos], &b) == 0 {
+	if t.arena.cmp(&nd.keys[pos], &b) == 0 {
 		v = nd.a[pos]
 	}
 	if v > r.Version {
@@ -144,7 +144,7 @@ func (s *Set) addPoint(k []byte, v tx.Version) {
 	t := &s.tree
 	q := makeQuery(k)
 	leaf, pos := t.seek(&q)
-	if pos >= 0 && t.arena.cmp(t.nodes[leaf].keys[pos], &q) == 0 {
+	if pos >= 0 && t.arena.cmp(&t.nodes[leaf].keys[pos], &q) == 0 {
 		nd := &t.nodes[leaf]
 		nd.a[pos] = max(nd.a[pos], v)
 		t.raise(v)
@@ -162,7 +162,7 @@ func (s *Set) addRange(begin, end []byte, v tx.Version) {
 	t := &s.tree
 	e := makeQuery(end)
 	leaf, pos := t.seek(&e)
-	if pos < 0 || t.arena.cmp(t.nodes[leaf].keys[pos], &e) != 0 {
+	if pos < 0 || t.arena.cmp(&t.nodes[leaf].keys[pos], &e) != 0 {
 		fl, fp := t.floorEntry(leaf, pos)
 		gv := tx.Version(t.nodes[fl].b[fp])
 		t.insertAt(leaf, pos+1, t.arena.store(end), gv, gv)
@@ -170,7 +170,7 @@ func (s *Set) addRange(begin, end []byte, v tx.Version) {
 	}
 	b := makeQuery(begin)
 	leaf, pos = t.seek(&b)
-	if pos >= 0 && t.arena.cmp(t.nodes[leaf].keys[pos], &b) == 0 {
+	if pos >= 0 && t.arena.cmp(&t.nodes[leaf].keys[pos], &b) == 0 {
 		nd := &t.nodes[leaf]
 		nd.a[pos], nd.b[pos] = v, uint64(v)
 		t.raise(v)
@@ -195,7 +195,7 @@ func (s *Set) removeBetween(b, e *query) {
 			}
 		}
 		first := t.nodes[leaf].keys[pos]
-		if t.arena.cmp(first, e) >= 0 {
+		if t.arena.cmp(&first, e) >= 0 {
 			return
 		}
 		q := t.arena.queryOf(first)

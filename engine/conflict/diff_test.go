@@ -83,6 +83,9 @@ var genConfigs = []genConfig{
 	{alphabet: []byte("0123456789"), keyLenMax: 10, rangeShare: 0.1, ops: 2000, eager: true},
 	{alphabet: []byte{0x00, 0x01, 'a', 0xff}, keyLenMax: 4, rangeShare: 0.3, ops: 500, eager: true},
 	{alphabet: []byte{0x00, 0xff}, keyLenMax: 14, prefix: bytes.Repeat([]byte{'p'}, 9), rangeShare: 0.2, ops: 1000, eager: true},
+	// Keys straddling the 16 bytes kept inline: ties on the inline part
+	// are decided by length or by the arena suffix.
+	{alphabet: []byte{0x00, 0x01, 0xff}, keyLenMax: 4, prefix: bytes.Repeat([]byte{'q'}, 14), rangeShare: 0.3, ops: 500, eager: true},
 }
 
 type generator struct {

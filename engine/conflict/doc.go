@@ -63,8 +63,9 @@
 // of the children between them, pruning any subtree whose aggregate is <=
 // the read version: O(log n) whatever the range's width. Nodes are values
 // in one slice and point to each other by uint32 index; keys keep their
-// first 8 bytes inline (compared as one integer) and the rest in one byte
-// arena, so the garbage collector sees a handful of pointer-free objects
+// first 16 bytes inline (compared as two big-endian integers, so a search
+// over keys of the usual lengths never leaves the node) and the rest in one
+// byte arena, so the garbage collector sees a handful of pointer-free objects
 // however many keys there are. When half the nodes or half the arena is
 // garbage, the tree is rebuilt into right-sized slices (O(n), amortized
 // over the frees that caused it).

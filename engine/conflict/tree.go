@@ -10,8 +10,8 @@ import (
 
 const (
 	// nodeMax is the number of entries of a leaf and of children of an
-	// inner node. 32 keeps a node's prefixes in 4 cache lines and the tree
-	// 4 levels deep at a million keys.
+	// inner node. 32 keeps a node's inline keys in 12 cache lines (a binary
+	// search touches 5) and the tree 4 levels deep at a million keys.
 	nodeMax = 32
 	// nodeMin: a non-root node with fewer entries is merged with or
 	// refilled from a sibling.
@@ -105,7 +105,7 @@ func (t *tree) floorIn(nd *node, lo int, q *query) int {
 	hi := int(nd.n)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if t.arena.cmp(nd.keys[mid], q) <= 0 {
+		if t.arena.le(&nd.keys[mid], q) {
 			lo = mid + 1
 		} else {
 			hi = mid
@@ -119,7 +119,7 @@ func (t *tree) lowerIn(nd *node, lo int, q *query) int {
 	hi := int(nd.n)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if t.arena.cmp(nd.keys[mid], q) < 0 {
+		if t.arena.lt(&nd.keys[mid], q) {
 			lo = mid + 1
 		} else {
 			hi = mid
@@ -521,9 +521,10 @@ func keyBytes(a *arena, r keyRef) []byte {
 
 // appendKey appends the stored key r to dst.
 func appendKey(dst []byte, a *arena, r keyRef) []byte {
-	var p [8]byte
-	binary.BigEndian.PutUint64(p[:], r.prefix)
-	dst = append(dst, p[:min(r.len(), 8)]...)
+	var p [inline]byte
+	binary.BigEndian.PutUint64(p[:], r.hi)
+	binary.BigEndian.PutUint64(p[8:], r.lo)
+	dst = append(dst, p[:min(r.len(), inline)]...)
 	return append(dst, a.suffix(r)...)
 }
 
