@@ -18,16 +18,20 @@
 //     arrives (Content-Length or de-chunked), ServeEnd(ex). Buffered(fn)
 //     gathers the body for simple routes; HTTPHandler(h) hosts a standard
 //     http.Handler (metrics, fake S3) on a goroutine.
-//  4. ServeEnd answers in one of three ways:
-//     - ex.Respond(status, contentType, body, headers...): inline; the bytes
-//     go to the connection's write buffer and out at the end of the event;
-//     - d := ex.Detach(): the reactor stops reading the connection and the
-//     token d moves to another goroutine (the commit pipeline), which
-//     later calls d.Respond(...) exactly once; the reactor then sends it
-//     and goes on with requests that were pipelined behind it;
-//     - s := ex.StartStream(status, contentType, headers...): a long-lived
-//     response (SSE); any goroutine calls s.Write (non-blocking, bounded
-//     queue, ErrStreamFull when full), s.Close, and watches s.Done().
+//  4. ServeEnd answers in one of three ways. (a) ex.Respond(status,
+//     contentType, body, headers...) answers inline: the bytes go to the
+//     connection's write buffer and out at the end of the event. (b)
+//     d := ex.Detach() takes the connection off the reactor (it stops
+//     reading it) and the token d moves to another goroutine (the commit
+//     pipeline), which later calls d.Respond(...) exactly once; the
+//     reactor then sends it and goes on with requests pipelined behind it.
+//     (c) s := ex.StartStream(status, contentType, headers...) starts a
+//     long-lived response (SSE): any goroutine calls s.Write (non-blocking,
+//     bounded queue, ErrStreamFull when full) and s.Close, and watches
+//     s.Done(). Request memory (decoded keys and values) comes from
+//     ex.Arena(), the connection's arena (package arena), reset when its
+//     next request starts; ex.SetConnState keeps per-connection state such
+//     as a push parser.
 //  5. srv.Shutdown(ctx) stops accepting, closes idle connections and
 //     streams, lets in-flight requests answer, and forces the rest when ctx
 //     ends. srv.Stats() feeds metrics.
@@ -51,11 +55,12 @@
 //     answered in ServeHead (so a 413 or 415 goes out without it).
 //   - Request head larger than MaxHeaderBytes or more than 100 fields: 431.
 //     Malformed head or chunking: 400. Unsupported Transfer-Encoding: 501.
-//     Other HTTP versions: 505. Unknown path: 404; known path, other method:
-//     405 with Allow; unknown method on an unknown path: 501. After any of
-//     these the connection is closed (gracefully: our side is shut down
-//     first and the peer's remaining input discarded, so it can read the
-//     answer).
+//     Other HTTP versions: 505. After these the connection is closed,
+//     gracefully: our side is shut down first and the peer's remaining
+//     input discarded, so that it can read the answer. Unknown path: 404;
+//     known path, other method: 405 with Allow; unknown method on an
+//     unknown path: 501 — these keep the connection unless a body was sent
+//     with the request (it is not read, so the connection closes).
 //   - Error bodies are JSON {"error":"<code>","message":"..."} with the codes
 //     of API.md (plus request_header_fields_too_large, not_implemented,
 //     expectation_failed, http_version_not_supported for statuses API.md

@@ -245,7 +245,7 @@ type Stats struct {
 	OpenConnections int64     // TCP and local, now
 	Accepted        uint64    // TCP connections accepted
 	Rejected        uint64    // connections answered 503 over MaxConnections
-	Requests        uint64    // request heads received (including malformed ones)
+	Requests        uint64    // complete request heads received, malformed ones included (an oversized head is not)
 	Responses       [6]uint64 // by status class: Responses[2] counts 2xx; [0] unused
 	OpenStreams     int64     // streams (StartStream) not yet over
 }

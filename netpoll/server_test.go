@@ -90,3 +90,15 @@ func TestErrorAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestNotFoundKeepsConnection(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	c := dial(t, addr)
+	mustWrite(t, c, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\nDELETE /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []int{404, 405, 200} {
+		if r := readResponse(t, br, "GET"); r.status != want || r.header.Get("Connection") == "close" {
+			t.Fatalf("status %d (Connection %q), want %d", r.status, r.header.Get("Connection"), want)
+		}
+	}
+}
