@@ -235,6 +235,12 @@ func (p *Parser) Write(chunk []byte) error {
 			if c == ' ' || c == '\n' || c == '\r' || c == '\t' {
 				continue
 			}
+			if c == '"' && (p.state == stObjFirst || p.state == stObjKey) {
+				if n := p.knownName(chunk[i:]); n > 0 {
+					i += n
+					continue
+				}
+			}
 			p.token(c)
 		}
 		if p.err != nil {
@@ -784,6 +790,61 @@ func (p *Parser) stringDoneFrom(s []byte) {
 	case sBase64:
 		p.base64Done(s)
 	}
+}
+
+// knownName is the fast path for a member name: s follows the opening
+// quote, and when it starts with a name that is valid here, not yet seen,
+// and its closing quote, knownName takes it (returning the bytes consumed)
+// without going through the string states. Anything else (escapes, a
+// split, unknown or duplicate names) returns 0 and takes the general path,
+// which produces the same result or the error.
+func (p *Parser) knownName(s []byte) int {
+	f := fNone
+	if p.depth == 0 {
+		switch {
+		case hasName(s, "request_id"):
+			f = fRequestID
+		case hasName(s, "read_version"):
+			f = fReadVersion
+		case hasName(s, "leader_id"):
+			f = fLeaderID
+		case hasName(s, "preconditions"):
+			f = fPreconditions
+		case hasName(s, "operations"):
+			f = fOperations
+		}
+	} else {
+		switch {
+		case hasName(s, "type"):
+			f = fType
+		case hasName(s, "key"):
+			f = fKey
+		case hasName(s, "value") && p.list == fOperations:
+			f = fValue
+		case hasName(s, "begin"):
+			f = fBegin
+		case hasName(s, "end"):
+			f = fEnd
+		case hasName(s, "version") && p.list == fPreconditions:
+			f = fVersion
+		}
+	}
+	seen := &p.topSeen
+	if p.depth != 0 {
+		seen = &p.elemSeen
+	}
+	if f == fNone || *seen&bit(f) != 0 {
+		return 0
+	}
+	*seen |= bit(f)
+	p.field = f
+	p.state = stColon
+	return len(fieldNames[f]) + 1
+}
+
+// hasName reports whether s starts with name and a closing quote.
+func hasName(s []byte, name string) bool {
+	return len(s) > len(name) && s[len(name)] == '"' && string(s[:len(name)]) == name
 }
 
 func (p *Parser) nameDone(name []byte) {
