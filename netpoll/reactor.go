@@ -2,9 +2,11 @@ package netpoll
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,8 +194,32 @@ func (r *reactor) handleEvent(ev *unix.EpollEvent) bool {
 	if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.peerClosed = true
 	}
-	c.run()
+	r.runGuarded(c, false)
 	return false
+}
+
+// runGuarded runs (or resumes) a connection; a panic in a handler closes
+// that connection instead of the process.
+func (r *reactor) runGuarded(c *conn, resume bool) {
+	defer r.recoverHandler(c)
+	if resume {
+		c.resume()
+	} else {
+		c.run()
+	}
+}
+
+var errHandlerPanic = errors.New("netpoll: handler panicked")
+
+func (r *reactor) recoverHandler(c *conn) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	slog.Error("netpoll: handler panicked; connection closed", "reactor", r.id, "panic", p, "stack", string(debug.Stack()))
+	if c.state != stateClosed && c.state != stateDetached { // a token may own a detached one
+		c.close(errHandlerPanic)
+	}
 }
 
 func (r *reactor) drainInbox() (exit bool) {
@@ -219,10 +245,10 @@ func (r *reactor) drainInbox() (exit bool) {
 			r.listeners[cmd.fd] = true
 			r.acceptAll(cmd.fd) // connections may have queued before registration
 		case cmdResume:
-			cmd.c.resume()
+			r.runGuarded(cmd.c, true)
 		case cmdStream:
 			if cmd.c.state == stateStream && cmd.c.stream == cmd.stream {
-				cmd.c.run()
+				r.runGuarded(cmd.c, false)
 			}
 		case cmdShutdown:
 			r.beginShutdown()
@@ -289,7 +315,7 @@ func (r *reactor) adopt(fd int, local bool) {
 	r.byFD[fd] = c
 	c.index = len(r.active)
 	r.active = append(r.active, c)
-	c.run() // data may have arrived before registration (ET reports only changes)
+	r.runGuarded(c, false) // data may have arrived before registration (ET reports only changes)
 }
 
 func (r *reactor) newConn() *conn {
@@ -357,7 +383,7 @@ func (r *reactor) runReady() {
 		if c.state == stateClosed {
 			r.recycle(c)
 		} else {
-			c.run()
+			r.runGuarded(c, false)
 		}
 		batch[i] = nil
 	}

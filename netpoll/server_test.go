@@ -102,3 +102,16 @@ func TestNotFoundKeepsConnection(t *testing.T) {
 		}
 	}
 }
+
+func TestHandlerPanicClosesOnlyItsConnection(t *testing.T) {
+	boom := Buffered(func(ex *Exchange, _ []byte) { panic("handler bug") })
+	_, addr := startServer(t, Config{}, append(echoRoutes(), Route{Method: "GET", Path: "/boom", Handler: boom}))
+	c := dial(t, addr)
+	mustWrite(t, c, "GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+	if out := readAllUntilClose(t, c); out != "" {
+		t.Fatalf("panicking handler answered %q", out)
+	}
+	if got := getOK(t, http.DefaultClient, "http://"+addr+"/hello"); got != "Hello, World!" {
+		t.Fatalf("server after a panic: %q", got)
+	}
+}
