@@ -65,21 +65,28 @@
 // # Encoding
 //
 // AppendCommitAnswer, AppendTransactionEvent, AppendCheckpointEvent,
-// AppendError, AppendString and AppendBase64 append JSON to dst and return
-// the extended slice, like strconv.AppendInt. They allocate only when dst
-// must grow.
+// AppendVersionAnswer, AppendStatusAnswer, AppendError, AppendString,
+// AppendBase64 and AppendTimestamp append to dst and return the extended
+// slice, like strconv.AppendInt. They allocate only when dst must grow.
 //
 // # Design notes
 //
 // The parser is a byte-driven state machine with one state variable and a
 // three-level context (top object, array, element object): the document
 // shape is fixed, so an unknown field is refused at its name and no generic
-// value skipping is needed. Strings are the bulk of a body, so the string
-// state scans for the closing quote with bytes.IndexByte; a base64 string
-// that lies whole inside one chunk with no escapes is decoded straight from
-// the chunk into the arena (one pass, no copy). Only a string split across
-// chunks or holding escapes goes through the scratch buffer, which grows to
-// at most the encoded size of the largest value and is then reused.
+// value skipping is needed. Strings are the bulk of a body, so:
+//
+//   - a member name that is known, unescaped and whole in the chunk is
+//     matched in place, without entering the string states;
+//   - the end of any other string is found eight bytes at a time (SWAR) for
+//     the first 64 bytes, then with bytes.IndexByte;
+//   - a string whole in the chunk without escapes is used in place: a
+//     base64 one is decoded straight from the chunk into the arena (one
+//     pass, no copy).
+//
+// Only a string split across chunks or holding escapes goes through the
+// scratch buffer, which grows to at most the encoded size of the largest
+// value (about 171 KiB by default) and is then reused.
 //
 // Tried and rejected: a tokenizer emitting tokens to a second layer (one
 // more indirection per token for no gain with a fixed schema), and
