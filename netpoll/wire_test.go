@@ -420,3 +420,29 @@ func TestLargeBodies(t *testing.T) {
 		}
 	}
 }
+
+// TestPipeliningPeerNeverReads: a client that sends requests without
+// reading answers makes the server stop reading at MaxWriteBufferBytes and
+// close the connection after WriteStallTimeout — bounded memory, no hang.
+func TestPipeliningPeerNeverReads(t *testing.T) {
+	cfg := Config{MaxWriteBufferBytes: 8 << 10, WriteStallTimeout: 200 * time.Millisecond}
+	srv, addr := startServer(t, cfg, echoRoutes())
+	c := dial(t, addr).(*net.TCPConn)
+	c.SetReadBuffer(4 << 10)
+	req := []byte(strings.Repeat("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 256))
+	go func() {
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		for {
+			if _, err := c.Write(req); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for srv.Stats().Requests == 0 || srv.Stats().OpenConnections != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("connection of a peer that never reads still open: %+v", srv.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
