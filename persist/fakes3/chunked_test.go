@@ -1,13 +1,20 @@
 package fakes3
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 func TestDecodeAWSChunked(t *testing.T) {
@@ -198,5 +205,36 @@ func TestParseRange(t *testing.T) {
 		if s != tc.start || e != tc.end || r != tc.ranged || ok != tc.satisfied {
 			t.Errorf("parseRange(%q, %d) = %d %d %v %v", tc.h, tc.size, s, e, r, ok)
 		}
+	}
+}
+
+// TestMainServes runs the standalone command on both HTTP servers and
+// talks to it with the SDK, then stops it with SIGINT.
+func TestMainServes(t *testing.T) {
+	for _, server := range []string{"netpoll", "net-http"} {
+		t.Run(server, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			done := make(chan int, 1)
+			go func() {
+				done <- run([]string{"--listen", "127.0.0.1:0", "--buckets", testBucket, "--server", server, "--dir", t.TempDir()}, pw, io.Discard)
+				pw.Close()
+			}()
+			line, err := bufio.NewReader(pr).ReadString('\n')
+			if err != nil {
+				t.Fatalf("no start line: %v", err)
+			}
+			go io.Copy(io.Discard, pr)
+			url := strings.TrimSpace(strings.TrimPrefix(line, "fakes3 listening on "))
+			c := newClient(t, &endpoint{URL: url}, clientConfig{})
+			if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String("k"), Body: strings.NewReader("v")}); err != nil {
+				t.Fatalf("PutObject: %v", err)
+			}
+			if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			if code := <-done; code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+		})
 	}
 }

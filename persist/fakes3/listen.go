@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"weaseldb/netpoll"
 )
 
 // TCPServer is a Server hosted by net/http on a TCP listener.
@@ -75,6 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	buckets := fs.String("buckets", "", "comma-separated buckets to create at start")
 	objectMax := fs.Int64("max-object-bytes", objectBytesMaxDefault, "largest accepted object in bytes (also bounds request bodies)")
 	latency := fs.Duration("put-latency", 0, "fixed latency added to every PutObject (fault injection)")
+	host := fs.String("server", "netpoll", "HTTP server to host on: netpoll (WeaselDB's epoll server) or net-http (needed for dropped-connection faults)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage: weaseldb fakes3 [flags]
 
@@ -113,16 +116,32 @@ Flags:
 	if *latency > 0 {
 		srv.Faults().Set(Fault{Latency: *latency}, OpPutObject)
 	}
-	ts, err := ListenTCP(srv, *listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "fakes3: %v\n", err)
-		return 1
+	var url string
+	var closer interface{ Close() error }
+	switch *host {
+	case "netpoll":
+		ns, err := ListenNetpoll(srv, *listen, netpoll.Config{DisableThreadPinning: true})
+		if err != nil {
+			fmt.Fprintf(stderr, "fakes3: %v\n", err)
+			return 1
+		}
+		url, closer = ns.URL, ns
+	case "net-http":
+		ts, err := ListenTCP(srv, *listen)
+		if err != nil {
+			fmt.Fprintf(stderr, "fakes3: %v\n", err)
+			return 1
+		}
+		url, closer = ts.URL, ts
+	default:
+		fmt.Fprintf(stderr, "fakes3: -server %q: want netpoll or net-http\n", *host)
+		return 2
 	}
-	fmt.Fprintf(stdout, "fakes3 listening on %s\n", ts.URL)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	fmt.Fprintf(stdout, "fakes3 listening on %s\n", url) // after Notify: a signal from now on stops us cleanly
 	<-ctx.Done()
-	if err := ts.Close(); err != nil {
+	if err := closer.Close(); err != nil {
 		fmt.Fprintf(stderr, "fakes3: %v\n", err)
 		return 1
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,13 +22,38 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"weaseldb/netpoll"
 )
 
 const testBucket = "weasel-test"
 
-// startServer runs a fake S3 with one bucket on a loopback port.
-func startServer(t testing.TB, opts Options) (*Server, *TCPServer) {
+// hosting is how a test reaches the fake server.
+type hosting int
+
+const (
+	hostNetHTTP      hosting = iota // net/http on a loopback port
+	hostNetpollTCP                  // netpoll on a loopback port
+	hostNetpollLocal                // netpoll through local connections
+)
+
+func (h hosting) String() string {
+	return [...]string{"net-http", "netpoll-tcp", "netpoll-local"}[h]
+}
+
+// endpoint is where a client finds the server.
+type endpoint struct {
+	URL  string
+	dial func(ctx context.Context, network, addr string) (net.Conn, error) // nil: TCP
+}
+
+// startServer runs a fake S3 with one bucket, hosted as h.
+func startServer(t testing.TB, opts Options, hs ...hosting) (*Server, *endpoint) {
 	t.Helper()
+	h := hostNetHTTP
+	if len(hs) > 0 {
+		h = hs[0]
+	}
 	if opts.Buckets == nil {
 		opts.Buckets = []string{testBucket}
 	}
@@ -35,12 +61,53 @@ func startServer(t testing.TB, opts Options) (*Server, *TCPServer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts, err := ListenTCP(srv, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	switch h {
+	case hostNetHTTP:
+		ts, err := ListenTCP(srv, "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ts.Close() })
+		return srv, &endpoint{URL: ts.URL}
+	default:
+		addr := ""
+		if h == hostNetpollTCP {
+			addr = "127.0.0.1:0"
+		}
+		ns, err := ListenNetpoll(srv, addr, netpoll.Config{Reactors: 1, DisableThreadPinning: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ns.Close() })
+		e := &endpoint{URL: ns.URL}
+		if h == hostNetpollLocal {
+			e.dial = ns.DialContext
+		}
+		return srv, e
 	}
-	t.Cleanup(func() { ts.Close() })
-	return srv, ts
+}
+
+// TestSDKHostings runs the SDK tests on every hosting.
+func TestSDKHostings(t *testing.T) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, h hosting)
+	}{
+		{"Buckets", testSDKBuckets},
+		{"ObjectLifecycle", testSDKObjectLifecycle},
+		{"ConditionalPut", testSDKConditionalPut},
+		{"RangedGet", testSDKRangedGet},
+		{"ChecksumMismatch", testSDKChecksumMismatch},
+		{"ListObjectsV2", testSDKListObjectsV2},
+		{"DeleteObjects", testSDKDeleteObjects},
+	}
+	for _, h := range []hosting{hostNetHTTP, hostNetpollTCP, hostNetpollLocal} {
+		t.Run(h.String(), func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+			}
+		})
+	}
 }
 
 // schemeRewriter sends https requests as plain http: the SDK then behaves
@@ -59,14 +126,19 @@ type clientConfig struct {
 	attempts int  // 0: one attempt (errors surface unretried)
 }
 
-func newClient(t testing.TB, url string, cc clientConfig) *s3.Client {
+func newClient(t testing.TB, e *endpoint, cc clientConfig) *s3.Client {
 	t.Helper()
+	url := e.URL
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if e.dial != nil {
+		transport.DialContext = e.dial
+	}
 	opts := s3.Options{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
 		BaseEndpoint: aws.String(url),
 		UsePathStyle: true,
-		HTTPClient:   awshttp.NewBuildableClient(),
+		HTTPClient:   &http.Client{Transport: transport},
 		// What config.LoadDefaultConfig selects by default (s3.New alone
 		// leaves them unset, which means "when required").
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenSupported,
@@ -79,7 +151,7 @@ func newClient(t testing.TB, url string, cc clientConfig) *s3.Client {
 	})
 	if cc.https {
 		opts.BaseEndpoint = aws.String(strings.Replace(url, "http://", "https://", 1))
-		opts.HTTPClient = &http.Client{Transport: schemeRewriter{next: http.DefaultTransport}}
+		opts.HTTPClient = &http.Client{Transport: schemeRewriter{next: transport}}
 	}
 	return s3.New(opts)
 }
@@ -105,9 +177,9 @@ func md5ETag(data []byte) string {
 	return `"` + hex.EncodeToString(sum[:]) + `"`
 }
 
-func TestSDKBuckets(t *testing.T) {
-	_, ts := startServer(t, Options{})
-	c := newClient(t, ts.URL, clientConfig{})
+func testSDKBuckets(t *testing.T, h hosting) {
+	_, ts := startServer(t, Options{}, h)
+	c := newClient(t, ts, clientConfig{})
 	ctx := context.Background()
 
 	if _, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(testBucket)}); err != nil {
@@ -162,11 +234,11 @@ func TestSDKBuckets(t *testing.T) {
 	}
 }
 
-func TestSDKObjectLifecycle(t *testing.T) {
+func testSDKObjectLifecycle(t *testing.T, h hosting) {
 	for _, https := range []bool{false, true} {
 		t.Run(fmt.Sprintf("aws-chunked=%v", https), func(t *testing.T) {
-			_, ts := startServer(t, Options{})
-			c := newClient(t, ts.URL, clientConfig{https: https})
+			_, ts := startServer(t, Options{}, h)
+			c := newClient(t, ts, clientConfig{https: https})
 			ctx := context.Background()
 			data := bytes.Repeat([]byte("weasel "), 1000)
 			key := "dir/sub dir/ünïcode+key?&=%"
@@ -239,7 +311,7 @@ func TestSDKAWSChunkedUploads(t *testing.T) {
 	}
 	t.Cleanup(func() { ts.Close() })
 
-	c := newClient(t, ts.URL, clientConfig{https: true})
+	c := newClient(t, &endpoint{URL: ts.URL}, clientConfig{https: true})
 	ctx := context.Background()
 	big := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320000 bytes: several 64 KiB chunks
 	cases := []struct {
@@ -277,9 +349,9 @@ func TestSDKAWSChunkedUploads(t *testing.T) {
 	}
 }
 
-func TestSDKConditionalPut(t *testing.T) {
-	_, ts := startServer(t, Options{})
-	c := newClient(t, ts.URL, clientConfig{})
+func testSDKConditionalPut(t *testing.T, h hosting) {
+	_, ts := startServer(t, Options{}, h)
+	c := newClient(t, ts, clientConfig{})
 	ctx := context.Background()
 	put := func(key, body string) error {
 		_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key),
@@ -333,14 +405,14 @@ func TestSDKConditionalPut(t *testing.T) {
 	}
 }
 
-func TestSDKRangedGet(t *testing.T) {
+func testSDKRangedGet(t *testing.T, h hosting) {
 	for _, https := range []bool{false, true} {
 		t.Run(fmt.Sprintf("https=%v", https), func(t *testing.T) {
-			_, ts := startServer(t, Options{})
+			_, ts := startServer(t, Options{}, h)
 			// Default client: response checksum validation is on
 			// (WhenSupported), so a whole-object checksum on a 206 would
 			// fail these reads.
-			c := newClient(t, ts.URL, clientConfig{https: https})
+			c := newClient(t, ts, clientConfig{https: https})
 			ctx := context.Background()
 			data := []byte("0123456789abcdefghijklmnopqrstuvwxyz")
 			if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String("r"), Body: bytes.NewReader(data)}); err != nil {
@@ -379,9 +451,9 @@ func TestSDKRangedGet(t *testing.T) {
 	}
 }
 
-func TestSDKChecksumMismatch(t *testing.T) {
-	_, ts := startServer(t, Options{})
-	c := newClient(t, ts.URL, clientConfig{})
+func testSDKChecksumMismatch(t *testing.T, h hosting) {
+	_, ts := startServer(t, Options{}, h)
+	c := newClient(t, ts, clientConfig{})
 	ctx := context.Background()
 	_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String("k"),
 		Body: strings.NewReader("data"), ChecksumCRC32: aws.String("AAAAAA==")})
@@ -409,9 +481,9 @@ func TestSDKChecksumMismatch(t *testing.T) {
 	}
 }
 
-func TestSDKListObjectsV2(t *testing.T) {
-	_, ts := startServer(t, Options{})
-	c := newClient(t, ts.URL, clientConfig{})
+func testSDKListObjectsV2(t *testing.T, h hosting) {
+	_, ts := startServer(t, Options{}, h)
+	c := newClient(t, ts, clientConfig{})
 	ctx := context.Background()
 	keys := []string{"a", "a/1", "a/2", "a/b/1", "b", "b/1", "c/1/x", "c/2/x", "d"}
 	for _, k := range keys {
@@ -477,9 +549,9 @@ func TestSDKListObjectsV2(t *testing.T) {
 	}
 }
 
-func TestSDKDeleteObjects(t *testing.T) {
-	_, ts := startServer(t, Options{})
-	c := newClient(t, ts.URL, clientConfig{})
+func testSDKDeleteObjects(t *testing.T, h hosting) {
+	_, ts := startServer(t, Options{}, h)
+	c := newClient(t, ts, clientConfig{})
 	ctx := context.Background()
 	for i := range 10 {
 		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(fmt.Sprintf("k%d", i)), Body: strings.NewReader("x")}); err != nil {
@@ -523,7 +595,7 @@ func TestSDKDeleteObjects(t *testing.T) {
 
 func TestSDKFaults(t *testing.T) {
 	srv, ts := startServer(t, Options{})
-	c := newClient(t, ts.URL, clientConfig{})
+	c := newClient(t, ts, clientConfig{})
 	ctx := context.Background()
 	put := func(c *s3.Client, key string) error {
 		_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key), Body: strings.NewReader(key)})
@@ -553,7 +625,7 @@ func TestSDKFaults(t *testing.T) {
 
 	// Half the requests fail: the SDK's retryer gets every PUT through.
 	srv.Faults().Set(Fault{SlowDownRate: 0.5})
-	retrying := newClient(t, ts.URL, clientConfig{attempts: 20})
+	retrying := newClient(t, ts, clientConfig{attempts: 20})
 	for i := range 10 {
 		if err := put(retrying, fmt.Sprintf("retried/%d", i)); err != nil {
 			t.Fatalf("retried PUT %d: %v", i, err)
@@ -590,8 +662,15 @@ func TestSDKFaults(t *testing.T) {
 
 func TestDirectoryStoreSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	srv, ts := startServer(t, Options{Dir: dir})
-	c := newClient(t, ts.URL, clientConfig{})
+	srv, err := New(Options{Dir: dir, Buckets: []string{testBucket}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := ListenTCP(srv, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, &endpoint{URL: ts.URL}, clientConfig{})
 	ctx := context.Background()
 	keys := []string{"../../etc/passwd", "a/b/c", strings.Repeat("long", 250), "日本語"}
 	for _, k := range keys {
@@ -602,11 +681,12 @@ func TestDirectoryStoreSurvivesRestart(t *testing.T) {
 	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(testBucket), Key: aws.String("a/b/c")}); err != nil {
 		t.Fatal(err)
 	}
-	ts.Close()
-	_ = srv
+	if err := ts.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	_, ts2 := startServer(t, Options{Dir: dir, Buckets: []string{}})
-	c2 := newClient(t, ts2.URL, clientConfig{})
+	c2 := newClient(t, ts2, clientConfig{})
 	out, err := c2.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(testBucket)})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/fakes3"
 	"weaseldb/persist/logtest"
@@ -63,13 +66,18 @@ func openLog(t testing.TB, cfg Config) *Log {
 }
 
 // rawClient talks to the same storage behind the Log's back (Damage).
-func rawClient(endpoint string) *s3.Client {
+func rawClient(endpoint string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *s3.Client {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if dial != nil {
+		transport.DialContext = dial
+	}
 	return s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+		HTTPClient:  &http.Client{Transport: transport},
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", "")})
 }
 
 func storage(t *testing.T, endpoint string, cfg func() Config) logtest.Storage {
-	raw := rawClient(endpoint)
+	raw := rawClient(endpoint, cfg().DialContext)
 	return logtest.Storage{
 		Open: func(t *testing.T) persist.Log { return openLog(t, cfg()) },
 		Damage: func(t *testing.T, first tx.Version, damage func([]byte) []byte) {
@@ -305,4 +313,26 @@ func TestStatsAndCallback(t *testing.T) {
 	if seen[OpPut] != 3 || seen[OpDelete] != 1 {
 		t.Fatalf("callback saw %v", seen)
 	}
+}
+
+// TestConformanceNetpollLocal runs the suite against the fake S3 hosted on
+// netpoll, reached through in-process local connections (no port).
+func TestConformanceNetpollLocal(t *testing.T) {
+	logtest.Run(t, func(t *testing.T) logtest.Storage {
+		srv, err := fakes3.New(fakes3.Options{Buckets: []string{testBucket}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns, err := fakes3.ListenNetpoll(srv, "", netpoll.Config{Reactors: 1, DisableThreadPinning: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ns.Close() })
+		s := storage(t, ns.URL, func() Config {
+			c := testConfig(ns.URL)
+			c.DialContext = ns.DialContext
+			return c
+		})
+		return s
+	})
 }
