@@ -3,6 +3,7 @@ package conflict
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"unsafe"
 
 	"weaseldb/tx"
@@ -99,33 +100,41 @@ func (t *tree) release(i uint32) {
 	t.free = append(t.free, i)
 }
 
-// floorIn returns the index of the greatest key <= q among the first n keys
-// from lo, or lo-1 if none.
+// floorIn returns the index of the greatest key <= q among the keys from
+// lo, or lo-1 if none.
 func (t *tree) floorIn(nd *node, lo int, q *query) int {
-	hi := int(nd.n)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if t.arena.le(&nd.keys[mid], q) {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+	p := lo + countBelow(nd, lo, q)
+	// Keys whose first 16 bytes equal q's: rare (an exact match, or long
+	// keys sharing 16 bytes), decided by length or the arena.
+	for p < int(nd.n) && nd.keys[p].hi == q.hi && nd.keys[p].lo == q.lo && t.arena.cmpTail(&nd.keys[p], q) <= 0 {
+		p++
 	}
-	return lo - 1
+	return p - 1
 }
 
 // lowerIn returns the index of the first key >= q from lo (n if none).
 func (t *tree) lowerIn(nd *node, lo int, q *query) int {
-	hi := int(nd.n)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if t.arena.lt(&nd.keys[mid], q) {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+	p := lo + countBelow(nd, lo, q)
+	for p < int(nd.n) && nd.keys[p].hi == q.hi && nd.keys[p].lo == q.lo && t.arena.cmpTail(&nd.keys[p], q) < 0 {
+		p++
 	}
-	return lo
+	return p
+}
+
+// countBelow counts the keys from lo whose first 16 bytes are below q's.
+// It scans linearly without a branch per key (the borrow of a 128-bit
+// subtraction is the comparison): the loads do not depend on each other,
+// so the cache misses of a cold node overlap instead of queueing up one
+// per binary-search probe, and there is no misprediction to pay.
+func countBelow(nd *node, lo int, q *query) int {
+	c := uint64(0)
+	keys := nd.keys[lo:nd.n]
+	for i := range keys {
+		_, borrow := bits.Sub64(keys[i].lo, q.lo, 0)
+		_, borrow = bits.Sub64(keys[i].hi, q.hi, borrow)
+		c += borrow
+	}
+	return int(c)
 }
 
 // childFor returns the child of inner node nd whose key range holds q.
