@@ -99,23 +99,18 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 	if s.mu.stopped || s.shuttingDown.Load() {
 		return nil, fmt.Errorf("netpoll listen %s: %w", addr, ErrServerClosed)
 	}
+	bound, err := probeAddr(tcpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("netpoll listen %s: %w", addr, err)
+	}
 	var fds []int
-	bound := tcpAddr
 	for range s.reactors {
-		fd, err := listenSocket(bound)
+		fd, err := listenSocket(bound, true)
 		if err != nil {
 			for _, fd := range fds {
 				unix.Close(fd)
 			}
 			return nil, fmt.Errorf("netpoll listen %s: %w", addr, err)
-		}
-		if len(fds) == 0 {
-			sa, err := unix.Getsockname(fd)
-			if err != nil {
-				unix.Close(fd)
-				return nil, fmt.Errorf("netpoll listen %s: getsockname: %w", addr, err)
-			}
-			bound = sockaddrToTCP(sa)
 		}
 		fds = append(fds, fd)
 	}
@@ -125,7 +120,26 @@ func (s *Server) Listen(addr string) (net.Addr, error) {
 	return bound, nil
 }
 
-func listenSocket(addr *net.TCPAddr) (int, error) {
+// probeAddr binds and listens on addr without SO_REUSEPORT, then closes the
+// socket, and returns the address it got (the port chosen for port 0).
+// SO_REUSEPORT would let a second server run by the same user join our
+// listeners and silently take half the connections (two leaders on one
+// port); the probe turns that into EADDRINUSE, for us now and for anyone
+// after us (whose probe meets our listening sockets).
+func probeAddr(addr *net.TCPAddr) (*net.TCPAddr, error) {
+	fd, err := listenSocket(addr, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, fmt.Errorf("getsockname: %w", err)
+	}
+	return sockaddrToTCP(sa), nil
+}
+
+func listenSocket(addr *net.TCPAddr, reusePort bool) (int, error) {
 	family := unix.AF_INET
 	var sa unix.Sockaddr
 	if ip4 := addr.IP.To4(); ip4 != nil || addr.IP == nil {
@@ -144,7 +158,11 @@ func listenSocket(addr *net.TCPAddr) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
-	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+	opts := []int{unix.SO_REUSEADDR}
+	if reusePort {
+		opts = append(opts, unix.SO_REUSEPORT)
+	}
+	for _, opt := range opts {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
 			unix.Close(fd)
 			return -1, fmt.Errorf("setsockopt %d: %w", opt, err)

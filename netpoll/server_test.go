@@ -3,7 +3,9 @@ package netpoll
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,5 +115,28 @@ func TestHandlerPanicClosesOnlyItsConnection(t *testing.T) {
 	}
 	if got := getOK(t, http.DefaultClient, "http://"+addr+"/hello"); got != "Hello, World!" {
 		t.Fatalf("server after a panic: %q", got)
+	}
+}
+
+// TestListenRefusesTakenPort: SO_REUSEPORT must not let a second server
+// share (and split) a port another server listens on.
+func TestListenRefusesTakenPort(t *testing.T) {
+	_, addr := startServer(t, Config{}, echoRoutes())
+	router, _ := NewRouter(echoRoutes())
+	other, err := NewServer(Config{Reactors: 2, DisableThreadPinning: true}, router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Shutdown(context.Background())
+	if _, err := other.Listen(addr); err == nil {
+		t.Fatalf("second server could listen on %s", addr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := other.Listen(ln.Addr().String()); err == nil {
+		t.Fatal("listened on a port net.Listen holds")
 	}
 }
