@@ -81,6 +81,9 @@
 // client cannot starve the others. Cross-goroutine wakeups (Detached answers,
 // stream writes) go through a locked inbox and one eventfd write per batch
 // (a flag coalesces them). SO_REUSEPORT listeners per reactor were chosen
-// over one acceptor thread: no handoff, no extra wakeup per connection.
+// over one acceptor thread: no handoff, no extra wakeup per connection (the
+// acceptor variant was not built and measured). Listen first probes the
+// address without SO_REUSEPORT, so that a second server cannot silently
+// join the port group and take half the connections.
 // Responses to one event's pipelined requests are written with one write.
 package netpoll
