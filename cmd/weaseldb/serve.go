@@ -21,6 +21,7 @@ import (
 	"weaseldb/httpapi"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
+	"weaseldb/tlsfront"
 )
 
 // shutdownGrace bounds a graceful shutdown: draining the pipeline, answering
@@ -74,14 +75,17 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 		return fmt.Errorf("server: %w", err)
 	}
 	metrics.SetNetStats(srv.Stats)
-	addr, err := srv.Listen(cfg.Server.Listen)
+	addr, front, err := listenClients(cfg, srv, logger)
 	if err != nil {
 		srv.Shutdown(context.Background())
-		return fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+		return err
 	}
 	admin, err := startAdmin(cfg, logger)
 	if err != nil {
 		srv.Shutdown(context.Background())
+		if front != nil {
+			front.Close()
+		}
 		return err
 	}
 	api.SetReady(true)
@@ -113,6 +117,9 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 	if err := srv.Shutdown(grace); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close connections: %w", err)
 	}
+	if front != nil {
+		front.Close()
+	}
 	if admin != nil {
 		admin.Close()
 	}
@@ -120,6 +127,33 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 		logger.Info("weaseldb stopped cleanly", "version", uint64(eng.Version()))
 	}
 	return runErr
+}
+
+// listenClients opens the client listener: plain TCP served by the reactors,
+// or with [server] tls_cert_file a crypto/tls listener whose connections are
+// bridged to the reactors (see package tlsfront: one extra copy per byte;
+// for deployments without a TLS-terminating proxy).
+func listenClients(cfg config.Config, srv *netpoll.Server, logger *slog.Logger) (net.Addr, *tlsfront.Front, error) {
+	if cfg.Server.TLSCertFile == "" {
+		addr, err := srv.Listen(cfg.Server.Listen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+		}
+		return addr, nil, nil
+	}
+	tlsCfg, err := tlsfront.LoadConfig(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server.tls_cert_file: %w", err)
+	}
+	front, err := tlsfront.Listen(cfg.Server.Listen, tlsCfg, srv, tlsfront.Options{
+		MaxConnections:   cfg.Server.MaxConnections,
+		HandshakeTimeout: cfg.Server.HeaderTimeout.Duration,
+		Logger:           logger,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+	}
+	return front.Addr(), front, nil
 }
 
 func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) engine.Config {

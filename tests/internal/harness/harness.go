@@ -98,6 +98,8 @@ type Options struct {
 	Args    []string // extra flags
 	// Listen is the client address; "" means 127.0.0.1:0 (a kernel-chosen port).
 	Listen string
+	// TLS: the server is configured with a certificate; URL is https://.
+	TLS bool
 }
 
 // Server is a running weaseldb process.
@@ -166,6 +168,9 @@ func Start(o Options) (*Server, error) {
 	case addr := <-ready:
 		s.Addr = addr
 		s.URL = "http://" + addr
+		if o.TLS {
+			s.URL = "https://" + addr
+		}
 		return s, nil
 	case <-s.done:
 		return nil, fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.Log())
