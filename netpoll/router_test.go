@@ -180,3 +180,45 @@ func TestAllocsServerRoundTrip(t *testing.T) {
 		t.Fatalf("unexpected answer %q", buf)
 	}
 }
+
+// TestAllocsDetachRoundTrip: the commit path — detach on the reactor, answer
+// from another goroutine, resume — allocates nothing in steady state.
+func TestAllocsDetachRoundTrip(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	tokens := make(chan Detached, 1)
+	answer := []byte(`{"status":"committed"}`)
+	go func() {
+		for d := range tokens {
+			d.Respond(200, "application/json", answer)
+		}
+	}()
+	defer close(tokens)
+	h := Buffered(func(ex *Exchange, body []byte) { tokens <- ex.Detach() })
+	srv, _ := startServer(t, Config{Reactors: 1}, []Route{{Method: "POST", Path: "/commit", Handler: h}})
+	c, err := srv.CreateLocalConnection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("POST /commit HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+	buf := make([]byte, 4096)
+	roundTrip := func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for n < 2 || string(buf[n-2:n]) != `"}` {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += m
+		}
+	}
+	roundTrip()
+	if allocs := testing.AllocsPerRun(500, roundTrip); allocs != 0 {
+		t.Fatalf("%v allocations per detached round trip", allocs)
+	}
+}
