@@ -19,19 +19,16 @@ package crash
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"weaseldb/client"
 	"weaseldb/tests/internal/harness"
 )
 
@@ -105,27 +102,6 @@ func firstLine(err error) string {
 	return s
 }
 
-// state of one request id in the ledger.
-type state uint8
-
-const (
-	stateSent         state = iota + 1 // sent, no answer yet (or the answer was lost)
-	stateAcked                         // 200 committed: must be in the log forever (until truncated)
-	stateNotCommitted                  // status said not_committed after a restart: must never appear
-)
-
-type record struct {
-	ops     []harness.Op
-	state   state
-	version uint64 // stateAcked, or found in the log
-}
-
-// ledger is everything the committers sent and learned.
-type ledger struct {
-	mu   sync.Mutex
-	recs map[string]*record // guarded by mu
-}
-
 type totals struct {
 	commitsChecked, lostResolved, retried int
 }
@@ -136,7 +112,7 @@ func runCrash(t *testing.T, backend string) {
 	t.Logf("backend=%s seed=%d iterations=%d (replay: WEASELDB_CRASH_SEED=%d)", backend, s, n, s)
 	rng := rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
 	dir := t.TempDir()
-	led := &ledger{recs: make(map[string]*record)}
+	led := harness.NewLedger()
 	var verified uint64 // every version <= verified was checked by an earlier iteration
 	var sum totals
 	for i := 1; i <= n; i++ {
@@ -145,27 +121,24 @@ func runCrash(t *testing.T, backend string) {
 		if err != nil {
 			t.Fatalf("iteration %d (seed %d, iteration seed %d): %v", i, s, iterSeed, err)
 		}
-		verified = it.recovered
-		sum.commitsChecked += it.checked
-		sum.lostResolved += it.lost
-		sum.retried += it.retried
+		verified = it.Recovered
+		sum.commitsChecked += it.Checked
+		sum.lostResolved += it.Lost
+		sum.retried += it.Retried
 		t.Logf("crash %s iteration %d/%d: killed after %v, %d acked this run, recovered v%d (oldest retained %d), %d commits checked, %d lost answers resolved (%d committed), %d retried, nothing lost",
-			backend, i, n, it.delay.Round(time.Millisecond), it.acked, it.recovered, it.oldest, it.checked, it.lost, it.lostCommitted, it.retried)
+			backend, i, n, it.delay.Round(time.Millisecond), it.acked, it.Recovered, it.Oldest, it.Checked, it.Lost, it.LostCommitted, it.Retried)
 	}
 	t.Logf("crash %s total: %d iterations, %d commits checked, %d lost answers resolved, %d retried by request_id, nothing lost, nothing duplicated",
 		backend, n, sum.commitsChecked, sum.lostResolved, sum.retried)
 }
 
 type iteration struct {
-	delay               time.Duration
-	acked               int
-	recovered, oldest   uint64
-	checked             int
-	lost, lostCommitted int
-	retried             int
+	harness.Check
+	delay time.Duration
+	acked int
 }
 
-func runIteration(t *testing.T, backend, dir string, led *ledger, verified, seed uint64) (iteration, error) {
+func runIteration(t *testing.T, backend, dir string, led *harness.Ledger, verified, seed uint64) (iteration, error) {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	var it iteration
 	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: dir, Persist: backend, Config: crashConfig})
@@ -229,7 +202,17 @@ func runIteration(t *testing.T, backend, dir string, led *ledger, verified, seed
 	defer srv2.Kill()
 	hc2 := newHTTPClient()
 	defer hc2.CloseIdleConnections()
-	if err := verify(hc2, srv2.URL, led, &it, rng); err != nil {
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel2()
+	// The restarted server may still truncate up to the policy of the killed
+	// run, and a subscriber whose next segment is truncated away loses its
+	// stream. Drop the policy (the next iteration sets it again); Verify
+	// waits for the oldest retained version to settle.
+	if code, err := harness.Do(ctx2, hc2, "DELETE", srv2.URL+"/v1/retention/crash", nil, nil); err != nil || (code != 204 && code != 404) {
+		return it, fmt.Errorf("DELETE /v1/retention/crash: HTTP %d %v", code, err)
+	}
+	it.Check, err = led.Verify(ctx2, hc2, srv2.URL, rng)
+	if err != nil {
 		return it, fmt.Errorf("%w\nserver log after restart:\n%s", err, tail(srv2.Log(), 4000))
 	}
 	if err := srv2.Stop(30 * time.Second); err != nil {
@@ -295,13 +278,11 @@ func randomOps(rng *rand.Rand, w int) []harness.Op {
 
 // commitLoop commits until ctx ends, recording every request before it is
 // sent and every acknowledgement after it arrives.
-func commitLoop(ctx context.Context, hc *http.Client, url string, led *ledger, w int, rng *rand.Rand, acked *sync.Map) {
+func commitLoop(ctx context.Context, hc *http.Client, url string, led *harness.Ledger, w int, rng *rand.Rand, acked *sync.Map) {
 	for ctx.Err() == nil {
 		rid := fmt.Sprintf("crash-%02d-%016x%016x", w, rng.Uint64(), rng.Uint64())
 		ops := randomOps(rng, w)
-		led.mu.Lock()
-		led.recs[rid] = &record{ops: ops, state: stateSent}
-		led.mu.Unlock()
+		led.Sent(rid, ops)
 		status, ans, err := harness.Commit(ctx, hc, url, harness.CommitRequest{RequestID: rid, Operations: ops})
 		if err != nil || status != 200 {
 			// Lost answer (kill, shutdown) or 503: outcome unknown, resolved
@@ -312,234 +293,11 @@ func commitLoop(ctx context.Context, hc *http.Client, url string, led *ledger, w
 			continue
 		}
 		if ans.Status != "committed" || ans.Duplicate || ans.RequestID != rid || ans.Version == 0 {
-			// Impossible for a fresh blind write; keep it visible.
-			led.mu.Lock()
-			led.recs[rid].state = stateSent
-			led.mu.Unlock()
+			// Impossible for a fresh blind write; runIteration fails on it.
 			acked.Store(rid, fmt.Sprintf("unexpected answer to a fresh blind write %s: HTTP %d %+v", rid, status, ans))
 			continue
 		}
-		led.mu.Lock()
-		r := led.recs[rid]
-		r.state, r.version = stateAcked, ans.Version
-		led.mu.Unlock()
+		led.Acked(rid, ans.Version)
 		acked.Store(rid, ans.Version)
 	}
-}
-
-// verify checks the restarted server against the ledger. The committers have
-// all stopped, so led is no longer written concurrently.
-func verify(hc *http.Client, url string, led *ledger, it *iteration, rng *rand.Rand) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	v, err := harness.Version(ctx, hc, url)
-	if err != nil {
-		return err
-	}
-	// The restarted server may still truncate up to the policy of the killed
-	// run; a subscriber whose next segment is truncated away loses its
-	// stream. Drop the policy (the next iteration sets it again) and wait
-	// for the oldest retained version to settle before reading.
-	if code, err := harness.Do(ctx, hc, "DELETE", url+"/v1/retention/crash", nil, nil); err != nil || (code != 204 && code != 404) {
-		return fmt.Errorf("DELETE /v1/retention/crash: HTTP %d %v", code, err)
-	}
-	oldest, err := settledOldest(ctx, hc, url)
-	if err != nil {
-		return err
-	}
-	it.recovered, it.oldest = v.Version, oldest
-	if it.oldest > it.recovered {
-		return fmt.Errorf("oldest retained %d > version %d", it.oldest, it.recovered)
-	}
-	log, err := harness.ReadLog(ctx, hc, url, it.oldest, it.recovered)
-	if err != nil {
-		return err
-	}
-	if err := checkLog(log, it.oldest, it.recovered, led); err != nil {
-		return err
-	}
-	inLog := make(map[string]uint64, len(log))
-	for _, t := range log {
-		inLog[t.RequestID] = t.Version
-	}
-	// Every acknowledged commit is there, at its version.
-	var lost []string
-	for rid, r := range led.recs {
-		switch r.state {
-		case stateAcked:
-			if r.version > it.recovered {
-				return fmt.Errorf("LOST: %s acknowledged at version %d, but the server recovered only to %d", rid, r.version, it.recovered)
-			}
-			if r.version > it.oldest {
-				if got, ok := inLog[rid]; !ok || got != r.version {
-					return fmt.Errorf("LOST: %s acknowledged at version %d, in the log at %d (present %v)", rid, r.version, got, ok)
-				}
-				it.checked++
-			}
-		case stateSent:
-			lost = append(lost, rid)
-		}
-	}
-	// Every lost answer: /v1/status and the log agree.
-	for _, rid := range lost {
-		r := led.recs[rid]
-		st, err := settledStatus(ctx, hc, url, rid)
-		if err != nil {
-			return err
-		}
-		logV, inTheLog := inLog[rid]
-		switch st.Status {
-		case "committed":
-			if !inTheLog || logV != st.Version {
-				return fmt.Errorf("status says %s committed at %d, the log has it at %d (present %v)", rid, st.Version, logV, inTheLog)
-			}
-			r.state, r.version = stateAcked, st.Version
-			it.lostCommitted++
-		case "not_committed":
-			if inTheLog {
-				return fmt.Errorf("status says %s not_committed, the log has it at version %d", rid, logV)
-			}
-			r.state = stateNotCommitted
-		default:
-			return fmt.Errorf("status of %s after restart: %+v", rid, st)
-		}
-		it.lost++
-	}
-	// Retry some of them by request_id: a committed one answers duplicate
-	// with its version; a not-committed one commits once, then duplicates.
-	for _, rid := range lost {
-		if rng.IntN(2) == 0 {
-			continue
-		}
-		r := led.recs[rid]
-		if err := retry(ctx, hc, url, rid, r); err != nil {
-			return err
-		}
-		it.retried++
-	}
-	return nil
-}
-
-// checkLog checks the log read from (oldest, recovered]: contiguous, chained,
-// every request id known, once, and with the operations it was sent with.
-func checkLog(log []harness.Txn, oldest, recovered uint64, led *ledger) error {
-	if uint64(len(log)) != recovered-oldest {
-		return fmt.Errorf("log (%d, %d] has %d transactions, want %d", oldest, recovered, len(log), recovered-oldest)
-	}
-	seen := make(map[string]uint64, len(log))
-	for i, t := range log {
-		want := oldest + uint64(i) + 1
-		if t.Version != want || t.PrevVersion != want-1 {
-			return fmt.Errorf("log not contiguous at index %d: version %d prev %d, want %d prev %d", i, t.Version, t.PrevVersion, want, want-1)
-		}
-		if t.RequestID == "" && len(t.Operations) == 0 {
-			// The empty transaction a new leader writes to claim the log
-			// (engine.claimLeadership): one per start, no request id.
-			continue
-		}
-		if prev, dup := seen[t.RequestID]; dup {
-			return fmt.Errorf("DUPLICATE: request_id %s at versions %d and %d", t.RequestID, prev, t.Version)
-		}
-		seen[t.RequestID] = t.Version
-		r, ok := led.recs[t.RequestID]
-		if !ok {
-			return fmt.Errorf("version %d has request_id %q that no committer sent", t.Version, t.RequestID)
-		}
-		switch r.state {
-		case stateAcked:
-			if r.version != t.Version {
-				return fmt.Errorf("CHANGED: %s acknowledged at version %d, in the log at %d", t.RequestID, r.version, t.Version)
-			}
-		case stateNotCommitted:
-			return fmt.Errorf("%s was reported not_committed after an earlier restart, now in the log at %d", t.RequestID, t.Version)
-		}
-		if !reflect.DeepEqual(r.ops, t.Operations) {
-			return fmt.Errorf("CHANGED: %s at version %d: operations %+v, sent %+v", t.RequestID, t.Version, t.Operations, r.ops)
-		}
-	}
-	return nil
-}
-
-// settledOldest returns the oldest retained version once three reads in a
-// row, more than a truncate interval apart, agree.
-func settledOldest(ctx context.Context, hc *http.Client, url string) (uint64, error) {
-	var last uint64
-	same := 0
-	for same < 3 {
-		ret, err := harness.ListRetention(ctx, hc, url)
-		if err != nil {
-			return 0, err
-		}
-		if ret.OldestRetainedVersion == last {
-			same++
-		} else {
-			last, same = ret.OldestRetainedVersion, 1
-		}
-		time.Sleep(30 * time.Millisecond)
-	}
-	return last, nil
-}
-
-// settledStatus asks /v1/status until the answer is not in_flight (after a
-// restart nothing of the old process can be in flight, so this is short).
-func settledStatus(ctx context.Context, hc *http.Client, url, rid string) (harness.StatusInfo, error) {
-	for {
-		code, st, err := harness.Status(ctx, hc, url, rid)
-		if err != nil {
-			return st, err
-		}
-		if code != 200 {
-			return st, fmt.Errorf("status of %s: HTTP %d %+v", rid, code, st)
-		}
-		if st.Status != "in_flight" {
-			return st, nil
-		}
-		select {
-		case <-ctx.Done():
-			return st, fmt.Errorf("status of %s stays in_flight after a restart: %w", rid, ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-func retry(ctx context.Context, hc *http.Client, url, rid string, r *record) error {
-	req := harness.CommitRequest{RequestID: rid, Operations: r.ops}
-	code, ans, err := harness.Commit(ctx, hc, url, req)
-	if err != nil {
-		return fmt.Errorf("retry %s: %w", rid, err)
-	}
-	if code != 200 || ans.Status != "committed" {
-		return fmt.Errorf("retry %s: HTTP %d %+v", rid, code, ans)
-	}
-	switch r.state {
-	case stateAcked:
-		if !ans.Duplicate || ans.Version != r.version {
-			return fmt.Errorf("DOUBLE COMMIT: retry of %s (committed at %d) answered %+v", rid, r.version, ans)
-		}
-	case stateNotCommitted:
-		if ans.Duplicate {
-			return fmt.Errorf("retry of %s (status not_committed) answered duplicate %+v", rid, ans)
-		}
-		r.state, r.version = stateAcked, ans.Version
-		// Once more: now it must be a duplicate of that version.
-		code, again, err := harness.Commit(ctx, hc, url, req)
-		if err != nil {
-			return fmt.Errorf("second retry %s: %w", rid, err)
-		}
-		if code != 200 || !again.Duplicate || again.Version != ans.Version {
-			return fmt.Errorf("DOUBLE COMMIT: second retry of %s (committed at %d) answered HTTP %d %+v", rid, ans.Version, code, again)
-		}
-	default:
-		return errors.New("retry: unresolved record")
-	}
-	// The client library resolves by status the same way; cross-check it.
-	c := client.New(url, client.WithHTTPClient(hc))
-	st, err := c.Status(ctx, rid, 0)
-	if err != nil {
-		return fmt.Errorf("client status of %s: %w", rid, err)
-	}
-	if st.Status != client.StatusCommitted || st.Version != r.version {
-		return fmt.Errorf("client status of %s: %+v, want committed at %d", rid, st, r.version)
-	}
-	return nil
 }
