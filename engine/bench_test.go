@@ -87,6 +87,8 @@ func BenchmarkResolve(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := startThreadCPU()
+	defer cpu.stop(b)
 	committed := 0
 	for i := 0; i < b.N; i += 64 {
 		committed += h.batch()

@@ -29,7 +29,8 @@ type statusEntry struct {
 
 // statusIndex remembers which request ids committed at which version, for
 // dedupe in stage 1 and for Status. Entries are kept in commit order in a
-// circular FIFO and found through a map from idHash to FIFO position.
+// circular FIFO and found through idTable, an open-addressing table from
+// the id hash to the FIFO position.
 //
 // An entry is evicted only when it is both older than the time window and
 // more than windowVersions versions old ("whichever keeps more"), or when
@@ -38,9 +39,9 @@ type statusEntry struct {
 //
 // Not safe for concurrent use; the engine guards it with Engine.status.mu.
 type statusIndex struct {
-	byHash         map[idHash]uint64 // → absolute FIFO position
-	fifo           []statusEntry     // len is a power of two
-	head, tail     uint64            // absolute positions; [head, tail) live
+	byHash         idTable
+	fifo           []statusEntry // len is a power of two
+	head, tail     uint64        // absolute positions; [head, tail) live
 	floor          tx.Version
 	window         int64 // nanoseconds
 	windowVersions uint64
@@ -48,24 +49,28 @@ type statusIndex struct {
 }
 
 func newStatusIndex(window int64, windowVersions uint64, entriesMax int) *statusIndex {
-	return &statusIndex{
-		byHash:         make(map[idHash]uint64),
+	s := &statusIndex{
 		fifo:           make([]statusEntry, 1024),
 		window:         window,
 		windowVersions: windowVersions,
 		entriesMax:     entriesMax,
 	}
+	s.byHash.init(2048)
+	return s
 }
 
 func (s *statusIndex) len() int { return int(s.tail - s.head) }
 
+func (s *statusIndex) at(pos uint64) *statusEntry {
+	return &s.fifo[pos&uint64(len(s.fifo)-1)]
+}
+
 // lookup returns the version at which the id hashed to h committed.
 func (s *statusIndex) lookup(h idHash) (tx.Version, bool) {
-	pos, ok := s.byHash[h]
-	if !ok {
-		return 0, false
+	if slot := s.byHash.find(h, s); slot >= 0 {
+		return s.at(s.byHash.slots[slot].pos - 1).version, true
 	}
-	return s.fifo[pos&uint64(len(s.fifo)-1)].version, true
+	return 0, false
 }
 
 // insert records that h committed at v at time now. Versions must increase.
@@ -77,34 +82,125 @@ func (s *statusIndex) insert(h idHash, v tx.Version, now int64) {
 		s.grow()
 	}
 	pos := s.tail
-	s.fifo[pos&uint64(len(s.fifo)-1)] = statusEntry{hash: h, version: v, time: now}
+	*s.at(pos) = statusEntry{hash: h, version: v, time: now}
 	s.tail++
-	s.byHash[h] = pos
+	s.byHash.put(h, pos, s)
 }
 
 func (s *statusIndex) grow() {
 	bigger := make([]statusEntry, 2*len(s.fifo))
 	for p := s.head; p != s.tail; p++ {
-		bigger[p&uint64(len(bigger)-1)] = s.fifo[p&uint64(len(s.fifo)-1)]
+		bigger[p&uint64(len(bigger)-1)] = *s.at(p)
 	}
 	s.fifo = bigger
 }
 
 func (s *statusIndex) evictOldest() {
-	e := &s.fifo[s.head&uint64(len(s.fifo)-1)]
-	if pos, ok := s.byHash[e.hash]; ok && pos == s.head {
-		delete(s.byHash, e.hash)
+	e := s.at(s.head)
+	if slot := s.byHash.find(e.hash, s); slot >= 0 && s.byHash.slots[slot].pos-1 == s.head {
+		s.byHash.remove(slot)
 	}
 	s.floor = max(s.floor, e.version)
 	*e = statusEntry{}
 	s.head++
 }
 
+// idTable maps an idHash to a FIFO position: open addressing with linear
+// probing, 16-byte slots holding the first hash word and the position + 1, at most 3/4 full
+// (0: empty). The first word is already a uniform xxhash, so its low bits
+// pick the home slot with no rehash, and a miss (the common case: a new
+// id) reads one or two slots of one cache line. The second hash word is
+// checked in the FIFO entry, only when the first matches. Deletion shifts
+// the following run back (no tombstones), so probe chains never degrade.
+// Rejected: a Go map keyed by idHash (hashes the 16-byte key again and
+// compares with memequal; a quarter of stage 1's time).
+type idTable struct {
+	slots []idSlot // len is a power of two
+	live  int
+}
+
+type idSlot struct {
+	a   uint64 // idHash.a
+	pos uint64 // FIFO position + 1; 0: empty
+}
+
+func (t *idTable) init(n int) {
+	t.slots = make([]idSlot, n)
+	t.live = 0
+}
+
+// find returns the slot holding h, or -1.
+func (t *idTable) find(h idHash, s *statusIndex) int {
+	mask := uint64(len(t.slots) - 1)
+	for i := h.a & mask; ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.pos == 0 {
+			return -1
+		}
+		if sl.a == h.a && s.at(sl.pos-1).hash.b == h.b {
+			return int(i)
+		}
+	}
+}
+
+// put maps h to pos, replacing an earlier position of the same h.
+func (t *idTable) put(h idHash, pos uint64, s *statusIndex) {
+	if 4*(t.live+1) > 3*len(t.slots) { // keep the load at most 3/4
+		t.resize(2*len(t.slots), s)
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h.a & mask; ; i = (i + 1) & mask {
+		sl := &t.slots[i]
+		if sl.pos == 0 {
+			*sl = idSlot{a: h.a, pos: pos + 1}
+			t.live++
+			return
+		}
+		if sl.a == h.a && s.at(sl.pos-1).hash.b == h.b {
+			sl.pos = pos + 1
+			return
+		}
+	}
+}
+
+func (t *idTable) resize(n int, s *statusIndex) {
+	old := t.slots
+	t.init(n)
+	mask := uint64(n - 1)
+	for _, sl := range old {
+		if sl.pos == 0 {
+			continue
+		}
+		i := sl.a & mask
+		for t.slots[i].pos != 0 {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = sl
+		t.live++
+	}
+}
+
+// remove empties slot i and shifts back the entries after it that probed
+// past it, so that every entry stays reachable from its home slot.
+func (t *idTable) remove(i int) {
+	mask := len(t.slots) - 1
+	for j := (i + 1) & mask; t.slots[j].pos != 0; j = (j + 1) & mask {
+		home := int(t.slots[j].a) & mask
+		// j's entry may move to i iff i lies cyclically in [home, j).
+		if (j-home)&mask >= (j-i)&mask {
+			t.slots[i] = t.slots[j]
+			i = j
+		}
+	}
+	t.slots[i] = idSlot{}
+	t.live--
+}
+
 // expire evicts the entries that fell out of both windows, given the
 // latest assigned version and the current time.
 func (s *statusIndex) expire(last tx.Version, now int64) {
 	for s.head != s.tail {
-		e := &s.fifo[s.head&uint64(len(s.fifo)-1)]
+		e := s.at(s.head)
 		oldByTime := now-e.time > s.window
 		oldByVersions := uint64(last-e.version) > s.windowVersions
 		if !oldByTime || !oldByVersions {

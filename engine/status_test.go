@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"weaseldb/tx"
+)
+
+// TestStatusIndexVsMap drives the status index with inserts, evictions and
+// lookups of ids whose hashes collide on purpose (few distinct home slots,
+// equal first words with different second words) and checks every lookup
+// against a plain map kept alongside.
+func TestStatusIndexVsMap(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		entriesMax := 1 + rng.IntN(3000)
+		s := newStatusIndex(0, 0, entriesMax) // expire evicts everything older than now
+		want := map[idHash]tx.Version{}
+		var order []idHash // FIFO of live inserts, as the index keeps them
+		randHash := func() idHash {
+			// Small domains: many home-slot collisions, equal first words.
+			return idHash{a: rng.Uint64N(64) << (rng.Uint64N(3) * 20), b: rng.Uint64N(4)}
+		}
+		v := tx.Version(0)
+		for step := range 5000 {
+			switch r := rng.IntN(10); {
+			case r < 5:
+				h := randHash()
+				if _, ok := want[h]; ok {
+					continue // the engine never commits one id twice in the window
+				}
+				v++
+				s.insert(h, v, int64(step))
+				want[h] = v
+				order = append(order, h)
+				if len(order) > entriesMax {
+					delete(want, order[0])
+					order = order[1:]
+				}
+			case r < 6 && len(order) > 0:
+				// Expire the oldest third by time and versions.
+				k := (len(order) + 2) / 3
+				cut := s.at(s.head + uint64(k-1))
+				s.expire(cut.version+tx.Version(s.windowVersions)+1, cut.time+s.window+1)
+				for _, h := range order[:k] {
+					delete(want, h)
+				}
+				order = order[k:]
+			default:
+				h := randHash()
+				got, ok := s.lookup(h)
+				w, wok := want[h]
+				if ok != wok || got != w {
+					t.Fatalf("seed %d step %d: lookup %v = %d,%v, want %d,%v", seed, step, h, got, ok, w, wok)
+				}
+			}
+			if s.len() != len(order) || s.byHash.live != len(order) {
+				t.Fatalf("seed %d step %d: len %d, table %d, want %d", seed, step, s.len(), s.byHash.live, len(order))
+			}
+		}
+		for h, w := range want {
+			if got, ok := s.lookup(h); !ok || got != w {
+				t.Fatalf("seed %d: final lookup %v = %d,%v, want %d", seed, h, got, ok, w)
+			}
+		}
+	}
+}
