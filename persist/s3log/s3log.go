@@ -16,13 +16,16 @@
 //     requests in flight.
 //  2. Ambiguous writes: a retried PUT may be answered 412 because its own
 //     earlier attempt was stored and only the answer was lost (a dropped
-//     connection, a 5xx after the write). So a 412 after more than one
-//     attempt, and any final failure, is resolved by reading the object
-//     back: if it holds exactly our bytes the Append succeeded, if it holds
-//     other bytes we are fenced, if it is missing the error stands. (Two
-//     leaders never write identical bytes: the segment carries the leader
-//     id.) A 412 on the first attempt is final: ErrFenced, even when the
-//     bytes are identical.
+//     connection, a timeout, a 500 after the write). The Log watches every
+//     failed attempt; when one of them may have taken effect (anything but
+//     503 and 409 ConditionalRequestConflict, which S3 answers before
+//     writing), a 412 or a final failure is resolved by reading the object
+//     back: our exact bytes mean the Append succeeded, other bytes mean
+//     fenced, a missing object means the error stands. Otherwise a 412 is
+//     final: ErrFenced. The read-back cannot tell our write from another
+//     writer's identical bytes; two leaders never write identical bytes
+//     (the segment carries the leader id), so this only matters to tests
+//     that rewrite a segment verbatim while connections drop.
 //  3. Recover: paged ListObjectsV2 of "<prefix>/log/", then a GetObject of
 //     every segment (MaxInFlight at once) validated with
 //     persist.DecodeSegmentHeader: the checksum covers the whole segment,
@@ -251,25 +254,48 @@ func (l *Log) observe(op Op, start time.Time, err error) {
 	}
 }
 
-// attemptCounter wraps the retryer of one request to count its attempts:
-// a 412 on a retried PUT may answer our own earlier attempt.
-type attemptCounter struct {
+// attempts wraps the retryer of one request to learn what happened to it:
+// how many attempts were made, and whether a failed attempt might have
+// taken effect anyway (then a later 412 may answer our own write).
+type attempts struct {
+	n         atomic.Int32
+	ambiguous atomic.Bool
+}
+
+type attemptTracker struct {
 	aws.RetryerV2
-	attempts *atomic.Int32
+	a *attempts
 }
 
-func (a attemptCounter) GetAttemptToken(ctx context.Context) (func(error) error, error) {
-	a.attempts.Add(1)
-	return a.RetryerV2.GetAttemptToken(ctx)
+func (t attemptTracker) GetAttemptToken(ctx context.Context) (func(error) error, error) {
+	t.a.n.Add(1)
+	return t.RetryerV2.GetAttemptToken(ctx)
 }
 
-func (l *Log) countAttempts(n *atomic.Int32) func(*s3.Options) {
+// IsErrorRetryable sees the error of every failed attempt.
+func (t attemptTracker) IsErrorRetryable(err error) bool {
+	retryable := t.RetryerV2.IsErrorRetryable(err)
+	if retryable && !notApplied(err) {
+		t.a.ambiguous.Store(true)
+	}
+	return retryable
+}
+
+// notApplied reports an answer after which S3 guarantees the write did not
+// happen: 503 (SlowDown, ServiceUnavailable: rejected before processing)
+// and 409 ConditionalRequestConflict. A 500, a timeout or a broken
+// connection may come after the write took effect.
+func notApplied(err error) bool {
+	return httpStatus(err) == http.StatusServiceUnavailable || apiCode(err) == "ConditionalRequestConflict"
+}
+
+func (l *Log) track(a *attempts) func(*s3.Options) {
 	return func(o *s3.Options) {
 		base, ok := o.Retryer.(aws.RetryerV2)
 		if !ok {
 			base = retryerV2{o.Retryer}
 		}
-		o.Retryer = attemptCounter{RetryerV2: base, attempts: n}
+		o.Retryer = attemptTracker{RetryerV2: base, a: a}
 	}
 }
 
@@ -383,14 +409,14 @@ var errNoSuchKey = errors.New("no such key")
 // get reads a whole object; a missing key is errNoSuchKey.
 func (l *Log) get(ctx context.Context, key string) ([]byte, error) {
 	start := time.Now()
-	var n atomic.Int32
-	out, err := l.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key)}, l.countAttempts(&n))
+	var att attempts
+	out, err := l.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key)}, l.track(&att))
 	var data []byte
 	if err == nil {
 		data, err = io.ReadAll(out.Body)
 		out.Body.Close()
 	}
-	l.noteRetries(&n)
+	l.noteRetries(&att)
 	if isNotFound(err) {
 		l.observe(OpGet, start, nil)
 		return nil, errNoSuchKey
@@ -402,9 +428,9 @@ func (l *Log) get(ctx context.Context, key string) ([]byte, error) {
 	return data, nil
 }
 
-func (l *Log) noteRetries(n *atomic.Int32) {
-	if a := n.Load(); a > 1 {
-		l.retries.Add(uint64(a - 1))
+func (l *Log) noteRetries(a *attempts) {
+	if n := a.n.Load(); n > 1 {
+		l.retries.Add(uint64(n - 1))
 	}
 }
 
@@ -457,27 +483,32 @@ func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) err
 	defer cancel()
 	key := l.segmentKey(first)
 	start := time.Now()
-	var n atomic.Int32
+	var att attempts
 	_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 		ContentType: aws.String("application/octet-stream"),
-	}, l.countAttempts(&n))
-	l.noteRetries(&n)
+	}, l.track(&att))
+	l.noteRetries(&att)
 	l.observe(OpPut, start, err)
 	if err == nil {
 		return nil
 	}
-	if isPreconditionFailed(err) && n.Load() <= 1 {
-		return persist.ErrFenced // definitive: nobody but another writer stored it
+	if !att.ambiguous.Load() {
+		// No earlier attempt can have stored the object: a 412 means
+		// another writer did, anything else is a plain failure.
+		if isPreconditionFailed(err) {
+			return persist.ErrFenced
+		}
+		return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
 	}
-	// Either a 412 that may answer our own earlier attempt, or a failure
-	// after which the object may or may not be stored: look.
+	// An earlier attempt may have stored the object and lost its answer:
+	// a 412 may be our own write, a failure may hide a success. Look.
 	stored, gerr := l.get(ctx, key)
 	switch {
 	case gerr == nil && bytes.Equal(stored, data):
 		l.ambiguousSettled.Add(1)
-		l.log.Info("s3log: ambiguous segment write was ours", "key", key, "attempts", n.Load(), "err", err)
+		l.log.Info("s3log: ambiguous segment write was ours", "key", key, "attempts", att.n.Load(), "err", err)
 		return nil
 	case gerr == nil:
 		l.ambiguousSettled.Add(1)
@@ -607,10 +638,10 @@ func (l *Log) deleteKeys(ctx context.Context, keys []string) error {
 			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
 		}
 		start := time.Now()
-		var n atomic.Int32
+		var att attempts
 		out, err := l.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(l.cfg.Bucket),
-			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}, l.countAttempts(&n))
-		l.noteRetries(&n)
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)}}, l.track(&att))
+		l.noteRetries(&att)
 		if err == nil && len(out.Errors) > 0 {
 			e := out.Errors[0]
 			err = fmt.Errorf("%d of %d keys not deleted, first %s: %s %s", len(out.Errors), len(batch),
@@ -666,11 +697,11 @@ func (l *Log) StorePolicies(ctx context.Context, policies map[string]tx.Version)
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
 	start := time.Now()
-	var n atomic.Int32
+	var att attempts
 	_, err = l.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(l.policyKey),
 		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))), ContentType: aws.String("application/json")},
-		l.countAttempts(&n))
-	l.noteRetries(&n)
+		l.track(&att))
+	l.noteRetries(&att)
 	l.observe(OpPut, start, err)
 	if err != nil {
 		return fmt.Errorf("s3log: store policies to s3://%s/%s: %w", l.cfg.Bucket, l.policyKey, err)
