@@ -16,7 +16,9 @@ type Config struct {
 	Reactors int
 	// DisableThreadPinning leaves reactor threads unpinned. By default each
 	// reactor thread is pinned to one CPU with sched_setaffinity, reactor i
-	// to the i-th CPU the process may run on.
+	// to the i-th CPU the process may run on. Pinning gives more requests/s
+	// and a lower median; on a host shared with other busy processes an
+	// unpinned reactor has the better p99 (bench/results/netpoll.md).
 	DisableThreadPinning bool
 	// MaxConnections bounds open connections (TCP and local). A connection
 	// beyond it is accepted, answered 503 and closed. 0 = 10,000.
