@@ -320,7 +320,7 @@ func TestStickyErrorAndReuse(t *testing.T) {
 	}
 }
 
-// TestSurvivesArenaPoison: values live in the arena, not in the chunks fed
+// TestValuesDoNotAliasInput: values live in the arena, not in the chunks fed
 // to Write (which the caller may reuse at once).
 func TestValuesDoNotAliasInput(t *testing.T) {
 	doc := []byte(`{"leader_id":"abc","operations":[{"type":"write","key":"a2V5","value":"dmFs"}]}`)
