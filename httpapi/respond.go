@@ -36,33 +36,6 @@ func (a *API) respondError(ex *netpoll.Exchange, route routeID, status int, code
 	a.respond(ex, route, status, jsonstream.AppendError(ex.Scratch(), code, []byte(message)), headers...)
 }
 
-// errorCode maps an HTTP status to API.md's error code.
-func errorCode(status int) string {
-	switch status {
-	case 400:
-		return "bad_request"
-	case 401:
-		return "unauthorized"
-	case 404:
-		return "not_found"
-	case 405:
-		return "method_not_allowed"
-	case 409:
-		return "conflict"
-	case 410:
-		return "gone"
-	case 413:
-		return "payload_too_large"
-	case 415:
-		return "unsupported_media_type"
-	case 429:
-		return "too_many_requests"
-	case 503:
-		return "unavailable"
-	}
-	return "internal"
-}
-
 // appendField appends `,"name":` to a JSON object under construction.
 func appendField(dst []byte, name string) []byte {
 	dst = append(dst, ',', '"')
