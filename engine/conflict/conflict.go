@@ -91,7 +91,14 @@ func (s *Set) check(r *Read) Result {
 	}
 	t := &s.tree
 	b := makeQuery(r.Begin)
-	leaf, pos := t.floorEntry(t.find(&b))
+	var leaf uint32
+	var pos int
+	if len(r.End) == 0 {
+		// seek, not find: a write of the same key that follows reuses it.
+		leaf, pos = t.floorEntry(t.seek(&b))
+	} else {
+		leaf, pos = t.floorEntry(t.find(&b))
+	}
 	nd := &t.nodes[leaf]
 	// Inside the floor's gap, or on the floor itself (whose gap version is
 	// at most its point version, so a range starting there needs only the

@@ -1,6 +1,7 @@
 package conflict
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -71,6 +72,7 @@ type tree struct {
 	count  int // boundaries stored, sentinel included
 	arena  arena
 	path   [heightMax]pathStep // scratch: filled by seek
+	hint   seekHint            // the last seek, while its path is current
 	// rebuild thresholds: free nodes and arena garbage bytes below which a
 	// rebuild is not worth it (tests lower them to rebuild often).
 	freeMin, garbageMin int
@@ -146,7 +148,16 @@ func (t *tree) childFor(nd *node, q *query) int {
 // and returns the leaf and the index of the greatest key <= q in it (-1 if
 // q is below every key of the leaf; the floor is then the previous leaf's
 // last key).
+//
+// A seek for the key of the previous seek, with no insert or removal in
+// between, returns the remembered answer and leaves the path as it is: the
+// resolve stage checks a point read and then writes the same key (a
+// read-modify-write), and the write then costs no second descent.
 func (t *tree) seek(q *query) (uint32, int) {
+	h := &t.hint
+	if h.valid && h.hi == q.hi && h.lo == q.lo && h.n == q.n && bytes.Equal(h.suffix, q.suffix) {
+		return h.leaf, h.pos
+	}
 	i := t.root
 	for l := 0; l < t.height; l++ {
 		nd := &t.nodes[i]
@@ -154,7 +165,22 @@ func (t *tree) seek(q *query) (uint32, int) {
 		t.path[l] = pathStep{node: i, pos: int32(c)}
 		i = uint32(nd.b[c])
 	}
-	return i, t.floorIn(&t.nodes[i], 0, q)
+	pos := t.floorIn(&t.nodes[i], 0, q)
+	h.valid, h.hi, h.lo, h.n = true, q.hi, q.lo, q.n
+	h.suffix = append(h.suffix[:0], q.suffix...)
+	h.leaf, h.pos = i, pos
+	return i, pos
+}
+
+// seekHint is the last seek's key and answer; valid until the next insert
+// or removal changes the tree's shape (updating versions keeps it valid).
+type seekHint struct {
+	valid  bool
+	hi, lo uint64
+	n      int
+	suffix []byte // a copy: the query's may alias a caller's buffer
+	leaf   uint32
+	pos    int
 }
 
 // find is seek without recording the path.
@@ -201,6 +227,7 @@ func (t *tree) fixAbove(level int) {
 // insertAt inserts the boundary (k, pv, gv) at position pos of leaf, whose
 // path seek recorded.
 func (t *tree) insertAt(leaf uint32, pos int, k keyRef, pv, gv tx.Version) {
+	t.hint.valid = false
 	t.count++
 	nd := &t.nodes[leaf]
 	if nd.n < nodeMax {
@@ -288,6 +315,7 @@ func (t *tree) splitInsert(level int, idx uint32, pos int, k keyRef, a tx.Versio
 // removeRun deletes entries [lo, hi) of leaf (path recorded by seek) and
 // rebalances.
 func (t *tree) removeRun(leaf uint32, lo, hi int) {
+	t.hint.valid = false
 	nd := &t.nodes[leaf]
 	for _, k := range nd.keys[lo:hi] {
 		t.arena.free(k)
@@ -461,6 +489,7 @@ func (t *tree) rebuild() {
 	const fill = nodeMax * 3 / 4
 	old := *t
 	*t = tree{freeMin: old.freeMin, garbageMin: old.garbageMin}
+	t.hint.suffix = old.hint.suffix[:0] // keep the buffer; the hint is invalid
 	t.arena.buf = make([]byte, 0, len(old.arena.buf)-old.arena.garbage)
 	leaves := (old.count + fill - 1) / fill
 	t.nodes = make([]node, 0, leaves+leaves/(fill-1)+8)
