@@ -557,11 +557,7 @@ func (p *Parser) stringRun(s []byte) int {
 	if len(p.scratch) == 0 && p.high == 0 {
 		// Fast path: the whole string is in this chunk, unescaped, so it
 		// is used from the chunk without a copy through scratch.
-		if len(content) > p.strMax {
-			p.stringTooLong()
-		} else if p.str == sText && hasControl(content) {
-			p.controlError(content)
-		} else {
+		if p.rawOK(content, 0) {
 			p.stringDoneFrom(content)
 		}
 		return i + 1
@@ -620,22 +616,35 @@ func indexQuoteOrBackslash(s []byte) int {
 	return -1
 }
 
-func hasControl(b []byte) bool {
-	for _, c := range b {
+// indexControl returns the index of the first control character in b, or -1.
+func indexControl(b []byte) int {
+	for i, c := range b {
 		if c < 0x20 {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
-func (p *Parser) controlError(b []byte) {
-	for _, c := range b {
-		if c < 0x20 {
-			p.failf(KindBadRequest, p.path(), "control character %#x in string (must be escaped)", c)
-			return
-		}
+// rawOK checks unescaped string bytes b that would follow have bytes of the
+// string already gathered, and fails the parse if they hold a control
+// character or make the string too long — whichever offending byte comes
+// first, so that the error never depends on how the body was chunked.
+func (p *Parser) rawOK(b []byte, have int) bool {
+	room := p.strMax - have
+	c := -1
+	if p.str == sText {
+		c = indexControl(b)
 	}
+	if len(b) > room && (c < 0 || c >= room) {
+		p.stringTooLong()
+		return false
+	}
+	if c >= 0 {
+		p.failf(KindBadRequest, p.path(), "control character %#x in string (must be escaped)", b[c])
+		return false
+	}
+	return true
 }
 
 // appendRaw adds unescaped string bytes as they appear in the body.
@@ -643,11 +652,10 @@ func (p *Parser) appendRaw(b []byte) {
 	if len(b) == 0 {
 		return // must not flush a high surrogate: a \u low half may follow
 	}
-	if p.str == sText && hasControl(b) {
-		p.controlError(b)
+	p.flushHigh()
+	if !p.rawOK(b, len(p.scratch)) {
 		return
 	}
-	p.flushHigh()
 	p.appendDecoded(b)
 }
 
