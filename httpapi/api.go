@@ -58,6 +58,9 @@ type API struct {
 	// streamPieceBytes bounds one Stream.Write: half the stream queue.
 	streamPieceBytes int
 
+	// events is the shared SSE encoding of recent segments.
+	events *eventCache
+
 	ready atomic.Bool
 
 	subs struct {
@@ -88,6 +91,7 @@ func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *
 	}
 	a.met.attach(a)
 	a.subs.set = make(map[*subscriber]struct{})
+	a.events = newEventCache(eventCacheBytes)
 	a.streamPieceBytes = max(StreamQueueBytes(cfg)/2, 4<<10)
 	return a
 }
@@ -147,6 +151,9 @@ func jsonContentTypeOK(r *netpoll.Request) bool {
 	}
 	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
 }
+
+// eventCacheBytes bounds the shared SSE encoding of recent segments.
+const eventCacheBytes = 32 << 20
 
 // StreamQueueBytes is the netpoll stream queue bound that gives each
 // subscriber the configured memory budget (netpoll holds up to twice it).

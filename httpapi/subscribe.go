@@ -296,8 +296,29 @@ func (s *subscriber) catchUp() bool {
 	return s.flush()
 }
 
-// sendSegment encodes the segment's transactions above the cursor.
+// sendSegment sends the segment's transactions above the cursor: the shared
+// encoding for unfiltered streams, its own encoding for filtered ones.
 func (s *subscriber) sendSegment(seg []byte) bool {
+	if !s.filter {
+		e, err := s.api.events.get(seg)
+		if err != nil {
+			s.api.logger.Error("subscriber: corrupt segment", "err", err)
+			return false
+		}
+		if e.last <= s.cursor {
+			return true
+		}
+		if e.first > s.cursor+1 {
+			s.api.logger.Error("subscriber: gap in the log", "cursor", uint64(s.cursor), "next", uint64(e.first))
+			return false
+		}
+		s.out = append(s.out, e.after(s.cursor)...)
+		s.cursor, s.prevSent = e.last, e.last
+		if len(s.out) >= flushBytes {
+			return s.flush()
+		}
+		return true
+	}
 	hdr, err := s.reader.Reset(seg)
 	if err != nil {
 		s.api.logger.Error("subscriber: corrupt segment", "err", err)
@@ -312,7 +333,7 @@ func (s *subscriber) sendSegment(seg []byte) bool {
 			return false
 		}
 		s.cursor = t.Version
-		s.appendTransaction(t, hdr.LeaderID)
+		s.appendFiltered(t, hdr.LeaderID)
 		if len(s.out) >= flushBytes && !s.flush() {
 			return false
 		}
@@ -324,22 +345,16 @@ func (s *subscriber) sendSegment(seg []byte) bool {
 	return true
 }
 
-// appendTransaction encodes one event, or nothing when the filter skips it.
-func (s *subscriber) appendTransaction(t *tx.Transaction, leaderID []byte) {
-	if s.filter {
-		s.ops = clipOperations(s.ops[:0], t.Operations, s.begin, s.end)
-		if len(s.ops) == 0 {
-			return
-		}
-		clipped := *t
-		clipped.Operations = s.ops
-		t = &clipped
+// appendFiltered encodes the part of t inside the key filter, or nothing
+// when the filter skips it.
+func (s *subscriber) appendFiltered(t *tx.Transaction, leaderID []byte) {
+	s.ops = clipOperations(s.ops[:0], t.Operations, s.begin, s.end)
+	if len(s.ops) == 0 {
+		return
 	}
-	s.out = append(s.out, "id: "...)
-	s.out = strconv.AppendUint(s.out, uint64(t.Version), 10)
-	s.out = append(s.out, "\nevent: transaction\ndata: "...)
-	s.out = jsonstream.AppendTransactionEvent(s.out, t, s.prevSent, leaderID)
-	s.out = append(s.out, "\n\n"...)
+	clipped := *t
+	clipped.Operations = s.ops
+	s.out = appendEvent(s.out, &clipped, s.prevSent, leaderID)
 	s.prevSent = t.Version
 }
 
