@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -125,5 +129,33 @@ func TestZipfSkew(t *testing.T) {
 	}
 	if f := float64(top) / n; f < 0.11 || f > 0.15 {
 		t.Fatalf("hottest key has %.3f of draws, want about 0.13", f)
+	}
+}
+
+// TestMergeMedians merges three rounds and checks each cell is the median.
+func TestMergeMedians(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i, v := range []float64{300, 100, 200} {
+		rs := []*result{{Peer: "redis", Dist: "uniform", Connections: 1, CommitsPerS: v, P99Ms: v / 100}}
+		b, err := json.Marshal(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("run%d.json", i))
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	got, err := mergeFiles(paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].CommitsPerS != 200 || got[0].P99Ms != 2 {
+		t.Fatalf("merged %+v, want one cell at the medians 200/s, 2 ms", got[0])
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Fatalf("median of 1..4 = %v, want 2.5", m)
 	}
 }

@@ -6,6 +6,8 @@
 # every run lands in bench/out/peers-<date>.json.
 # Usage: bench/peers/run.sh [benchpeers flags...]   e.g. -duration 5s -peers weaseldb,redis
 # Each measured run holds flock /tmp/weaseldb-bench.lock (one load at a time).
+# On a shared machine run it three times and quote the per-cell medians:
+#   bin/benchdbpeers -merge bench/out/peers-A.json,bench/out/peers-B.json,bench/out/peers-C.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -x bin/weaseldb ] || make build
