@@ -26,7 +26,13 @@ type StoredSegment struct {
 //
 //  1. The run starts at the oldest segment and grows while each segment's
 //     First is the previous one's Last+1.
-//  2. The first segment whose First breaks contiguity (a gap, or an overlap)
+//  2. A segment whose First lies inside the run (an overlap) is discarded
+//     alone and the run goes on: it is an orphan of a deposed leader, whose
+//     pipelined write of a later segment landed after the new leader's
+//     claim under a name the new leader's segments do not use (found by
+//     tests/s3fault; stopping there lost the new leader's acknowledged
+//     segments). Segments of one run never overlap, and each name holds one
+//     segment, so the run is still unique. The first segment after a gap
 //     and everything after it are discarded: they were never acknowledged.
 //  3. A segment that failed validation, or whose header disagrees with its
 //     name, is discarded if it is the last stored segment (a torn tail);
@@ -40,6 +46,10 @@ func PlanRecovery(stored []StoredSegment) (Recovery, error) {
 	for i, s := range stored {
 		if i > 0 && stored[i-1].First >= s.First {
 			return Recovery{}, fmt.Errorf("persist: recovery: segments not sorted: %d after %d", s.First, stored[i-1].First)
+		}
+		if n := len(rec.Segments); n > 0 && s.First <= rec.Segments[n-1].Last {
+			rec.Discarded = append(rec.Discarded, s.info())
+			continue
 		}
 		if n := len(rec.Segments); n > 0 && s.First != rec.Segments[n-1].Last+1 {
 			for _, d := range stored[i:] {

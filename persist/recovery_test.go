@@ -36,6 +36,9 @@ func TestPlanRecovery(t *testing.T) {
 		{name: "truncated start", in: []StoredSegment{stored(40, 50), stored(51, 60)}, run: "[40-50 51-60]", discarded: "[]"},
 		{name: "gap", in: []StoredSegment{stored(1, 5), stored(7, 9), stored(10, 12)}, run: "[1-5]", discarded: "[7-9 10-12]"},
 		{name: "overlap", in: []StoredSegment{stored(1, 5), stored(5, 9)}, run: "[1-5]", discarded: "[5-9]"},
+		// A deposed leader's orphan inside the new leader's run (tests/s3fault).
+		{name: "orphan inside the run", in: []StoredSegment{stored(1, 5), stored(3, 4), stored(4, 8), stored(6, 9), stored(10, 10)}, run: "[1-5 6-9 10-10]", discarded: "[3-4 4-8]"},
+		{name: "corrupt orphan inside the run", in: []StoredSegment{stored(1, 5), corrupt(3), stored(6, 9)}, run: "[1-5 6-9]", discarded: "[3-3]"},
 		{name: "torn tail", in: []StoredSegment{stored(1, 5), corrupt(6)}, run: "[1-5]", discarded: "[6-6]"},
 		{name: "only segment torn", in: []StoredSegment{corrupt(1)}, run: "[]", discarded: "[1-1]"},
 		{name: "corrupt after gap", in: []StoredSegment{stored(1, 5), corrupt(9), stored(10, 11)}, run: "[1-5]", discarded: "[9-9 10-11]"},

@@ -22,7 +22,10 @@
 //     writing), a 412 or a final failure is resolved by reading the object
 //     back: our exact bytes mean the Append succeeded, other bytes mean
 //     fenced, a missing object means the error stands. Otherwise a 412 is
-//     final: ErrFenced. The read-back cannot tell our write from another
+//     final: ErrFenced. The ambiguity outlives the call: when such an
+//     Append fails (a timeout while S3 held the PUT, which it stores later),
+//     the pipeline's retry of the same segment is a new Append, and its 412
+//     is resolved by read-back too (Log.mu.mayExist). The read-back cannot tell our write from another
 //     writer's identical bytes; two leaders never write identical bytes
 //     (the segment carries the leader id), so this only matters to tests
 //     that rewrite a segment verbatim while connections drop.
@@ -155,7 +158,12 @@ type Log struct {
 
 	mu struct {
 		sync.Mutex
-		index     []persist.SegmentInfo // stored segments by First; guarded by mu
+		index []persist.SegmentInfo // stored segments by First; guarded by mu
+		// mayExist holds the Firsts of Appends that failed after an attempt
+		// that may have taken effect (a timeout, a dropped connection): the
+		// pipeline retries such an Append with a new call, whose 412 must
+		// be resolved by read-back too, not taken as fencing.
+		mayExist  map[tx.Version]struct{}
 		recovered bool
 		closed    bool
 	}
@@ -482,14 +490,44 @@ func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) err
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
 	key := l.segmentKey(first)
-	start := time.Now()
 	var att attempts
+	if l.mayExistFrom(first) {
+		att.ambiguous.Store(true) // an earlier Append of this segment may have stored it
+	}
+	err := l.putSegmentOnce(ctx, key, data, &att)
+	// Remember a failure that may hide a stored object for the retry.
+	l.setMayExist(first, err != nil && !errors.Is(err, persist.ErrFenced) && (att.ambiguous.Load() || !notApplied(err)))
+	return err
+}
+
+func (l *Log) mayExistFrom(first tx.Version) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.mu.mayExist[first]
+	return ok
+}
+
+func (l *Log) setMayExist(first tx.Version, may bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case may && l.mu.mayExist == nil:
+		l.mu.mayExist = map[tx.Version]struct{}{first: {}}
+	case may:
+		l.mu.mayExist[first] = struct{}{}
+	default:
+		delete(l.mu.mayExist, first)
+	}
+}
+
+func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, att *attempts) error {
+	start := time.Now()
 	_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 		ContentType: aws.String("application/octet-stream"),
-	}, l.track(&att))
-	l.noteRetries(&att)
+	}, l.track(att))
+	l.noteRetries(att)
 	l.observe(OpPut, start, err)
 	if err == nil {
 		return nil

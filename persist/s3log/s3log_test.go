@@ -344,3 +344,51 @@ func TestConformanceNetpollLocal(t *testing.T) {
 		return s
 	})
 }
+
+// TestRetriedAppendAfterTimeoutIsOurs: an Append times out while S3 holds
+// the PUT, S3 then stores it; the pipeline's retry of the same segment is a
+// new Append whose PUT gets 412. That 412 is our own earlier write, not
+// another leader: the retry must succeed (found by tests/s3fault, where the
+// server deposed itself after an S3 outage). An identical rewrite with no
+// ambiguous history stays ErrFenced (conformance).
+func TestRetriedAppendAfterTimeoutIsOurs(t *testing.T) {
+	f := startFake(t)
+	cfg := testConfig(f.url)
+	cfg.OperationTimeout = 300 * time.Millisecond
+	cfg.RetryMaxAttempts = 1
+	l := openLog(t, cfg)
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, logtest.Segment(0, 0, "a")); err != nil {
+		t.Fatal(err)
+	}
+	seg := logtest.Segment(1, 3, "a")
+	f.srv.Faults().Pause()
+	err := l.Append(ctx, seg)
+	if err == nil || errors.Is(err, persist.ErrFenced) {
+		f.srv.Faults().Resume()
+		t.Fatalf("Append during the outage: %v, want a timeout", err)
+	}
+	f.srv.Faults().Resume() // the held PUT is stored now (or soon)
+	raw := rawClient(f.url, nil)
+	key := testPrefix + "/log/" + string(persist.AppendSegmentName(nil, 1))
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := raw.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key)}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Skip("the fake did not store the held PUT after Resume; nothing to resolve")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := l.Append(ctx, seg); err != nil {
+		t.Fatalf("retried Append of our own stored segment: %v, want nil", err)
+	}
+	// A different segment at a name that exists is still fenced.
+	if err := l.Append(ctx, logtest.Segment(1, 3, "b")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("Append over an existing segment: %v, want ErrFenced", err)
+	}
+}

@@ -132,6 +132,22 @@ func (led *Ledger) Verify(ctx context.Context, hc *http.Client, url string, rng 
 		if err != nil {
 			return it, err
 		}
+		if st.Status == "committed" && st.Version > it.Recovered {
+			// On a live server a commit whose client gave up may still
+			// have been in the pipeline when the log was read: read on.
+			more, err := ReadLog(ctx, hc, url, it.Recovered, st.Version)
+			if err != nil {
+				return it, err
+			}
+			log = append(log, more...)
+			if err := checkLog(log, it.Oldest, st.Version, led); err != nil {
+				return it, err
+			}
+			for _, t := range more {
+				inLog[t.RequestID] = t.Version
+			}
+			it.Recovered = st.Version
+		}
 		logV, inTheLog := inLog[rid]
 		switch st.Status {
 		case "committed":
