@@ -56,7 +56,9 @@ func selfSigned(t testing.TB) (certPEM, keyPEM []byte) {
 }
 
 // echoServer is a real netpoll server whose POST /echo answers the body.
-func echoServer(t *testing.T) *netpoll.Server {
+func echoServer(t *testing.T) *netpoll.Server { return echoServerB(t) }
+
+func echoServerB(t testing.TB) *netpoll.Server {
 	t.Helper()
 	router, err := netpoll.NewRouter([]netpoll.Route{
 		{Method: "POST", Path: "/echo", Handler: netpoll.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
