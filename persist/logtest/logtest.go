@@ -14,7 +14,9 @@
 //
 // The suite covers: append, recover and read back; ReadFrom paging and
 // maxBytes; truncation and ErrNotFound below it; fencing between two Logs
-// on one storage (sequential and racing); a gap (what follows it is
+// on one storage (sequential and racing), or for a backend whose fence is an
+// exclusive open (Storage.ExclusiveOpen), that a second open fails and that
+// stored and in-flight Firsts are fenced within one Log and across restarts; a gap (what follows it is
 // discarded and reported); a torn last segment cut off; a corrupt middle
 // segment refused with ErrCorruption; policies round-trip and durability
 // across reopen; many concurrent Appends, then recovery.
@@ -50,6 +52,20 @@ type Storage struct {
 	// damage(old bytes), bypassing the Log. Nil skips the torn and corrupt
 	// segment tests.
 	Damage func(t *testing.T, first tx.Version, damage func([]byte) []byte)
+	// ExclusiveOpen, when set, declares that the backend fences by exclusive
+	// access to its storage (the disk backend's LOCK file) rather than by
+	// create-if-absent between two live Logs. It tries to open a second Log
+	// while one is open and returns that attempt's error, which the suite
+	// requires to be non-nil. The fencing tests then check the fence within
+	// one Log (an Append whose First is stored or in flight fails with
+	// ErrFenced, also between racing Appends) and across a restart (the next
+	// leader) instead of between two live Logs. OpenSecond is not used.
+	ExclusiveOpen func(t *testing.T) error
+	// FramedTail declares that segments are frames appended to a file: a
+	// tail torn down to zero bytes leaves no trace of its segment, so
+	// Recovery cannot list it as discarded (it must still recover the run
+	// before it and accept a rewrite).
+	FramedTail bool
 }
 
 // Run runs the conformance suite as subtests of t.
@@ -373,6 +389,10 @@ func testRejectsMalformed(t *testing.T, s Storage) {
 }
 
 func testFencing(t *testing.T, s Storage) {
+	if s.ExclusiveOpen != nil {
+		testFencingExclusive(t, s)
+		return
+	}
 	ctx := context.Background()
 	a := open(t, s)
 	recoverLog(t, a)
@@ -407,13 +427,52 @@ func testFencing(t *testing.T, s Storage) {
 	}
 }
 
+// testFencingExclusive is testFencing for a backend whose fence is the
+// exclusive open: the second leader exists only after the first is gone.
+func testFencingExclusive(t *testing.T, s Storage) {
+	ctx := context.Background()
+	a := open(t, s)
+	recoverLog(t, a)
+	mustAppend(t, a, Segment(0, 0, "a"), Segment(1, 5, "a"))
+	if err := s.ExclusiveOpen(t); err == nil {
+		t.Fatal("a second Log opened on storage held open by another: want an error")
+	}
+	// A rewrite of any stored segment collides, whatever its bytes.
+	if err := a.Append(ctx, Segment(0, 0, "b")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("second genesis: %v, want ErrFenced", err)
+	}
+	if err := a.Append(ctx, Segment(1, 5, "a")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("identical rewrite of segment 1: %v, want ErrFenced", err)
+	}
+	// The next leader (after a restart) recovers and claims version 6.
+	b, rec := reopen(t, s, a)
+	if rec.Last() != 5 {
+		t.Fatalf("next leader recovered last %d, want 5", rec.Last())
+	}
+	mustAppend(t, b, Segment(6, 6, "b"))
+	if err := b.Append(ctx, Segment(6, 9, "a")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("Append over a stored segment: %v, want ErrFenced", err)
+	}
+	mustAppend(t, b, Segment(7, 8, "b"))
+	b, rec = reopen(t, s, b)
+	checkSpans(t, "recovered", rec.Segments, "[0-0 1-5 6-6 7-8]")
+	got := readAll(t, b, 0, 1<<20)
+	checkVersions(t, got, 1, 8)
+	if string(got[5].RequestID) != "req-b-6" {
+		t.Fatalf("version 6 holds %q, want the new leader's req-b-6", got[5].RequestID)
+	}
+}
+
 func testFencingRace(t *testing.T, s Storage) {
 	ctx := context.Background()
 	a := open(t, s)
 	recoverLog(t, a)
 	mustAppend(t, a, Segment(0, 0, "a"))
-	b := openSecond(t, s)
-	recoverLog(t, b)
+	b := a // with ExclusiveOpen, two racing Appends of one First on one Log
+	if s.ExclusiveOpen == nil {
+		b = openSecond(t, s)
+		recoverLog(t, b)
+	}
 	const rounds = 10
 	for v := tx.Version(1); v <= rounds; v++ {
 		var errA, errB error
@@ -427,7 +486,9 @@ func testFencingRace(t *testing.T, s Storage) {
 			t.Fatalf("version %d: leader a: %v, leader b: %v; want exactly one nil and one ErrFenced", v, errA, errB)
 		}
 	}
-	a.Close()
+	if b != a {
+		a.Close()
+	}
 	_, rec := reopen(t, s, b)
 	checkSpans(t, "recovered", rec.Segments, "[0-0 1-1 2-2 3-3 4-4 5-5 6-6 7-7 8-8 9-9 10-10]")
 }
@@ -456,7 +517,7 @@ func testTornTail(t *testing.T, s Storage) {
 	if s.Damage == nil {
 		t.Skip("backend offers no Damage hook")
 	}
-	for _, keep := range []func(n int) int{
+	for k, keep := range []func(n int) int{
 		func(n int) int { return 0 },
 		func(n int) int { return persist.SegmentHeaderBytes - 1 },
 		func(n int) int { return n / 2 },
@@ -475,7 +536,11 @@ func testTornTail(t *testing.T, s Storage) {
 			if rec.Last() != next+4 {
 				t.Fatalf("torn tail: recovered %s, want last %d", spans(rec.Segments), next+4)
 			}
-			if len(rec.Discarded) != 1 || rec.Discarded[0].First != next+5 {
+			if s.FramedTail && k == 0 { // torn to nothing: no trace left
+				if len(rec.Discarded) != 0 {
+					t.Fatalf("torn tail of 0 bytes: discarded %s, want nothing", spans(rec.Discarded))
+				}
+			} else if len(rec.Discarded) != 1 || rec.Discarded[0].First != next+5 {
 				t.Fatalf("torn tail: discarded %s, want the segment at %d", spans(rec.Discarded), next+5)
 			}
 			checkVersions(t, readAll(t, l, 0, 1<<20), 1, next+4)
