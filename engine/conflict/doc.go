@@ -70,6 +70,12 @@
 // garbage, the tree is rebuilt into right-sized slices (O(n), amortized
 // over the frees that caused it).
 //
+// A node is searched by a branch-free linear count of the inline keys below
+// the query rather than by binary search: at a million keys the nodes are
+// cold, and independent loads let their cache misses overlap. The tree
+// remembers its last descent while its shape is unchanged, so writing a key
+// just checked (read-modify-write) does not descend again.
+//
 // Rejected: a sorted slice (the first version: O(n) inserts), and a tree
 // of *node pointers with []byte keys (10 million objects for the GC to
 // trace).
