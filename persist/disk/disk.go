@@ -51,11 +51,12 @@
 //
 // Rejected: one file per segment (temp file + fdatasync + link(2) + unlink +
 // directory fsync per segment, ~260 segments/s on this disk, 38 % of the
-// server's CPU in openat), and preallocating zero-filled extents so that
-// fdatasync need not update the file size: fallocate(KEEP_SIZE) at file
-// creation already spares the allocation metadata, and the measured gain of
-// going further did not pay for a recovery that must tell zeros from a torn
-// frame (see bench/results/persist.md).
+// server's CPU in openat). Not done: writing into zero-filled extents so
+// that fdatasync need not update the file size. fallocate(KEEP_SIZE) at file
+// creation (which spares block allocation but not the size update) measured
+// between no gain and ~15 % here (bench/results/persist.md), which bounds
+// what the rest could bring; it would cost a recovery that tells zeros from
+// a torn frame.
 //
 // # Fencing
 //

@@ -20,8 +20,8 @@ const streamTxnsPerSec = 200_000
 // BenchmarkDiskLog appends segments of the size a batch interval produces,
 // with several Appends in flight as the pipeline keeps them, on the real
 // file system of b.TempDir (fsyncs are real). It reports transactions/s,
-// fsyncs/s (file + directory) and directory fsyncs per Append (below 1 when
-// concurrent Appends share them). One op is one segment.
+// fsyncs/s (file + directory), directory fsyncs per Append and Appends per
+// group commit (one write + one fdatasync). One op is one segment.
 //
 //	flock /tmp/weaseldb-bench.lock go test -run '^$' -bench DiskLog -benchtime=2s ./persist/disk/
 func BenchmarkDiskLog(b *testing.B) {
@@ -91,4 +91,7 @@ func benchDiskLog(b *testing.B, batch, inflight int) {
 	b.ReportMetric(float64(b.N*batch)/elapsed, "txns/s")
 	b.ReportMetric(syncs/elapsed, "fsyncs/s")
 	b.ReportMetric(float64(st.DirSyncs-before.DirSyncs)/float64(b.N), "dirsyncs/append")
+	if g := st.GroupCommits - before.GroupCommits; g > 0 {
+		b.ReportMetric(float64(b.N)/float64(g), "appends/groupcommit")
+	}
 }
