@@ -6,7 +6,7 @@
 //
 // The log is a sequence of segments. Each segment holds a contiguous run of
 // versions [First, Last] and is stored under its First version (S3 key
-// "<prefix>/log/<First as 20 digits>", disk file "<First as 20 digits>.seg").
+// "<prefix>/log/<First as 20 digits>", disk: a frame in a rolled log file, see persist/disk).
 // A backend stores a segment only if no segment of that name exists yet; that
 // is the fencing between two leaders: whoever writes the name first wins, the
 // other gets ErrFenced.
