@@ -85,7 +85,7 @@ func TestEventCacheEvictsByBytes(t *testing.T) {
 func TestEventCacheRejectsCorruptSegment(t *testing.T) {
 	seg := testSegment(1, 3)
 	seg[len(seg)-1] ^= 0xff
-	if _, err := newEventCache(1<<20).get(seg); err == nil {
+	if _, err := newEventCache(1 << 20).get(seg); err == nil {
 		t.Fatal("corrupt segment accepted")
 	}
 }
