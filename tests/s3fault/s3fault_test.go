@@ -68,7 +68,7 @@ func fake(t *testing.T) (*fakes3.Server, string) {
 
 // s3Config points the server at the fake; short timeouts so that an outage
 // turns into failed writes (and 503s) within a test's time.
-func s3Config(endpoint, prefix string) string {
+func s3Config(endpoint, prefix, requestTimeout string) string {
 	return fmt.Sprintf(`
 [commit]
 batch_interval = "1ms"
@@ -81,16 +81,27 @@ endpoint = %q
 use_path_style = true
 access_key_id = "test"
 secret_access_key = "test"
-request_timeout = "1s"
+request_timeout = %q
 max_attempts = 3
-`, bucket, prefix, endpoint)
+`, bucket, prefix, endpoint, requestTimeout)
 }
 
 // startS3 starts a server on the fake, or skips the test when the binary
 // does not have the S3 backend yet.
+//
+// The 1s request timeout makes an outage fail writes (and answer 503)
+// quickly; restarts that must read back a long log use startS3Patient.
 func startS3(t *testing.T, endpoint, prefix string) (*harness.Server, error) {
+	return startS3With(t, endpoint, prefix, "1s")
+}
+
+func startS3Patient(t *testing.T, endpoint, prefix string) (*harness.Server, error) {
+	return startS3With(t, endpoint, prefix, "30s")
+}
+
+func startS3With(t *testing.T, endpoint, prefix, requestTimeout string) (*harness.Server, error) {
 	t.Helper()
-	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: s3Config(endpoint, prefix)})
+	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: s3Config(endpoint, prefix, requestTimeout)})
 	if err != nil && strings.Contains(err.Error(), "not wired") {
 		t.Skipf("the binary does not accept --persist s3 yet: %v", err)
 	}
@@ -186,7 +197,7 @@ func TestS3FaultsUnderLoad(t *testing.T) {
 		}
 		s3.Faults().Clear()
 		s3.Faults().Resume()
-		srv2, err := startS3(t, endpoint, "faults")
+		srv2, err := startS3Patient(t, endpoint, "faults")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +282,7 @@ func TestS3FaultsUnderLoad(t *testing.T) {
 	t.Logf("after the faults: %+v", check)
 	// And after a crash: SIGKILL, restart on the same prefix.
 	srv.Kill()
-	srv2, err := startS3(t, endpoint, "faults")
+	srv2, err := startS3Patient(t, endpoint, "faults")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +372,7 @@ func twoServers(t *testing.T, busy bool) {
 	if b != nil {
 		b.Kill()
 	}
-	c, err := startS3(t, endpoint, "shared")
+	c, err := startS3Patient(t, endpoint, "shared")
 	if err != nil {
 		t.Fatal(err)
 	}
