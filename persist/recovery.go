@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"bytes"
 	"fmt"
 
 	"weaseldb/tx"
@@ -34,7 +35,17 @@ type StoredSegment struct {
 //     segments). Segments of one run never overlap, and each name holds one
 //     segment, so the run is still unique. The first segment after a gap
 //     and everything after it are discarded: they were never acknowledged.
-//  3. A segment that failed validation, or whose header disagrees with its
+//  3. A leader term never returns: once a segment of another leader follows
+//     leader X's segments in the run, a later segment of X is not part of
+//     the log, even where it fits the versions. It is an orphan of X's
+//     pipelined writes that happened to start exactly at a boundary of the
+//     new leader's segments (so the new leader's write of that name failed
+//     and it was deposed there); its transactions were resolved against X's
+//     state, not against the commits of the leader that followed X, so
+//     taking them would break serializability. It is treated as a gap: it
+//     and everything after it are discarded (nothing after it can have been
+//     acknowledged: the leader whose name it took was fenced there).
+//  4. A segment that failed validation, or whose header disagrees with its
 //     name, is discarded if it is the last stored segment (a torn tail);
 //     anywhere else it is corruption and PlanRecovery fails with an error
 //     wrapping ErrCorruption, because an acknowledged segment may be lost.
@@ -43,6 +54,8 @@ type StoredSegment struct {
 // backend deletes the discarded segments and logs them.
 func PlanRecovery(stored []StoredSegment) (Recovery, error) {
 	var rec Recovery
+	var leader []byte                  // leader id of the run's last segment
+	succeeded := make(map[string]bool) // leader ids another leader followed
 	for i, s := range stored {
 		if i > 0 && stored[i-1].First >= s.First {
 			return Recovery{}, fmt.Errorf("persist: recovery: segments not sorted: %d after %d", s.First, stored[i-1].First)
@@ -68,6 +81,16 @@ func PlanRecovery(stored []StoredSegment) (Recovery, error) {
 			}
 			return Recovery{}, fmt.Errorf("persist: recovery: segment %d of %d (not the last): %w", s.First, len(stored), err)
 		}
+		if n := len(rec.Segments); n > 0 && !bytes.Equal(s.Header.LeaderID, leader) {
+			if succeeded[string(s.Header.LeaderID)] {
+				for _, d := range stored[i:] {
+					rec.Discarded = append(rec.Discarded, d.info())
+				}
+				return rec, nil
+			}
+			succeeded[string(leader)] = true
+		}
+		leader = s.Header.LeaderID
 		rec.Segments = append(rec.Segments, SegmentInfo{First: s.Header.First, Last: s.Header.Last, Bytes: s.Bytes})
 	}
 	return rec, nil

@@ -16,6 +16,12 @@ func stored(first, last tx.Version) StoredSegment {
 	return StoredSegment{First: first, Bytes: 100, Header: SegmentHeader{First: first, Last: last, Count: count}}
 }
 
+// by returns s as written by leader id.
+func by(id string, s StoredSegment) StoredSegment {
+	s.Header.LeaderID = []byte(id)
+	return s
+}
+
 func corrupt(first tx.Version) StoredSegment {
 	return StoredSegment{First: first, Bytes: 7, Err: fmt.Errorf("%w: test", ErrCorruption)}
 }
@@ -39,6 +45,11 @@ func TestPlanRecovery(t *testing.T) {
 		// A deposed leader's orphan inside the new leader's run (tests/s3fault).
 		{name: "orphan inside the run", in: []StoredSegment{stored(1, 5), stored(3, 4), stored(4, 8), stored(6, 9), stored(10, 10)}, run: "[1-5 6-9 10-10]", discarded: "[3-4 4-8]"},
 		{name: "corrupt orphan inside the run", in: []StoredSegment{stored(1, 5), corrupt(3), stored(6, 9)}, run: "[1-5 6-9]", discarded: "[3-3]"},
+		// Leader terms: X, then Y's claim and segments; an orphan of X that
+		// fits exactly at one of Y's boundaries is not taken (nor anything
+		// after it), while new terms (Z) may follow.
+		{name: "leader terms in order", in: []StoredSegment{by("x", stored(1, 5)), by("y", stored(6, 6)), by("y", stored(7, 9)), by("z", stored(10, 10))}, run: "[1-5 6-6 7-9 10-10]", discarded: "[]"},
+		{name: "earlier leader returns", in: []StoredSegment{by("x", stored(1, 5)), by("y", stored(6, 6)), by("y", stored(7, 9)), by("x", stored(10, 12)), by("y", stored(13, 14))}, run: "[1-5 6-6 7-9]", discarded: "[10-12 13-14]"},
 		{name: "torn tail", in: []StoredSegment{stored(1, 5), corrupt(6)}, run: "[1-5]", discarded: "[6-6]"},
 		{name: "only segment torn", in: []StoredSegment{corrupt(1)}, run: "[]", discarded: "[1-1]"},
 		{name: "corrupt after gap", in: []StoredSegment{stored(1, 5), corrupt(9), stored(10, 11)}, run: "[1-5]", discarded: "[9-9 10-11]"},

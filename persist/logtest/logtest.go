@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -477,8 +478,11 @@ func testFencingRace(t *testing.T, s Storage) {
 	for v := tx.Version(1); v <= rounds; v++ {
 		var errA, errB error
 		var wg sync.WaitGroup
-		wg.Go(func() { errA = a.Append(ctx, Segment(v, v, "a")) })
-		wg.Go(func() { errB = b.Append(ctx, Segment(v, v, "b")) })
+		// Fresh leader ids each round: whoever wins a round starts a new
+		// term, and a term never returns (persist.PlanRecovery rule 3).
+		round := strconv.FormatUint(uint64(v), 10)
+		wg.Go(func() { errA = a.Append(ctx, Segment(v, v, "a"+round)) })
+		wg.Go(func() { errB = b.Append(ctx, Segment(v, v, "b"+round)) })
 		wg.Wait()
 		aWon := errA == nil && errors.Is(errB, persist.ErrFenced)
 		bWon := errB == nil && errors.Is(errA, persist.ErrFenced)
@@ -527,10 +531,13 @@ func testTornTail(t *testing.T, s Storage) {
 			l := open(t, s)
 			rec := recoverLog(t, l)
 			next := rec.Last() + 1
+			// Each round is a new leader term: a term never returns after
+			// another one followed it (persist.PlanRecovery rule 3).
+			term := "x" + strconv.Itoa(k)
 			if len(rec.Segments) == 0 {
-				mustAppend(t, l, Segment(0, 0, "x"))
+				mustAppend(t, l, Segment(0, 0, term))
 			}
-			mustAppend(t, l, Segment(next, next+4, "x"), Segment(next+5, next+8, "x"))
+			mustAppend(t, l, Segment(next, next+4, term), Segment(next+5, next+8, term))
 			s.Damage(t, next+5, func(b []byte) []byte { return b[:keep(len(b))] })
 			l, rec = reopen(t, s, l)
 			if rec.Last() != next+4 {
@@ -545,7 +552,7 @@ func testTornTail(t *testing.T, s Storage) {
 			}
 			checkVersions(t, readAll(t, l, 0, 1<<20), 1, next+4)
 			// The torn segment was deleted: its name can be written again.
-			mustAppend(t, l, Segment(next+5, next+5, "y"))
+			mustAppend(t, l, Segment(next+5, next+5, "y"+strconv.Itoa(k)))
 			l.Close()
 		}()
 	}
