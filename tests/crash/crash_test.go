@@ -34,17 +34,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	b, cleanup, err := harness.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = b
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, &bin) }
 
 // crashConfig batches often and truncates often, so that a kill lands in
 // the middle of segment writes and of truncation.

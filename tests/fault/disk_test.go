@@ -31,17 +31,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	b, cleanup, err := harness.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = b
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, &bin) }
 
 // commitN commits n blind writes one at a time (so each lands in its own
 // segment) and returns their request ids and versions.

@@ -32,17 +32,7 @@ import (
 
 var bin string
 
-func TestMain(m *testing.M) {
-	b, cleanup, err := harness.Build()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = b
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m, &bin) }
 
 const token = "s3cret-token-for-tests-0123456789"
 

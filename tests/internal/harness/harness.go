@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"sync"
 	"syscall"
 	"time"
@@ -299,4 +300,19 @@ func WaitReady(ctx context.Context, hc *http.Client, url string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// Main is the TestMain of a suite that runs the real binary: it builds the
+// binary once (see Build), stores its path in *bin, runs the tests, cleans
+// up and exits with their status.
+func Main(m *testing.M, bin *string) {
+	b, cleanup, err := Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin = b
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
