@@ -31,9 +31,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
