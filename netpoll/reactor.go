@@ -191,6 +191,7 @@ func (r *reactor) handleEvent(ev *unix.EpollEvent) bool {
 		return false
 	}
 	c := r.byFD[fd]
+	c.drained = false // any event may mean new input (or EOF, or an error)
 	if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.peerClosed = true
 	}
@@ -356,7 +357,7 @@ func (r *reactor) recycle(c *conn) {
 	c.req = Request{}
 	c.route, c.bodyLeft, c.bodySeen = nil, 0, 0
 	c.dechunk.reset()
-	c.answered, c.closeAfter, c.eof, c.peerClosed = false, false, false, false
+	c.answered, c.closeAfter, c.eof, c.peerClosed, c.drained = false, false, false, false, false
 	c.headSince, c.lastActive, c.lastWrite, c.lingerEnd = 0, 0, 0, 0
 	c.stream, c.userState, c.inReady = nil, nil, false
 	if cap(c.scratch) > scratchKeepBytes {
