@@ -95,7 +95,6 @@ package disk
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -532,11 +531,6 @@ func (l *Log) removablePrefixLocked(upTo tx.Version) (nFiles, nSegs int) {
 	return nFiles, nSegs
 }
 
-// policiesFile is the JSON form of retention.json.
-type policiesFile struct {
-	Policies map[string]tx.Version `json:"policies"`
-}
-
 // LoadPolicies implements persist.Log.
 func (l *Log) LoadPolicies(ctx context.Context) (map[string]tx.Version, error) {
 	if err := l.check(); err != nil {
@@ -549,14 +543,11 @@ func (l *Log) LoadPolicies(ctx context.Context) (map[string]tx.Version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk: load policies: %w", err)
 	}
-	var pf policiesFile
-	if err := json.Unmarshal(data, &pf); err != nil {
-		return nil, fmt.Errorf("disk: load policies from %s: %w: %v", policiesName, persist.ErrCorruption, err)
+	policies, err := persist.DecodePolicies(data)
+	if err != nil {
+		return nil, fmt.Errorf("disk: load policies from %s: %w", policiesName, err)
 	}
-	if pf.Policies == nil {
-		pf.Policies = map[string]tx.Version{}
-	}
-	return pf.Policies, nil
+	return policies, nil
 }
 
 // StorePolicies implements persist.Log: write a temp file, fsync it, rename
@@ -565,7 +556,7 @@ func (l *Log) StorePolicies(ctx context.Context, policies map[string]tx.Version)
 	if err := l.check(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(policiesFile{Policies: policies})
+	data, err := persist.EncodePolicies(policies)
 	if err != nil {
 		return fmt.Errorf("disk: store policies: %w", err)
 	}

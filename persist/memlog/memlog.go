@@ -22,6 +22,7 @@
 package memlog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -246,20 +247,10 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i, _ := slices.BinarySearchFunc(l.mu.index, info.First, func(s persist.SegmentInfo, first tx.Version) int {
-		return compareVersions(s.First, first)
+		return cmp.Compare(s.First, first)
 	})
 	l.mu.index = slices.Insert(l.mu.index, i, info)
 	return nil
-}
-
-func compareVersions(a, b tx.Version) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ReadFrom implements persist.Log. The returned slices are copies.

@@ -58,8 +58,8 @@ package s3log
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -468,22 +468,12 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	i, found := slices.BinarySearchFunc(l.mu.index, info.First, func(s persist.SegmentInfo, first tx.Version) int {
-		return compareVersion(s.First, first)
+		return cmp.Compare(s.First, first)
 	})
 	if !found {
 		l.mu.index = slices.Insert(l.mu.index, i, info)
 	}
 	return nil
-}
-
-func compareVersion(a, b tx.Version) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) error {
@@ -693,11 +683,6 @@ func (l *Log) deleteKeys(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// policiesFile is the JSON form of retention.json (as on disk).
-type policiesFile struct {
-	Policies map[string]tx.Version `json:"policies"`
-}
-
 // LoadPolicies implements persist.Log.
 func (l *Log) LoadPolicies(ctx context.Context) (map[string]tx.Version, error) {
 	if err := l.check(); err != nil {
@@ -712,14 +697,11 @@ func (l *Log) LoadPolicies(ctx context.Context) (map[string]tx.Version, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3log: load policies: %w", err)
 	}
-	var pf policiesFile
-	if err := json.Unmarshal(data, &pf); err != nil {
-		return nil, fmt.Errorf("s3log: load policies from %s: %w: %v", l.policyKey, persist.ErrCorruption, err)
+	policies, err := persist.DecodePolicies(data)
+	if err != nil {
+		return nil, fmt.Errorf("s3log: load policies from %s: %w", l.policyKey, err)
 	}
-	if pf.Policies == nil {
-		pf.Policies = map[string]tx.Version{}
-	}
-	return pf.Policies, nil
+	return policies, nil
 }
 
 // StorePolicies implements persist.Log: one PUT overwrites retention.json
@@ -728,7 +710,7 @@ func (l *Log) StorePolicies(ctx context.Context, policies map[string]tx.Version)
 	if err := l.check(); err != nil {
 		return err
 	}
-	data, err := json.Marshal(policiesFile{Policies: policies})
+	data, err := persist.EncodePolicies(policies)
 	if err != nil {
 		return fmt.Errorf("s3log: store policies: %w", err)
 	}
