@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"weaseldb/engine/conflict"
+	"weaseldb/internal/benchcpu"
 	"weaseldb/persist/memlog"
 	"weaseldb/tx"
 )
@@ -87,8 +88,8 @@ func BenchmarkResolve(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := startThreadCPU()
-	defer cpu.stop(b)
+	cpu := benchcpu.Start()
+	defer cpu.Stop(b)
 	committed := 0
 	for i := 0; i < b.N; i += 64 {
 		committed += h.batch()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/btree"
 
+	"weaseldb/internal/benchcpu"
 	"weaseldb/tx"
 )
 
@@ -116,8 +117,8 @@ func runOp(b *testing.B, op string, fx *fixture, lc *loadedChecker) {
 	var pair [2]Read
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu := startThreadCPU()
-	defer cpu.stop(b)
+	cpu := benchcpu.Start()
+	defer cpu.Stop(b)
 	for range b.N {
 		i := rng.IntN(fx.n)
 		switch op {
