@@ -56,12 +56,9 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 	}
 	defer backend.Close()
 
-	eng, err := engine.Open(ctx, engineConfig(cfg, logger, metrics), backend.log)
+	eng, err := openEngine(ctx, engineConfig(cfg, logger, metrics), backend.log, logger)
 	if err != nil {
-		if errors.Is(err, persist.ErrFenced) {
-			return fmt.Errorf("another leader claimed the log first; staying down as a standby: %w", err)
-		}
-		return fmt.Errorf("open engine: %w", err)
+		return err
 	}
 	api := httpapi.New(cfg, eng, backend.log, httpapi.Options{
 		AuthToken: token, AuthReads: cfg.Server.AuthReads, Logger: logger, Metrics: metrics,
@@ -154,6 +151,39 @@ func listenClients(cfg config.Config, srv *netpoll.Server, logger *slog.Logger) 
 		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
 	}
 	return front.Addr(), front, nil
+}
+
+// openAttempts bounds how often start-up retries recovery after a transient
+// backend error (an S3 timeout, a throttled list), with doubling pauses.
+const (
+	openAttempts     = 5
+	openRetryInitial = time.Second
+)
+
+// openEngine recovers the log and claims leadership. Losing the claim to
+// another leader and finding corruption are final; anything else (a
+// backend that is slow or briefly unreachable) is retried a few times so a
+// single timeout among thousands of segment reads does not fail the start.
+func openEngine(ctx context.Context, cfg engine.Config, log persist.Log, logger *slog.Logger) (*engine.Engine, error) {
+	pause := openRetryInitial
+	for attempt := 1; ; attempt++ {
+		eng, err := engine.Open(ctx, cfg, log)
+		switch {
+		case err == nil:
+			return eng, nil
+		case errors.Is(err, persist.ErrFenced):
+			return nil, fmt.Errorf("another leader claimed the log first; staying down as a standby: %w", err)
+		case errors.Is(err, persist.ErrCorruption), attempt == openAttempts, ctx.Err() != nil:
+			return nil, fmt.Errorf("open engine (attempt %d of %d): %w", attempt, openAttempts, err)
+		}
+		logger.Warn("recovery failed; retrying", "attempt", attempt, "of", openAttempts, "pause", pause.String(), "err", err)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open engine: %w", ctx.Err())
+		}
+		pause *= 2
+	}
 }
 
 func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) engine.Config {
