@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"weaseldb/arena"
@@ -10,107 +11,156 @@ import (
 	"weaseldb/netpoll"
 )
 
-// commitHandler serves POST /v1/commit. The body is pushed into the
-// connection's jsonstream.Parser chunk by chunk as it arrives; at the end
-// the connection is detached and the parsed commit submitted to the engine,
-// whose done callback answers through the Detached token. Everything a
-// commit needs lives in the connection's commitConn, reused request after
-// request, so the steady state allocates nothing.
+// commitHandler serves POST /v1/commit. The body is pushed into a
+// jsonstream.Parser chunk by chunk as it arrives; at the end the request is
+// detached with DetachPipelined and the parsed commit submitted to the
+// engine, whose done callback answers through the Detached token. The
+// reactor meanwhile goes on parsing the connection's pipelined commits, so
+// the engine sees several commits of one connection at once. Everything a
+// commit needs lives in a commitSlot taken from the connection's pool and
+// returned after its answer, so the steady state allocates nothing.
 type commitHandler struct {
 	api *API
 }
 
-// commitConn is the per-connection state of the commit route. Ownership
-// follows the connection: the reactor between ServeHead and Detach, the
-// engine from Submit until done, the reactor again after Respond.
+// commitConn is the per-connection state of the commit route: the slot of
+// the request being read, and the free slots.
 type commitConn struct {
-	api    *API
+	api *API
+	cur *commitSlot // the request the reactor is reading; nil between requests
+
+	mu   sync.Mutex // free is touched by the reactor and by done callbacks
+	free []*commitSlot
+}
+
+// commitSlot is one commit in flight. Ownership: the reactor from
+// ServeHead to Submit, the engine from Submit until done, which answers
+// and puts the slot back in its connection's pool.
+type commitSlot struct {
+	conn   *commitConn
 	parser *jsonstream.Parser
 	arena  *arena.Arena
 	req    engine.Request
 	det    netpoll.Detached
 	answer []byte
 	failed bool                  // the body was refused; the answer is sent
-	done   func(*engine.Request) // c.finish, bound once
+	done   func(*engine.Request) // finish, bound once
 }
+
+// commitSlotsKept bounds the free slots a connection keeps (netpoll's
+// default MaxDetachedPerConn plus the one being read).
+const commitSlotsKept = 17
 
 func (h *commitHandler) conn(ex *netpoll.Exchange) *commitConn {
 	if c, ok := ex.ConnState().(*commitConn); ok {
 		return c
 	}
-	c := &commitConn{
-		api:    h.api,
-		parser: jsonstream.NewParser(h.api.limits),
-		arena:  arena.New(arena.DefaultChunkBytes),
-	}
-	c.done = c.finish
+	c := &commitConn{api: h.api}
 	ex.SetConnState(c)
 	return c
+}
+
+// take returns a free slot, or a new one when every slot is in flight.
+func (c *commitConn) take() *commitSlot {
+	c.mu.Lock()
+	if n := len(c.free); n > 0 {
+		s := c.free[n-1]
+		c.free[n-1] = nil
+		c.free = c.free[:n-1]
+		c.mu.Unlock()
+		return s
+	}
+	c.mu.Unlock()
+	s := &commitSlot{
+		conn:   c,
+		parser: jsonstream.NewParser(c.api.limits),
+		arena:  arena.New(arena.DefaultChunkBytes),
+	}
+	s.done = s.finish
+	return s
+}
+
+// put returns an answered slot; its memory is dead.
+func (c *commitConn) put(s *commitSlot) {
+	c.mu.Lock()
+	if len(c.free) < commitSlotsKept {
+		c.free = append(c.free, s)
+	}
+	c.mu.Unlock()
 }
 
 func (h *commitHandler) ServeHead(ex *netpoll.Exchange) {
 	a := h.api
 	c := h.conn(ex)
-	c.failed = false
-	c.req.ReceivedAt = time.Now().UnixNano()
+	if c.cur == nil {
+		c.cur = c.take()
+	}
+	s := c.cur
+	s.failed = false
+	s.req.ReceivedAt = time.Now().UnixNano()
 	if !a.authorized(ex, routeCommit, true) {
-		c.failed = true
+		s.failed = true
 		return
 	}
 	if !jsonContentTypeOK(ex.Request()) {
-		c.failed = true
+		s.failed = true
 		a.respondError(ex, routeCommit, 415, "unsupported_media_type", "Content-Type: must be application/json (curl: use --json, not -d)")
 		return
 	}
-	// The previous request on this connection is answered: its memory is dead.
-	c.arena.Reset()
-	c.parser.Reset(c.arena, &c.req.Commit)
+	// The slot's previous commit is answered: its memory is dead.
+	s.arena.Reset()
+	s.parser.Reset(s.arena, &s.req.Commit)
 }
 
 func (h *commitHandler) ServeBody(ex *netpoll.Exchange, chunk []byte) {
-	c := h.conn(ex)
-	if c.failed {
+	s := h.conn(ex).cur
+	if s == nil || s.failed {
 		return
 	}
-	if err := c.parser.Write(chunk); err != nil {
-		c.refuse(ex, err)
+	if err := s.parser.Write(chunk); err != nil {
+		s.refuse(ex, err)
 	}
 }
 
 func (h *commitHandler) ServeEnd(ex *netpoll.Exchange) {
 	c := h.conn(ex)
-	if c.failed {
+	s := c.cur
+	if s == nil || s.failed {
 		return
 	}
-	if err := c.parser.Finish(); err != nil {
-		c.refuse(ex, err)
+	if err := s.parser.Finish(); err != nil {
+		s.refuse(ex, err)
 		return
 	}
-	c.det = ex.Detach()
-	c.api.eng.Submit(&c.req, c.done)
+	c.cur = nil // the slot is the engine's now; the next request takes another
+	s.det = ex.DetachPipelined()
+	c.api.eng.Submit(&s.req, s.done)
 }
 
 // refuse answers a body the parser rejected: 413 over a limit, else 400.
-func (c *commitConn) refuse(ex *netpoll.Exchange, err error) {
-	c.failed = true
+// The slot stays the connection's current one, reused by the next request.
+func (s *commitSlot) refuse(ex *netpoll.Exchange, err error) {
+	s.failed = true
 	var perr *jsonstream.Error
 	if errors.As(err, &perr) && perr.Kind == jsonstream.KindTooLarge {
-		c.api.respondError(ex, routeCommit, 413, "payload_too_large", err.Error())
+		s.conn.api.respondError(ex, routeCommit, 413, "payload_too_large", err.Error())
 		return
 	}
-	c.api.respondError(ex, routeCommit, 400, "bad_request", err.Error())
+	s.conn.api.respondError(ex, routeCommit, 400, "bad_request", err.Error())
 }
 
-// finish is the engine's done callback: encode the answer and hand the
-// connection back to its reactor.
-func (c *commitConn) finish(r *engine.Request) {
-	a := c.api
-	status, body := a.commitAnswer(c.answer[:0], r)
-	c.answer = body
+// finish is the engine's done callback: encode the answer, hand it to the
+// token (Respond copies it) and give the slot back to the connection.
+func (s *commitSlot) finish(r *engine.Request) {
+	a := s.conn.api
+	status, body := a.commitAnswer(s.answer[:0], r)
+	s.answer = body
 	a.met.observeCommit(r, status)
-	// Respond fails only if the connection was already answered, which
-	// cannot happen: the token is used once per detached request.
-	_ = c.det.Respond(status, contentTypeJSON, body)
+	// Respond fails only if the connection was closed meanwhile: the
+	// answer has nowhere to go, and the slot is free either way.
+	_ = s.det.Respond(status, contentTypeJSON, body)
+	s.det = netpoll.Detached{}
+	s.conn.put(s)
 }
 
 // commitAnswer encodes the HTTP answer for an engine outcome.

@@ -125,14 +125,18 @@ func serveHTTP(h http.Handler, d Detached, req *http.Request) {
 			hdrs = append(hdrs, Header{Name: name, Value: []byte(v)})
 		}
 	}
-	if err := d.c.respondDetached(d.ticket, rw.status, contentType, rw.body, hdrs, length); err != nil {
+	if err := d.respondLength(rw.status, contentType, rw.body, hdrs, length); err != nil {
 		slog.Warn("netpoll: http.Handler answer dropped", "err", err)
 	}
 }
 
-// respondDetached is Detached.Respond with an explicit Content-Length.
-func (c *conn) respondDetached(ticket uint64, status int, contentType string, body []byte, hdrs []Header, length int64) error {
-	if !c.ticket.CompareAndSwap(ticket, 0) {
+// respondLength is Detached.Respond with an explicit Content-Length.
+func (d Detached) respondLength(status int, contentType string, body []byte, hdrs []Header, length int64) error {
+	if d.held != nil {
+		return d.held.respond(d.ticket, status, contentType, body, hdrs, length)
+	}
+	c := d.c
+	if !c.ticket.CompareAndSwap(d.ticket, 0) {
 		return ErrNotOwner
 	}
 	c.appendResponseLength(status, contentType, body, hdrs, length)

@@ -49,6 +49,11 @@ type Config struct {
 	// pile up before the server stops reading that connection until the
 	// peer reads. 0 = 1 MiB.
 	MaxWriteBufferBytes int
+	// MaxDetachedPerConn bounds the requests of one connection detached
+	// with Exchange.DetachPipelined and not yet answered; at the bound the
+	// reactor stops reading that connection until one answers. 0 = 16;
+	// 1 makes DetachPipelined behave like Detach.
+	MaxDetachedPerConn int
 }
 
 // Defaults, in one place.
@@ -61,6 +66,7 @@ const (
 	defaultWriteStallTimeout   = 30 * time.Second
 	defaultMaxStreamQueueBytes = 1 << 20
 	defaultMaxWriteBufferBytes = 1 << 20
+	defaultMaxDetachedPerConn  = 16
 	headRoomBytes              = 4 << 10
 )
 
@@ -92,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxWriteBufferBytes == 0 {
 		c.MaxWriteBufferBytes = defaultMaxWriteBufferBytes
+	}
+	if c.MaxDetachedPerConn == 0 {
+		c.MaxDetachedPerConn = defaultMaxDetachedPerConn
 	}
 	return c
 }

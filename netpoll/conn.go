@@ -76,6 +76,13 @@ type conn struct {
 	scratch   []byte
 	arena     *arena.Arena // immutable, never nil; reset when a request starts
 	inReady   bool
+
+	// held: answers that must wait for an earlier pipelined Detached
+	// token, in request order (see held.go). Reactor-owned, except each
+	// detached entry's answer fields, which its token fills.
+	held         []*heldAnswer
+	heldFree     []*heldAnswer
+	heldDetached int // detached entries in held not yet answered
 }
 
 var errConnReset = errors.New("netpoll: connection reset")
@@ -96,7 +103,8 @@ func (c *conn) appendResponseLength(status int, contentType string, body []byte,
 	if c.r.srv.shuttingDown.Load() || c.req.closeRequested {
 		c.closeAfter = true
 	}
-	b := c.appendHead(c.wbuf, status, contentType, hdrs)
+	out := c.out()
+	b := c.appendHead(*out, status, contentType, hdrs)
 	if bodyAllowed(status) {
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, length, 10)
@@ -107,22 +115,28 @@ func (c *conn) appendResponseLength(status int, contentType string, body []byte,
 	} else {
 		b = append(b, "\r\n"...)
 	}
-	c.wbuf = b
+	*out = b
 	c.r.countStatus(status)
 }
 
 func (c *conn) appendHead(b []byte, status int, contentType string, hdrs []Header) []byte {
+	return appendHeadFor(b, c.r.srv, status, contentType, hdrs, c.closeAfter, c.req.http10)
+}
+
+// appendHeadFor is appendHead with the connection's state given, for
+// answers built off the reactor (pipelined Detached tokens).
+func appendHeadFor(b []byte, srv *Server, status int, contentType string, hdrs []Header, closeAfter, http10 bool) []byte {
 	b = appendStatusLine(b, status)
-	b = append(b, c.r.srv.dateLine()...)
+	b = append(b, srv.dateLine()...)
 	if contentType != "" && validHeaderBytes(contentType) {
 		b = append(b, "Content-Type: "...)
 		b = append(b, contentType...)
 		b = append(b, "\r\n"...)
 	}
 	b = appendHeaders(b, hdrs)
-	if c.closeAfter {
+	if closeAfter {
 		b = append(b, "Connection: close\r\n"...)
-	} else if c.req.http10 {
+	} else if http10 {
 		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	return b
@@ -147,14 +161,15 @@ func (c *conn) appendStreamHead(status int, contentType string, hdrs []Header, c
 	if !chunked {
 		c.closeAfter = true
 	}
-	b := c.appendHead(c.wbuf, status, contentType, hdrs)
+	out := c.out()
+	b := c.appendHead(*out, status, contentType, hdrs)
 	if chunked && !c.req.head {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if !c.closeAfter && !c.req.http10 {
 		b = append(b, "Cache-Control: no-cache\r\n"...)
 	}
-	c.wbuf = append(b, "\r\n"...)
+	*out = append(b, "\r\n"...)
 	c.r.countStatus(status)
 }
 
@@ -190,7 +205,7 @@ func (c *conn) run() {
 	if c.pendingOutput() > 0 && !c.flush() {
 		return
 	}
-	if c.state == stateDraining {
+	if c.state == stateDraining && len(c.held) == 0 { // held answers go out first
 		c.drain()
 	}
 }
@@ -203,8 +218,8 @@ const readBudget = 8
 func (c *conn) readAndServe() {
 	for range readBudget {
 		c.serveBuffered()
-		if c.state != stateIdle && c.state != stateBody {
-			return
+		if c.state != stateIdle && c.state != stateBody || c.heldBlocks() {
+			return // a held answer lets us go on (completeHeld runs us)
 		}
 		if c.pendingOutput() > c.r.srv.cfg.MaxWriteBufferBytes {
 			if !c.flush() || c.state == stateClosed {
@@ -259,7 +274,7 @@ func (c *conn) closeAtEOF() {
 		// A request or head cut short: nothing more will complete it.
 		c.state = stateDraining
 	}
-	if c.pendingOutput() == 0 {
+	if c.pendingOutput() == 0 && len(c.held) == 0 {
 		c.close(nil)
 		return
 	}
@@ -300,7 +315,7 @@ func (c *conn) serveBuffered() {
 	for {
 		switch c.state {
 		case stateIdle:
-			if c.pendingOutput() > c.r.srv.cfg.MaxWriteBufferBytes || !c.nextHead() {
+			if c.pendingOutput() > c.r.srv.cfg.MaxWriteBufferBytes || c.heldBlocks() || !c.nextHead() {
 				return
 			}
 		case stateBody:
@@ -392,7 +407,8 @@ func (c *conn) startRequest() {
 		return
 	}
 	if c.req.expectContinue {
-		c.wbuf = append(c.wbuf, "HTTP/1.1 100 Continue\r\n\r\n"...)
+		out := c.out()
+		*out = append(*out, "HTTP/1.1 100 Continue\r\n\r\n"...)
 	}
 }
 
@@ -570,6 +586,9 @@ func (c *conn) pumpStream() {
 		c.close(ErrPeerGone)
 		return
 	}
+	if len(c.held) > 0 {
+		return // the stream's head waits behind a held answer; completeHeld runs us
+	}
 	for {
 		if c.pendingOutput() > 0 && !c.flush() {
 			return
@@ -609,5 +628,6 @@ func (c *conn) close(err error) {
 		c.stream = nil
 	}
 	c.state = stateClosed
+	c.dropHeld()
 	c.r.release(c)
 }

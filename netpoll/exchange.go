@@ -94,11 +94,17 @@ func (ex *Exchange) SetConnState(v any) { ex.c.userState = v }
 // Detach takes the connection off its reactor until the returned token
 // answers: the reactor stops reading the connection (pipelined bytes stay
 // buffered) and the Exchange must not be used again. Call it from ServeEnd.
-// The Request stays valid for the token holder until it answers.
+// The Request, the connection's scratch buffer and the Arena stay valid for
+// the token holder until it answers.
 func (ex *Exchange) Detach() Detached {
 	c := ex.c
 	if c.state != stateBody || c.answered {
 		panic("netpoll: Detach outside ServeEnd or after answering")
+	}
+	if len(c.held) > 0 {
+		// Earlier pipelined tokens are out: this answer queues behind
+		// theirs, and nothing more is served until it comes.
+		return c.holdDetached(true)
 	}
 	c.state = stateDetached
 	c.answered = true
@@ -108,6 +114,27 @@ func (ex *Exchange) Detach() Detached {
 	return Detached{c: c, ticket: t}
 }
 
+// DetachPipelined is Detach for requests whose handler keeps nothing of
+// the connection but the token: the reactor goes on serving the
+// connection's pipelined requests while the token is out (up to
+// Config.MaxDetachedPerConn of them), and answers still go out in request
+// order — an answer (inline, detached or a stream) waits for every earlier
+// one. The token's Request is a copy of the head and its Arena is the one
+// this request used (the connection takes a fresh one), both valid until
+// it answers; the connection's Scratch and ConnState are not the token's:
+// the next request uses them. A request with Connection: close is
+// detached as with Detach.
+func (ex *Exchange) DetachPipelined() Detached {
+	c := ex.c
+	if c.state != stateBody || c.answered {
+		panic("netpoll: DetachPipelined outside ServeEnd or after answering")
+	}
+	if c.req.closeRequested || c.r.srv.cfg.MaxDetachedPerConn <= 1 {
+		return ex.Detach()
+	}
+	return c.holdDetached(false)
+}
+
 // Detached is the token of a request taken off its reactor. Exactly one
 // goroutine may hold it; its first Respond hands the connection back. It is
 // a small value: copying it does not copy ownership, and a second answer
@@ -115,6 +142,7 @@ func (ex *Exchange) Detach() Detached {
 type Detached struct {
 	c      *conn
 	ticket uint64
+	held   *heldAnswer // nil: the connection itself is detached
 }
 
 // ErrNotOwner is returned when a Detached token has already answered (or the
@@ -122,18 +150,34 @@ type Detached struct {
 var ErrNotOwner = errors.New("netpoll: detached connection already answered")
 
 // Request returns the request head; valid until Respond.
-func (d Detached) Request() *Request { return &d.c.req }
+func (d Detached) Request() *Request {
+	if d.held != nil {
+		return &d.held.req
+	}
+	return &d.c.req
+}
 
 // Arena returns the connection's arena (see Exchange.Arena); the token
 // holder may keep allocating from it until Respond.
-func (d Detached) Arena() *arena.Arena { return d.c.arena }
+func (d Detached) Arena() *arena.Arena {
+	if d.held != nil {
+		return d.held.arena
+	}
+	return d.c.arena
+}
 
 // Respond answers like Exchange.Respond and hands the connection back to
 // its reactor, which sends the answer and goes on with pipelined requests.
 // Safe from any goroutine.
 func (d Detached) Respond(status int, contentType string, body []byte, headers ...Header) error {
 	c := d.c
-	if c == nil || !c.ticket.CompareAndSwap(d.ticket, 0) {
+	if c == nil {
+		return ErrNotOwner
+	}
+	if d.held != nil {
+		return d.held.respond(d.ticket, status, contentType, body, headers, int64(len(body)))
+	}
+	if !c.ticket.CompareAndSwap(d.ticket, 0) {
 		return ErrNotOwner
 	}
 	c.appendResponse(status, contentType, body, headers)
@@ -145,7 +189,14 @@ func (d Detached) Respond(status int, contentType string, body []byte, headers .
 // back.
 func (d Detached) RespondError(status int, code, message string) error {
 	c := d.c
-	if c == nil || !c.ticket.CompareAndSwap(d.ticket, 0) {
+	if c == nil {
+		return ErrNotOwner
+	}
+	if d.held != nil {
+		body := appendErrorJSON(nil, code, message)
+		return d.held.respond(d.ticket, status, "application/json", body, nil, int64(len(body)))
+	}
+	if !c.ticket.CompareAndSwap(d.ticket, 0) {
 		return ErrNotOwner
 	}
 	var scratch []byte // off the reactor: its error buffer is not ours

@@ -68,6 +68,7 @@ const (
 	cmdAddListener
 	cmdResume // a Detached token answered
 	cmdStream // a stream has bytes or was closed
+	cmdHeld   // a pipelined Detached token answered into its heldAnswer
 	cmdShutdown
 	cmdStop // forced: close everything and exit
 )
@@ -77,6 +78,7 @@ type command struct {
 	fd     int
 	c      *conn
 	stream *Stream
+	held   *heldAnswer
 }
 
 const eventsPerWait = 256
@@ -210,6 +212,12 @@ func (r *reactor) runGuarded(c *conn, resume bool) {
 	}
 }
 
+// runGuardedHeld takes in the answer of a pipelined Detached token.
+func (r *reactor) runGuardedHeld(c *conn, h *heldAnswer) {
+	defer r.recoverHandler(c)
+	c.completeHeld(h)
+}
+
 var errHandlerPanic = errors.New("netpoll: handler panicked")
 
 func (r *reactor) recoverHandler(c *conn) {
@@ -247,6 +255,8 @@ func (r *reactor) drainInbox() (exit bool) {
 			r.acceptAll(cmd.fd) // connections may have queued before registration
 		case cmdResume:
 			r.runGuarded(cmd.c, true)
+		case cmdHeld:
+			r.runGuardedHeld(cmd.c, cmd.held)
 		case cmdStream:
 			if cmd.c.state == stateStream && cmd.c.stream == cmd.stream {
 				r.runGuarded(cmd.c, false)
@@ -408,7 +418,7 @@ func (r *reactor) sweep() {
 			c.close(ErrWriteStalled)
 		case c.state == stateIdle && c.headSince != 0 && now-c.headSince > int64(cfg.HeaderTimeout):
 			c.close(nil) // slowloris
-		case c.state == stateIdle && c.rstart == c.rend && c.pendingOutput() == 0 &&
+		case c.state == stateIdle && c.rstart == c.rend && c.pendingOutput() == 0 && len(c.held) == 0 &&
 			(now-c.lastActive > int64(cfg.IdleTimeout) || r.stopping):
 			c.close(nil)
 		case c.state == stateBody && now-c.lastActive > int64(cfg.IdleTimeout):
@@ -445,6 +455,7 @@ func (r *reactor) closeAll() {
 		}
 		c.state = stateClosed
 		c.ticket.Store(0)
+		c.dropHeld()
 		r.release(c)
 	}
 	r.inbox.Lock()
