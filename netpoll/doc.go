@@ -25,6 +25,11 @@
 //     reading it) and the token d moves to another goroutine (the commit
 //     pipeline), which later calls d.Respond(...) exactly once; the
 //     reactor then sends it and goes on with requests pipelined behind it.
+//     (b') d := ex.DetachPipelined() does the same but the reactor goes on
+//     serving the connection's pipelined requests meanwhile (at most
+//     Config.MaxDetachedPerConn tokens out per connection); every answer
+//     still goes out in request order. The token gets a copy of the head
+//     and the request's arena; Scratch and ConnState are not its own.
 //     (c) s := ex.StartStream(status, contentType, headers...) starts a
 //     long-lived response (SSE): any goroutine calls s.Write (non-blocking,
 //     bounded queue, ErrStreamFull when full) and s.Close, and watches
@@ -50,7 +55,8 @@
 //
 //   - Keep-alive by default for HTTP/1.1, on request for HTTP/1.0;
 //     "Connection: close" honoured; pipelined requests answered in order
-//     (a detached request holds back the ones behind it).
+//     (a Detach'ed request holds back the ones behind it; a
+//     DetachPipelined one holds back only their answers).
 //   - Expect: 100-continue gets "100 Continue" only when the handler has not
 //     answered in ServeHead (so a 413 or 415 goes out without it).
 //   - Request head larger than MaxHeaderBytes or more than 100 fields: 431.
