@@ -94,6 +94,7 @@
 package disk
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -319,18 +320,8 @@ func (l *Log) syncDir() error {
 // searchLocked finds first in the index.
 func (l *Log) searchLocked(first tx.Version) (int, bool) {
 	return slices.BinarySearchFunc(l.mu.infos, first, func(s persist.SegmentInfo, v tx.Version) int {
-		return cmpVersion(s.First, v)
+		return cmp.Compare(s.First, v)
 	})
-}
-
-func cmpVersion(a, b tx.Version) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (l *Log) checkLocked() error {

@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -197,7 +198,7 @@ func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error)
 	}
 
 	// Stable: for one First, the frame of the older file comes first.
-	slices.SortStableFunc(frames, func(a, b frame) int { return cmpVersion(a.info.First, b.info.First) })
+	slices.SortStableFunc(frames, func(a, b frame) int { return cmp.Compare(a.info.First, b.info.First) })
 	frames = l.dropCarriedCopies(frames)
 	stored := make([]persist.StoredSegment, len(frames))
 	for i, fr := range frames {
