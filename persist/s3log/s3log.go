@@ -166,6 +166,7 @@ type Log struct {
 		mayExist  map[tx.Version]struct{}
 		recovered bool
 		closed    bool
+		polls     uint64 // Poll calls, to prune the index now and then
 	}
 }
 
