@@ -25,10 +25,19 @@ var (
 // Engine is the commit pipeline of one leader term. Create it with Open;
 // every method is safe for concurrent use.
 type Engine struct {
-	cfg         Config      // immutable
-	log         persist.Log // never nil
-	leaderID    []byte      // immutable: 32 hex digits
-	leaderIDStr string
+	cfg Config      // immutable
+	log persist.Log // never nil
+	// leaderID is this term's id (32 hex digits), set before the pipeline
+	// starts and immutable from then on; nil on a replica.
+	leaderID    []byte
+	leaderIDPub atomic.Pointer[string] // what LeaderID returns
+	termFirst   tx.Version             // version of this term's claim segment
+	started     atomic.Bool            // the pipeline runs (Open, or Promote succeeded)
+
+	// Replica mode (OpenReplica): see replica.go.
+	shared  persist.Shared
+	replica atomic.Bool
+	follow  followState
 
 	admission *admissionQueue
 	toPersist *ring[*Request]
@@ -72,27 +81,40 @@ type Engine struct {
 // An ErrFenced from the claim means another leader won the race: the
 // returned error wraps persist.ErrFenced.
 func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	start := time.Now()
+	e, rec, err := open(ctx, cfg, log, log.Recover)
+	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	rec, err := log.Recover(ctx)
+	if err := e.lead(ctx, rec); err != nil {
+		return nil, err
+	}
+	e.cfg.Logger.Info("engine: leader",
+		"leader_id", e.LeaderID(), "version", uint64(e.Version()),
+		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
+		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
+		"status_entries", e.status.idx.len(), "recovery_seconds", time.Since(start).Seconds())
+	return e, nil
+}
+
+// open builds an engine over what recover found: retention policies, the
+// conflict window and the status index. It starts nothing.
+func open(ctx context.Context, cfg Config, log persist.Log, recover func(context.Context) (persist.Recovery, error)) (*Engine, persist.Recovery, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, persist.Recovery{}, err
+	}
+	rec, err := recover(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("engine open: recover: %w", err)
+		return nil, persist.Recovery{}, fmt.Errorf("engine open: recover: %w", err)
 	}
 	policies, err := log.LoadPolicies(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("engine open: load retention policies: %w", err)
-	}
-	var idBytes [16]byte
-	if _, err := rand.Read(idBytes[:]); err != nil {
-		return nil, fmt.Errorf("engine open: leader id: %w", err)
+		return nil, persist.Recovery{}, fmt.Errorf("engine open: load retention policies: %w", err)
 	}
 	e := &Engine{
 		cfg:       cfg,
 		log:       log,
-		leaderID:  hex.AppendEncode(nil, idBytes[:]),
 		admission: newAdmissionQueue(),
 		toPersist: newRing[*Request](cfg.RingSlots),
 		toReply:   newRing[*Request](cfg.RingSlots),
@@ -101,35 +123,52 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		replyDone: make(chan struct{}),
 		tail:      newTail(cfg.TailBytes),
 	}
-	e.leaderIDStr = string(e.leaderID)
+	e.setLeaderID(nil)
 	e.status.failed = newInFlightFailures()
 	e.retention.init(policies, rec.OldestRetained())
-
 	now := cfg.Clock()
 	if err := e.rebuild(ctx, rec, now); err != nil {
-		return nil, err
+		return nil, persist.Recovery{}, err
 	}
+	e.res.init(e, rec.Last(), now)
+	return e, rec, nil
+}
+
+// lead takes a new leader id, claims the log after rec (the next segment,
+// a conditional write) and starts the pipeline.
+func (e *Engine) lead(ctx context.Context, rec persist.Recovery) error {
+	var idBytes [16]byte
+	if _, err := rand.Read(idBytes[:]); err != nil {
+		return fmt.Errorf("engine open: leader id: %w", err)
+	}
+	e.leaderID = hex.AppendEncode(nil, idBytes[:])
+	now := e.cfg.Clock()
 	claimed, err := e.claimLeadership(ctx, rec, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	e.termFirst = claimed
+	e.setLeaderID(e.leaderID)
 	e.resolvedVersion.Store(uint64(claimed))
 	e.durableVersion.Store(uint64(claimed))
 	e.res.init(e, claimed, now)
 
 	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 	e.pers.init(e, claimed)
+	e.started.Store(true)
 	go e.runResolver()
 	go e.pers.run()
 	go e.runReplier()
 	e.bgWG.Add(1)
 	go e.runTruncator()
-	cfg.Logger.Info("engine: leader",
-		"leader_id", e.leaderIDStr, "version", uint64(claimed),
-		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
-		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
-		"status_entries", e.status.idx.len(), "recovery_seconds", time.Since(start).Seconds())
-	return e, nil
+	return nil
+}
+
+// setLeaderID publishes the id LeaderID returns: this term's, or on a
+// replica the id of the leader whose segments it follows.
+func (e *Engine) setLeaderID(id []byte) {
+	s := string(id)
+	e.leaderIDPub.Store(&s)
 }
 
 // rebuild reads the tail of the log into a fresh conflict set and status
@@ -179,6 +218,9 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			if err := reader.Err(); err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment %d..%d: %w", h.First, h.Last, err)
 			}
+			if h.Last > after {
+				e.follow.noteLeader(h.LeaderID)
+			}
 			after = max(after, h.Last)
 		}
 	}
@@ -204,7 +246,9 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
 	}
-	e.tail.reset(v - 1)
+	if e.tail.Durable() != v-1 || e.tail.Sealed() != v-1 {
+		e.tail.reset(v - 1)
+	}
 	e.tail.publish(v, v, data)
 	e.tail.markDurable(v)
 	return v, nil
@@ -245,7 +289,7 @@ func (e *Engine) Submit(r *Request, done func(*Request)) {
 		r.idHash = idHash{}
 	}
 	switch {
-	case e.deposedFlag.Load():
+	case e.deposedFlag.Load(), !e.started.Load():
 		e.refuse(r, Deposed)
 		return
 	case e.closing.Load() || e.failing.Load():
@@ -281,12 +325,17 @@ func (e *Engine) Version() tx.Version { return tx.Version(e.durableVersion.Load(
 func (e *Engine) ResolvedVersion() tx.Version { return tx.Version(e.resolvedVersion.Load()) }
 
 // LeaderID returns this leader term's id (32 hex digits).
-func (e *Engine) LeaderID() string { return e.leaderIDStr }
+// On a replica it is the id of the leader whose segments it follows ("" if
+// none yet).
+func (e *Engine) LeaderID() string { return *e.leaderIDPub.Load() }
 
 // Deposed returns a channel closed when another leader fenced this one.
 // From then on every commit is answered Deposed; the server should stop
 // and exit non-zero.
 func (e *Engine) Deposed() <-chan struct{} { return e.deposed }
+
+// Log returns the log the engine reads and writes.
+func (e *Engine) Log() persist.Log { return e.log }
 
 // Tail returns the in-memory tail of recent segments for subscribers.
 func (e *Engine) Tail() *Tail { return e.tail }
@@ -294,8 +343,8 @@ func (e *Engine) Tail() *Tail { return e.tail }
 func (e *Engine) depose(err error) {
 	e.deposeOnce.Do(func() {
 		e.deposedFlag.Store(true)
-		e.cfg.Logger.Error("engine: deposed: another leader wrote the log; no more commits are acknowledged",
-			"leader_id", e.leaderIDStr, "durable_version", e.Version(), "err", err)
+		e.cfg.Logger.Error("engine: deposed: no more commits are acknowledged",
+			"leader_id", e.LeaderID(), "durable_version", e.Version(), "err", err)
 		e.tail.fail(ErrDeposed)
 		close(e.deposed)
 	})
@@ -307,6 +356,10 @@ func (e *Engine) depose(err error) {
 // and Close returns ctx's error. Close does not close the Log.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closing.Store(true)
+	if !e.started.Load() { // a replica: no pipeline to drain
+		e.tail.fail(ErrClosed)
+		return nil
+	}
 	e.admission.close()
 	var err error
 	select {

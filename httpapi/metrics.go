@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,10 +31,28 @@ type Metrics struct {
 
 	api      *API
 	netStats func() netpoll.Stats
+	failover atomic.Pointer[func() FailoverStatus]
 }
 
+// FailoverStatus is what /metrics reports about a server whose log is
+// shared (S3): its role and the lease as it sees them.
+type FailoverStatus struct {
+	Role     string // "leader" or "replica"
+	LeaderID string // the leader term it serves or follows
+	// LeaseAge is, on a leader, the time since its last successful
+	// renewal; on a replica, since it last saw the lease change.
+	LeaseAge    time.Duration
+	LagVersions uint64  // replica: versions it was behind at its last poll
+	LagSeconds  float64 // replica: since it last found nothing new in the log
+	Takeovers   uint64  // replica promotions to leader
+	StepDowns   uint64  // leaders that lost the log and became replicas
+}
+
+// SetFailover gives the metrics the node's status (S3 backends).
+func (m *Metrics) SetFailover(f func() FailoverStatus) { m.failover.Store(&f) }
+
 // statusCodes are the codes counted individually; others count as "other".
-var statusCodes = [...]int{200, 204, 400, 401, 404, 409, 410, 413, 415, 429, 500, 503}
+var statusCodes = [...]int{200, 204, 307, 400, 401, 404, 409, 410, 413, 415, 429, 500, 503}
 
 // NewMetrics builds the registry with the Go runtime and process collectors.
 func NewMetrics() *Metrics {
@@ -136,30 +155,36 @@ func (a *API) metricsHandler() netpoll.Handler {
 type statsCollector struct{ m *Metrics }
 
 var (
-	descCommits        = prometheus.NewDesc("weaseldb_commits_total", "Commit requests answered, by outcome (committed, conflict, too_old, leader_changed, future_version, invalid, unavailable, deposed).", []string{"outcome"}, nil)
-	descDuplicates     = prometheus.NewDesc("weaseldb_commit_duplicates_total", "Commits answered from an earlier commit with the same request_id.", nil, nil)
-	descSegments       = prometheus.NewDesc("weaseldb_persist_segment_writes_total", "Segments made durable.", nil, nil)
-	descSegmentErrors  = prometheus.NewDesc("weaseldb_persist_segment_errors_total", "Failed segment writes (retried).", nil, nil)
-	descSegmentTxns    = prometheus.NewDesc("weaseldb_persist_transactions_total", "Transactions made durable.", nil, nil)
-	descSegmentBytes   = prometheus.NewDesc("weaseldb_persist_bytes_total", "Segment bytes made durable.", nil, nil)
-	descInFlight       = prometheus.NewDesc("weaseldb_persist_in_flight_segments", "Segment writes outstanding.", nil, nil)
-	descQueued         = prometheus.NewDesc("weaseldb_commit_queued", "Commits submitted and not yet answered.", nil, nil)
-	descConflictKeys   = prometheus.NewDesc("weaseldb_conflict_set_keys", "Entries in the conflict set.", nil, nil)
-	descConflictBytes  = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
-	descStatusEntries  = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids remembered in the status window.", nil, nil)
-	descTailBytes      = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
-	descVersion        = prometheus.NewDesc("weaseldb_version", "Latest version, by kind (durable, resolved).", []string{"kind"}, nil)
-	descOldest         = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
-	descPolicies       = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
-	descPersistFailing = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
-	descDeposed        = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
-	descSubscribers    = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
-	descSubLagVersions = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Versions between the durable version and each subscriber's position: the largest, and the sum.", []string{"stat"}, nil)
-	descConnections    = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
-	descAccepted       = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
-	descRejected       = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
-	descRequests       = prometheus.NewDesc("weaseldb_http_requests_total", "Request heads received.", nil, nil)
-	descByClass        = prometheus.NewDesc("weaseldb_http_responses_by_class_total", "Responses by status class, including those netpoll sends itself.", []string{"class"}, nil)
+	descCommits            = prometheus.NewDesc("weaseldb_commits_total", "Commit requests answered, by outcome (committed, conflict, too_old, leader_changed, future_version, invalid, unavailable, deposed).", []string{"outcome"}, nil)
+	descDuplicates         = prometheus.NewDesc("weaseldb_commit_duplicates_total", "Commits answered from an earlier commit with the same request_id.", nil, nil)
+	descSegments           = prometheus.NewDesc("weaseldb_persist_segment_writes_total", "Segments made durable.", nil, nil)
+	descSegmentErrors      = prometheus.NewDesc("weaseldb_persist_segment_errors_total", "Failed segment writes (retried).", nil, nil)
+	descSegmentTxns        = prometheus.NewDesc("weaseldb_persist_transactions_total", "Transactions made durable.", nil, nil)
+	descSegmentBytes       = prometheus.NewDesc("weaseldb_persist_bytes_total", "Segment bytes made durable.", nil, nil)
+	descInFlight           = prometheus.NewDesc("weaseldb_persist_in_flight_segments", "Segment writes outstanding.", nil, nil)
+	descQueued             = prometheus.NewDesc("weaseldb_commit_queued", "Commits submitted and not yet answered.", nil, nil)
+	descConflictKeys       = prometheus.NewDesc("weaseldb_conflict_set_keys", "Entries in the conflict set.", nil, nil)
+	descConflictBytes      = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
+	descStatusEntries      = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids remembered in the status window.", nil, nil)
+	descTailBytes          = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
+	descVersion            = prometheus.NewDesc("weaseldb_version", "Latest version, by kind (durable, resolved).", []string{"kind"}, nil)
+	descOldest             = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
+	descPolicies           = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
+	descPersistFailing     = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
+	descDeposed            = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
+	descSubscribers        = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
+	descSubLagVersions     = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Versions between the durable version and each subscriber's position: the largest, and the sum.", []string{"stat"}, nil)
+	descConnections        = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
+	descAccepted           = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
+	descRejected           = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
+	descRequests           = prometheus.NewDesc("weaseldb_http_requests_total", "Request heads received.", nil, nil)
+	descRole               = prometheus.NewDesc("weaseldb_role", "1 for this server's role on a shared (S3) log, by role; leader_id is the term it serves or follows.", []string{"role", "leader_id"}, nil)
+	descLeaseAge           = prometheus.NewDesc("weaseldb_lease_age_seconds", "Leader: since its last successful lease renewal. Replica: since it last saw the lease change.", nil, nil)
+	descReplicaLagVersions = prometheus.NewDesc("weaseldb_replica_lag_versions", "Replica: versions it was behind the stored log at its last poll.", nil, nil)
+	descReplicaLagSeconds  = prometheus.NewDesc("weaseldb_replica_lag_seconds", "Replica: seconds since it last found the log fully read.", nil, nil)
+	descTakeovers          = prometheus.NewDesc("weaseldb_takeovers_total", "Times this server took over as leader from a replica.", nil, nil)
+	descStepDowns          = prometheus.NewDesc("weaseldb_step_downs_total", "Times this server lost the log as leader and became a replica.", nil, nil)
+	descByClass            = prometheus.NewDesc("weaseldb_http_responses_by_class_total", "Responses by status class, including those netpoll sends itself.", []string{"class"}, nil)
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -168,7 +193,11 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.m.api
-	st := a.eng.Stats()
+	eng := a.engine()
+	if eng == nil {
+		return
+	}
+	st := eng.Stats()
 	for o := engine.Committed; o <= engine.Deposed; o++ {
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.OutcomesTotal[o]), o.String())
 	}
@@ -192,7 +221,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descVersion, float64(st.DurableVersion), "durable")
 	gauge(descVersion, float64(st.ResolvedVersion), "resolved")
 	gauge(descOldest, float64(st.OldestRetained))
-	gauge(descPolicies, float64(len(a.eng.Policies())))
+	gauge(descPolicies, float64(len(eng.Policies())))
 	gauge(descPersistFailing, b2f(st.PersistenceFailing))
 	gauge(descDeposed, b2f(st.Deposed))
 
@@ -210,6 +239,18 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descSubscribers, float64(n))
 	gauge(descSubLagVersions, float64(maxLag), "max")
 	gauge(descSubLagVersions, float64(sumLag), "sum")
+
+	if f := c.m.failover.Load(); f != nil {
+		fs := (*f)()
+		for _, r := range [...]string{"leader", "replica"} {
+			gauge(descRole, b2f(fs.Role == r), r, fs.LeaderID)
+		}
+		gauge(descLeaseAge, fs.LeaseAge.Seconds())
+		gauge(descReplicaLagVersions, float64(fs.LagVersions))
+		gauge(descReplicaLagSeconds, fs.LagSeconds)
+		counter(descTakeovers, fs.Takeovers)
+		counter(descStepDowns, fs.StepDowns)
+	}
 
 	if c.m.netStats != nil {
 		ns := c.m.netStats()

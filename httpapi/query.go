@@ -14,7 +14,14 @@ func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
 	if !a.authorized(ex, routeVersion, false) {
 		return
 	}
-	b := jsonstream.AppendVersionAnswer(ex.Scratch(), a.eng.Version(), a.leaderID)
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, routeVersion, 503, "unavailable", "starting: the log is being recovered")
+		return
+	}
+	b := jsonstream.AppendVersionAnswer(ex.Scratch(), eng.Version(), []byte(eng.LeaderID()))
+	b = a.appendRole(b[:len(b)-1], eng)
+	b = append(b, '}')
 	ex.SetScratch(b)
 	a.respond(ex, routeVersion, 200, b)
 }
@@ -35,6 +42,10 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 		a.respondError(ex, routeStatus, 400, "bad_request", "request_id: must be 20 to 256 bytes, percent-encoded")
 		return
 	}
+	eng := a.leaderEngine(ex, routeStatus)
+	if eng == nil {
+		return
+	}
 	q := engine.StatusQuery{RequestID: id}
 	if mv, ok := r.Query("min_version"); ok {
 		v, err := parseVersion(mv)
@@ -44,7 +55,7 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 		}
 		q.MinVersion, q.HasMinVersion = v, true
 	}
-	ans := a.eng.Status(q)
+	ans := eng.Status(q)
 	if ans.State == engine.StatusGone {
 		a.respondError(ex, routeStatus, 410, "gone", "min_version: older than the status window the server can answer for (it covers versions above "+
 			strconv.FormatUint(uint64(ans.Floor), 10)+")")
@@ -91,20 +102,43 @@ func (a *API) serveHealthz(ex *netpoll.Exchange, _ []byte) {
 
 // serveReadyz answers GET /readyz: leader, recovered, persistence writable.
 func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
-	st := a.eng.Stats()
-	switch {
-	case !a.ready.Load():
+	eng := a.engine()
+	if eng == nil || !a.ready.Load() {
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: starting or shutting down")
+		return
+	}
+	st := eng.Stats()
+	switch {
+	case eng.IsReplica():
+		b := jsonstream.AppendError(ex.Scratch(), "unavailable", []byte("not ready: this server is a replica; commits go to the leader"))
+		b = a.appendRole(b[:len(b)-1], eng)
+		b = append(b, '}')
+		ex.SetScratch(b)
+		a.respond(ex, routeHealth, 503, b)
 	case st.Deposed:
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: deposed by another leader")
 	case st.PersistenceFailing:
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: persistence is failing")
 	default:
 		b := append(ex.Scratch(), `{"status":"ready","leader_id":`...)
-		b = jsonstream.AppendString(b, a.leaderID)
+		b = jsonstream.AppendString(b, []byte(eng.LeaderID()))
 		b = appendUintField(b, "version", uint64(st.DurableVersion))
 		b = append(b, '}')
 		ex.SetScratch(b)
 		a.respond(ex, routeHealth, 200, b)
 	}
+}
+
+// appendRole appends ,"role":"leader"|"replica" and, on a replica that
+// knows its leader, ,"leader_url":"…" to an open JSON object.
+func (a *API) appendRole(b []byte, eng *engine.Engine) []byte {
+	if !eng.IsReplica() {
+		return append(b, `,"role":"leader"`...)
+	}
+	b = append(b, `,"role":"replica"`...)
+	if u := a.LeaderURL(); u != "" {
+		b = appendField(b, "leader_url")
+		b = jsonstream.AppendString(b, []byte(u))
+	}
+	return b
 }

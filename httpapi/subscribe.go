@@ -42,6 +42,7 @@ const (
 // subscriber is one /v1/subscribe stream.
 type subscriber struct {
 	api     *API
+	eng     *engine.Engine // the engine whose tail the stream follows
 	stream  *netpoll.Stream
 	durable bool
 	begin   []byte // key filter [begin, end); nil end = to the end of the key space
@@ -97,10 +98,20 @@ func (a *API) serveSubscribe(ex *netpoll.Exchange, _ []byte) {
 		return
 	}
 
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, routeSubscribe, 503, "unavailable", "starting: the log is being recovered")
+		return
+	}
+	if !s.durable && eng.IsReplica() {
+		a.respondError(ex, routeSubscribe, 400, "bad_request", "durable: a replica serves durable transactions only; subscribe with durable=false on the leader")
+		return
+	}
+	s.eng = eng
 	// Position: Last-Event-ID, else after, else the latest committed version.
-	after := a.eng.Version()
+	after := eng.Version()
 	if !s.durable {
-		after = a.eng.ResolvedVersion()
+		after = eng.ResolvedVersion()
 	}
 	field := ""
 	if raw, ok := r.Header("Last-Event-ID"); ok && len(raw) > 0 {
@@ -121,13 +132,13 @@ func (a *API) serveSubscribe(ex *netpoll.Exchange, _ []byte) {
 		after = v
 	}
 	if field != "" {
-		if resolved := a.eng.ResolvedVersion(); after > resolved {
+		if resolved := eng.ResolvedVersion(); after > resolved {
 			b := appendErrorReason(ex.Scratch(), "bad_request", field+": "+strconv.FormatUint(uint64(after), 10)+
 				" is greater than any version this server has assigned ("+strconv.FormatUint(uint64(resolved), 10)+")", "future_version", nil)
 			a.respond(ex, routeSubscribe, 400, b)
 			return
 		}
-		if oldest := a.eng.OldestRetained(); after < oldest {
+		if oldest := eng.OldestRetained(); after < oldest {
 			a.respondError(ex, routeSubscribe, 410, "gone", field+": "+strconv.FormatUint(uint64(after), 10)+
 				" is below oldest_retained_version "+strconv.FormatUint(uint64(oldest), 10))
 			return
@@ -202,7 +213,7 @@ func (s *subscriber) run() {
 	a := s.api
 	defer a.removeSubscriber(s)
 	defer s.stream.Close()
-	tail := a.eng.Tail()
+	tail := s.eng.Tail()
 	cpEvery := a.cfg.Subscribe.CheckpointInterval.Duration
 	ticker := time.NewTicker(cpEvery)
 	defer ticker.Stop()
@@ -272,7 +283,7 @@ func (s *subscriber) catchUp() bool {
 		case <-ctx.Done():
 		}
 	}()
-	segs, err := a.log.ReadFrom(ctx, s.cursor, catchUpBytes)
+	segs, err := s.eng.Log().ReadFrom(ctx, s.cursor, catchUpBytes)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			a.logger.Warn("subscriber catch-up read failed; closing stream", "after", uint64(s.cursor), "err", err)
@@ -360,7 +371,7 @@ func (s *subscriber) appendFiltered(t *tx.Transaction, leaderID []byte) {
 
 func (s *subscriber) appendCheckpoint(v tx.Version) {
 	s.out = append(s.out, "event: checkpoint\ndata: "...)
-	s.out = jsonstream.AppendCheckpointEvent(s.out, v, s.api.leaderID)
+	s.out = jsonstream.AppendCheckpointEvent(s.out, v, []byte(s.eng.LeaderID()))
 	s.out = append(s.out, "\n\n"...)
 	if v > s.lastCP {
 		s.lastCP = v

@@ -18,9 +18,11 @@ import (
 
 	"weaseldb/config"
 	"weaseldb/engine"
+	"weaseldb/failover"
 	"weaseldb/httpapi"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
+	"weaseldb/persist/s3log"
 	"weaseldb/tlsfront"
 )
 
@@ -45,22 +47,17 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// Everything that can fail without touching the log comes first: the
+	// token, then every listener. A server that cannot serve (its port is
+	// taken, a bad address) must not create a data directory, write a
+	// segment or claim a shared log, which would depose a healthy leader
+	// (issue 14.1). Until the engine is open the API answers 503.
 	token, err := loadAuthToken(cfg)
 	if err != nil {
 		return err
 	}
 	metrics := httpapi.NewMetrics()
-	backend, err := openBackend(ctx, cfg, logger, metrics)
-	if err != nil {
-		return err
-	}
-	defer backend.Close()
-
-	eng, err := openEngine(ctx, engineConfig(cfg, logger, metrics), backend.log, logger)
-	if err != nil {
-		return err
-	}
-	api := httpapi.New(cfg, eng, backend.log, httpapi.Options{
+	api := httpapi.New(cfg, nil, nil, httpapi.Options{
 		AuthToken: token, AuthReads: cfg.Server.AuthReads, Logger: logger, Metrics: metrics,
 	})
 	router, err := netpoll.NewRouter(api.Routes())
@@ -85,21 +82,73 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 		}
 		return err
 	}
+	closeListeners := func(grace context.Context) error {
+		err := srv.Shutdown(grace)
+		if front != nil {
+			front.Close()
+		}
+		if admin != nil {
+			admin.Close()
+		}
+		return err
+	}
+
+	backend, err := openBackend(ctx, cfg, logger, metrics)
+	if err != nil {
+		closeListeners(context.Background())
+		return err
+	}
+	defer backend.Close()
+
+	ecfg := engineConfig(cfg, logger, metrics)
+	var node *failover.Node
+	var eng *engine.Engine
+	if shared, ok := backend.log.(*s3log.Log); ok {
+		node = failover.New(failover.Config{
+			Engine:        ecfg,
+			AdvertiseURL:  cfg.Advertise(addr),
+			LeaseTimeout:  cfg.Persist.LeaseTimeout.Duration,
+			RenewInterval: cfg.Persist.LeaseRenewInterval.Duration,
+			PollInterval:  cfg.Persist.ReplicaPollInterval.Duration,
+			Logger:        logger,
+			OnEngine:      api.SetEngine,
+			OnLeaderURL:   api.SetLeaderURL,
+		}, shared)
+		metrics.SetFailover(failoverStatus(node))
+		if err := node.Start(ctx); err != nil {
+			closeListeners(context.Background())
+			return fmt.Errorf("start on s3://%s/%s: %w", cfg.Persist.Bucket, cfg.Persist.Prefix, err)
+		}
+		eng = node.Engine()
+	} else {
+		eng, err = openEngine(ctx, ecfg, backend.log, logger)
+		if err != nil {
+			closeListeners(context.Background())
+			return err
+		}
+		api.SetEngine(eng)
+	}
 	api.SetReady(true)
 	effective, _ := cfg.TOML(true)
 	logger.Info("weaseldb ready",
-		"listen", addr.String(), "backend", cfg.Persist.Backend, "version", version,
-		"leader_id", eng.LeaderID(), "recovered_version", uint64(eng.Version()),
+		"listen", addr.String(), "advertise_url", cfg.Advertise(addr), "backend", cfg.Persist.Backend, "version", version,
+		"role", roleOf(eng), "leader_id", eng.LeaderID(), "recovered_version", uint64(eng.Version()),
 		"oldest_retained_version", uint64(eng.OldestRetained()),
 		"startup_seconds", time.Since(start).Seconds(), "config", string(effective))
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "reason", "signal")
-	case <-eng.Deposed():
-		runErr = errors.New("deposed: another leader wrote the next segment; exiting so a supervisor can restart this server as a standby")
-		logger.Error("deposed by another leader", "leader_id", eng.LeaderID())
+	if node != nil {
+		// The node keeps the role (leader or replica) until the signal.
+		eng = node.Run(ctx)
+		logger.Info("shutting down", "reason", "signal", "role", roleOf(eng))
+	} else {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "reason", "signal")
+		case <-eng.Deposed():
+			runErr = errors.New("deposed: another leader wrote the next segment; exiting so a supervisor can restart this server as a standby")
+			logger.Error("deposed by another leader", "leader_id", eng.LeaderID())
+		}
 	}
 
 	// Graceful: stop admitting, make the pipeline durable and answer it,
@@ -111,19 +160,20 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 		runErr = fmt.Errorf("drain pipeline: %w", err)
 	}
 	api.CloseSubscribers(grace)
-	if err := srv.Shutdown(grace); err != nil && runErr == nil {
+	if err := closeListeners(grace); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close connections: %w", err)
-	}
-	if front != nil {
-		front.Close()
-	}
-	if admin != nil {
-		admin.Close()
 	}
 	if runErr == nil {
 		logger.Info("weaseldb stopped cleanly", "version", uint64(eng.Version()))
 	}
 	return runErr
+}
+
+func roleOf(eng *engine.Engine) string {
+	if eng.IsReplica() {
+		return "replica"
+	}
+	return "leader"
 }
 
 // listenClients opens the client listener: plain TCP served by the reactors,
@@ -134,7 +184,7 @@ func listenClients(cfg config.Config, srv *netpoll.Server, logger *slog.Logger) 
 	if cfg.Server.TLSCertFile == "" {
 		addr, err := srv.Listen(cfg.Server.Listen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+			return nil, nil, fmt.Errorf("server.listen: %w", err)
 		}
 		return addr, nil, nil
 	}
@@ -148,7 +198,7 @@ func listenClients(cfg config.Config, srv *netpoll.Server, logger *slog.Logger) 
 		Logger:           logger,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+		return nil, nil, fmt.Errorf("server.listen: %w", err)
 	}
 	return front.Addr(), front, nil
 }
@@ -272,4 +322,13 @@ func startAdmin(cfg config.Config, logger *slog.Logger) (*http.Server, error) {
 	}()
 	logger.Info("admin listener", "addr", ln.Addr().String(), "pprof", cfg.Admin.Pprof)
 	return srv, nil
+}
+
+// failoverStatus adapts the node's status to the metrics.
+func failoverStatus(n *failover.Node) func() httpapi.FailoverStatus {
+	return func() httpapi.FailoverStatus {
+		st := n.Status()
+		return httpapi.FailoverStatus{Role: st.Role.String(), LeaderID: st.LeaderID, LeaseAge: st.LeaseAge,
+			LagVersions: st.LagVersions, LagSeconds: st.LagSeconds, Takeovers: st.Takeovers, StepDowns: st.StepDowns}
+	}
 }

@@ -82,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, `Usage: weaseldb fakes3 [flags]
 
 A fake S3 service (path-style, no authentication) for development and
-tests. Implements ListObjectsV2, PutObject (aws-chunked, If-None-Match),
+tests. Implements ListObjectsV2, PutObject (aws-chunked, If-None-Match, If-Match),
 GetObject (Range), HeadObject, DeleteObject(s), bucket create/head/delete.
 Limits: request headers 64 KiB; object size -max-object-bytes; DeleteObjects
 1000 keys; ListObjectsV2 1000 keys per page.
