@@ -370,6 +370,9 @@ func (v *validator) err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
+	if len(v.problems) == 1 { // one problem, one line
+		return errors.New("invalid configuration: " + v.problems[0])
+	}
 	return errors.New("invalid configuration:\n  " + strings.Join(v.problems, "\n  "))
 }
 
