@@ -274,7 +274,7 @@ func (n *Node) runLeader(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
-		if reason := n.renew(ctx, eng); reason != "" {
+		if reason := n.renew(ctx, eng); reason != "" && !plantNoFence {
 			eng.Depose(errors.New(reason))
 			n.stepDown(ctx, eng, reason)
 			return

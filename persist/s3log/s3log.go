@@ -513,11 +513,15 @@ func (l *Log) setMayExist(first tx.Version, may bool) {
 
 func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, att *attempts) error {
 	start := time.Now()
-	_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 		ContentType: aws.String("application/octet-stream"),
-	}, l.track(att))
+	}
+	if plantNoFence {
+		in.IfNoneMatch = nil
+	}
+	_, err := l.client.PutObject(ctx, in, l.track(att))
 	l.noteRetries(att)
 	l.observe(OpPut, start, err)
 	if err == nil {

@@ -648,3 +648,33 @@ func TestSubscribersAcrossTakeover(t *testing.T) {
 	}
 	t.Logf("%d events identical on both; the replica's stream went on to %d across the takeover (%d reconnections)", len(fromA), want, reB.Load())
 }
+
+// TestIdleDeposedLeader (issue 12 item 8): a leader that commits nothing
+// while another takes over must notice by itself: /readyz and /v1/version
+// stop claiming leadership without any commit to fail.
+func TestIdleDeposedLeader(t *testing.T) {
+	c := newCluster(t)
+	a := c.start()
+	b := c.start()
+	waitRole(t, b.URL, "replica", 30*time.Second)
+	if err := a.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitRole(t, b.URL, "leader", leaseTimeout+30*time.Second)
+	a.Cmd.Process.Signal(syscall.SIGCONT)
+	v := waitRole(t, a.URL, "replica", 30*time.Second)
+	if v.LeaderURL != b.URL {
+		t.Errorf("deposed leader names leader %q, want %s", v.LeaderURL, b.URL)
+	}
+	resp, err := hc.Get(a.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("deposed idle leader /readyz: %d, want 503", resp.StatusCode)
+	}
+	if !strings.Contains(a.Log(), `"msg":"failover: role change","from":"leader","to":"replica"`) {
+		t.Errorf("no role-change log line on the deposed leader")
+	}
+}
