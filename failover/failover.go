@@ -36,9 +36,10 @@ type Config struct {
 	PollInterval  time.Duration // how often a replica reads new segments and the lease
 	Logger        *slog.Logger
 	// OnEngine is called with each new engine (the API serves it) and
-	// OnLeaderURL with the leader's URL as the node learns it.
-	OnEngine    func(*engine.Engine)
-	OnLeaderURL func(string)
+	// OnLeader with the leader's URL and term id as the node learns them
+	// ("" when none is known).
+	OnEngine func(*engine.Engine)
+	OnLeader func(url, leaderID string)
 }
 
 // Role is a server's place among the servers sharing a log.
@@ -93,8 +94,8 @@ func New(cfg Config, log *s3log.Log) *Node {
 	if cfg.OnEngine == nil {
 		cfg.OnEngine = func(*engine.Engine) {}
 	}
-	if cfg.OnLeaderURL == nil {
-		cfg.OnLeaderURL = func(string) {}
+	if cfg.OnLeader == nil {
+		cfg.OnLeader = func(string, string) {}
 	}
 	return &Node{cfg: cfg, log: log}
 }
@@ -204,8 +205,18 @@ func (n *Node) noteLease(lease s3log.Lease, etag string, found bool) {
 	}
 	n.mu.Unlock()
 	if changed && found && Role(n.role.Load()) != RoleLeader {
-		n.cfg.OnLeaderURL(lease.URL)
+		n.cfg.OnLeader(n.leaderURL(), n.lease.LeaderID)
 	}
+}
+
+// leaderURL is where a replica sends clients: the lease's URL, unless the
+// lease is this server's own from a term it lost (a redirect to itself
+// would loop; until the new leader writes its lease, none is known).
+func (n *Node) leaderURL() string {
+	if !n.leaseSeen || n.lease.URL == n.cfg.AdvertiseURL {
+		return ""
+	}
+	return n.lease.URL
 }
 
 func (n *Node) becomeReplica(ctx context.Context, reason string) error {
@@ -219,11 +230,7 @@ func (n *Node) becomeReplica(ctx context.Context, reason string) error {
 	n.mu.caughtUpAt = time.Now()
 	n.mu.Unlock()
 	n.setEngine(eng)
-	if n.leaseSeen {
-		n.cfg.OnLeaderURL(n.lease.URL)
-	} else {
-		n.cfg.OnLeaderURL("")
-	}
+	n.cfg.OnLeader(n.leaderURL(), n.lease.LeaderID)
 	n.cfg.Logger.Info("failover: role change", "from", prev.String(), "to", "replica", "reason", reason,
 		"version", uint64(eng.Version()), "leader_id", n.lease.LeaderID, "leader_url", n.lease.URL)
 	return nil
@@ -238,7 +245,7 @@ func (n *Node) becomeLeader(ctx context.Context, eng *engine.Engine, reason stri
 	n.mu.renewedAt = time.Now()
 	n.mu.Unlock()
 	n.setEngine(eng)
-	n.cfg.OnLeaderURL(n.cfg.AdvertiseURL)
+	n.cfg.OnLeader(n.cfg.AdvertiseURL, eng.LeaderID())
 	n.cfg.Logger.Info("failover: role change", "from", prev.String(), "to", "leader", "reason", reason,
 		"leader_id", eng.LeaderID(), "version", uint64(eng.Version()), "url", n.cfg.AdvertiseURL)
 	// The first lease write replaces whatever lease was there (the one a

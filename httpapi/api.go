@@ -54,8 +54,11 @@ type API struct {
 	logger *slog.Logger
 	limits jsonstream.Limits
 	met    *Metrics
-	// leaderURL is the advertised URL of the leader a replica knows of.
-	leaderURL atomic.Pointer[string]
+	// leaderURL is the advertised URL of the leader a replica knows of;
+	// leaderIDHint its term's id from the lease (used until the replica
+	// has read one of its segments).
+	leaderURL    atomic.Pointer[string]
+	leaderIDHint atomic.Pointer[string]
 
 	// streamPieceBytes bounds one Stream.Write: half the stream queue.
 	streamPieceBytes int
@@ -80,6 +83,7 @@ func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *
 	a.eng.Store(eng)
 	empty := ""
 	a.leaderURL.Store(&empty)
+	a.leaderIDHint.Store(&empty)
 	a.logger = opts.Logger
 	if a.logger == nil {
 		a.logger = slog.Default()
@@ -114,9 +118,22 @@ func (a *API) SetEngine(eng *engine.Engine) { a.eng.Store(eng) }
 // engine returns the current engine, nil while the server starts.
 func (a *API) engine() *engine.Engine { return a.eng.Load() }
 
-// SetLeaderURL records the advertised URL of the current leader (from the
-// lease), where a replica redirects commits; "" when none is known.
-func (a *API) SetLeaderURL(url string) { a.leaderURL.Store(&url) }
+// SetLeader records the advertised URL of the current leader and its
+// term's id (from the lease), where a replica redirects commits; "" when
+// none is known.
+func (a *API) SetLeader(url, leaderID string) {
+	a.leaderURL.Store(&url)
+	a.leaderIDHint.Store(&leaderID)
+}
+
+// leaderIDFor returns the leader id to report for eng: its own (a leader's
+// term, or the term a replica follows), else the lease's.
+func (a *API) leaderIDFor(eng *engine.Engine) []byte {
+	if id := eng.LeaderID(); id != "" || !eng.IsReplica() {
+		return []byte(id)
+	}
+	return []byte(*a.leaderIDHint.Load())
+}
 
 // LeaderURL returns what SetLeaderURL recorded.
 func (a *API) LeaderURL() string { return *a.leaderURL.Load() }

@@ -19,7 +19,7 @@ func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
 		a.respondError(ex, routeVersion, 503, "unavailable", "starting: the log is being recovered")
 		return
 	}
-	b := jsonstream.AppendVersionAnswer(ex.Scratch(), eng.Version(), []byte(eng.LeaderID()))
+	b := jsonstream.AppendVersionAnswer(ex.Scratch(), eng.Version(), a.leaderIDFor(eng))
 	b = a.appendRole(b[:len(b)-1], eng)
 	b = append(b, '}')
 	ex.SetScratch(b)

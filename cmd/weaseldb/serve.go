@@ -112,7 +112,7 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 			PollInterval:  cfg.Persist.ReplicaPollInterval.Duration,
 			Logger:        logger,
 			OnEngine:      api.SetEngine,
-			OnLeaderURL:   api.SetLeaderURL,
+			OnLeader:      api.SetLeader,
 		}, shared)
 		metrics.SetFailover(failoverStatus(node))
 		if err := node.Start(ctx); err != nil {

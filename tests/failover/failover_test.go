@@ -505,9 +505,10 @@ func TestPausedLeader(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	wg.Wait()
-	if av.LeaderURL != b.URL {
-		t.Errorf("paused leader as a replica names leader %q, want %s", av.LeaderURL, b.URL)
+	if av.LeaderURL == a.URL {
+		t.Errorf("paused leader as a replica names itself as the leader")
 	}
+	waitLeaderURL(t, a.URL, b.URL)
 	// Every 200 from a carries a's term and a version below b's claim.
 	log, err := harness.ReadLog(context.Background(), hc, b.URL, 0, bv.Version)
 	if err != nil {
@@ -663,9 +664,10 @@ func TestIdleDeposedLeader(t *testing.T) {
 	waitRole(t, b.URL, "leader", leaseTimeout+30*time.Second)
 	a.Cmd.Process.Signal(syscall.SIGCONT)
 	v := waitRole(t, a.URL, "replica", 30*time.Second)
-	if v.LeaderURL != b.URL {
-		t.Errorf("deposed leader names leader %q, want %s", v.LeaderURL, b.URL)
+	if v.LeaderURL == a.URL {
+		t.Errorf("deposed leader names itself as the leader")
 	}
+	waitLeaderURL(t, a.URL, b.URL)
 	resp, err := hc.Get(a.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
@@ -677,4 +679,20 @@ func TestIdleDeposedLeader(t *testing.T) {
 	if !strings.Contains(a.Log(), `"msg":"failover: role change","from":"leader","to":"replica"`) {
 		t.Errorf("no role-change log line on the deposed leader")
 	}
+}
+
+// waitLeaderURL polls a replica until it names leader (it learns the new
+// leader from its lease, a poll interval after the leader wrote it).
+func waitLeaderURL(t *testing.T, url, leader string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var v harness.VersionInfo
+	for time.Now().Before(deadline) {
+		var err error
+		if v, err = harness.Version(context.Background(), hc, url); err == nil && v.LeaderURL == leader {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s names leader %q, want %s", url, v.LeaderURL, leader)
 }
