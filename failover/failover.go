@@ -177,6 +177,22 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.noteLease(lease, etag, found)
 	if !found {
+		// No leader: stand for election by creating the lease
+		// (If-None-Match: *). Of servers started together exactly one
+		// creates it; the others follow. The winner then claims the log.
+		provisional := s3log.Lease{URL: n.cfg.AdvertiseURL, RenewedAt: time.Now().UTC()}
+		etag, err := n.log.WriteLease(ctx, provisional, "")
+		if errors.Is(err, s3log.ErrLeaseChanged) {
+			if lease, etag, found, err = n.log.ReadLease(ctx); err != nil {
+				return err
+			}
+			n.noteLease(lease, etag, found)
+			return n.becomeReplica(ctx, "another server created the lease first")
+		}
+		if err != nil {
+			return err
+		}
+		n.lease, n.leaseETag = provisional, etag
 		eng, err := engine.Open(ctx, n.cfg.Engine, n.log)
 		switch {
 		case err == nil:

@@ -303,6 +303,9 @@ func TestTwoStartedAtOnce(t *testing.T) {
 	if roles["leader"] != 1 || roles["replica"] != 1 {
 		t.Fatalf("roles %v, want one leader and one replica", roles)
 	}
+	// The replica learns the leader from its lease (a poll interval after
+	// the leader wrote it; until then it answers 503), then redirects.
+	waitLeaderURL(t, replica.URL, leader.URL)
 	// The replica redirects a commit to the leader, which takes it.
 	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Post(
 		replica.URL+"/v1/commit", "application/json", strings.NewReader(`{"operations":[]}`))
