@@ -107,6 +107,11 @@ func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 		case err == nil:
 			a.met.countResponse(routeRetention, 200)
 			d.Respond(200, contentTypeJSON, appendPolicy(nil, id, v))
+		case errors.Is(err, engine.ErrFutureVersion):
+			a.met.countResponse(routeRetention, 400)
+			d.Respond(400, contentTypeJSON, appendErrorReason(nil, "bad_request", "version: "+strconv.FormatUint(uint64(v), 10)+
+				" is greater than any version this server has assigned ("+strconv.FormatUint(uint64(a.eng.ResolvedVersion()), 10)+")",
+				"future_version", nil))
 		case errors.Is(err, engine.ErrBelowOldest):
 			a.met.countResponse(routeRetention, 409)
 			d.RespondError(409, "conflict", "version: "+strconv.FormatUint(uint64(v), 10)+

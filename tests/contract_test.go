@@ -1,0 +1,86 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// commitN commits n empty-write transactions one by one and returns the
+// last version.
+func commitN(t *testing.T, s *server, n int) uint64 {
+	t.Helper()
+	var v uint64
+	for i := 0; i < n; i++ {
+		status, o := s.commitRaw(`{"operations":[{"type":"write","key":"` + b64("k") + `","value":"` + b64("v") + `"}]}`)
+		v = wantCommitted(t, "commit", status, o)
+	}
+	return v
+}
+
+// waitTruncationIntervals gives the truncator (truncate_interval 50ms) many
+// chances to run. Nothing is asserted about time: on a slow machine the
+// check after it may pass without truncation having run, never fail.
+func waitTruncationIntervals() { time.Sleep(time.Second) }
+
+// wantLogFromStart checks that after=0 still streams from version 1.
+func wantLogFromStart(t *testing.T, s *server, what string) {
+	t.Helper()
+	st, status, o := s.subscribeRaw("after=0")
+	if st == nil {
+		t.Fatalf("%s: subscribe after=0: %d %v (the log was truncated)", what, status, o)
+	}
+	defer st.close()
+	if tx := st.nextTx(); tx.Version != 1 || tx.PrevVersion != 0 {
+		t.Fatalf("%s: first event after 0: %+v", what, tx)
+	}
+	status, o = s.doJSON("GET", "/v1/retention/", "", nil)
+	if status != 200 || o.num("oldest_retained_version") != 0 {
+		t.Fatalf("%s: retention list %d %v, want oldest_retained_version 0", what, status, o)
+	}
+}
+
+// TestRetentionFuturePolicy (issue 13.1): a policy above the latest version
+// is a 400 future_version and is not stored; and a future policy found in
+// the policy file (an older server wrote it) keeps the log whole instead of
+// cutting it to its newest segment.
+func TestRetentionFuturePolicy(t *testing.T) {
+	s := startServer(t, spec{conf: conf{"retention": {`truncate_interval = "50ms"`}}})
+	if v := commitN(t, s, 3); v != 3 {
+		t.Fatalf("after three commits the log is at %d, want 3", v)
+	}
+	status, o := s.doJSON("PUT", "/v1/retention/backup", "application/json", []byte(`{"version":100}`))
+	wantError(t, "policy at 100 with the log at 3", status, o, 400, "bad_request")
+	if o.str("reason") != "future_version" {
+		t.Errorf("policy at 100: reason %q, want future_version (%v)", o.str("reason"), o)
+	}
+	status, o = s.doJSON("GET", "/v1/retention/backup", "", nil)
+	wantError(t, "the refused policy", status, o, 404, "not_found")
+	commitN(t, s, 2)
+	waitTruncationIntervals()
+	wantLogFromStart(t, s, "after a refused future policy")
+
+	// Defence in depth: the policy file says 1,000,000.
+	s.stop(syscall.SIGKILL)
+	policyFile := filepath.Join(s.dataDir, "data", "retention.json")
+	if err := os.WriteFile(policyFile, []byte(`{"policies":{"old":1000000}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	commitN(t, s, 5)
+	waitTruncationIntervals()
+	wantLogFromStart(t, s, "with a future policy in the policy file")
+	if !strings.Contains(s.proc.logText(), "retention policy above the durable version") {
+		t.Errorf("no warning about the future policy in the log:\n%s", s.proc.tail(20))
+	}
+
+	// A policy exactly at the latest version is fine (it truncates).
+	v := s.version()
+	status, o = s.doJSON("PUT", "/v1/retention/now", "application/json", []byte(`{"version":`+itoa(v)+`}`))
+	if status != 200 || o.num("version") != v {
+		t.Fatalf("policy at the latest version %d: %d %v", v, status, o)
+	}
+}
