@@ -106,20 +106,26 @@ func (a *API) SetReady(ok bool) { a.ready.Store(ok) }
 // Routes returns the route table of API.md.
 func (a *API) Routes() []netpoll.Route {
 	small := int64(64 << 10) // bodies of retention PUTs and body-less GETs
+	g := func(route routeID, write bool, params []string, fn func(*netpoll.Exchange, []byte)) netpoll.Handler {
+		return &guardedHandler{api: a, route: route, write: write, params: params, inner: netpoll.Buffered(fn)}
+	}
+	open := func(fn func(*netpoll.Exchange, []byte)) netpoll.Handler {
+		return &guardedHandler{api: a, route: routeHealth, open: true, inner: netpoll.Buffered(fn)}
+	}
 	r := []netpoll.Route{
-		{Method: "GET", Path: "/v1/version", Handler: netpoll.Buffered(a.serveVersion), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/version", Handler: g(routeVersion, false, paramsNone, a.serveVersion), MaxBodyBytes: small},
 		{Method: "POST", Path: "/v1/commit", Handler: &commitHandler{api: a}, MaxBodyBytes: int64(a.limits.MaxBodyBytes)},
-		{Method: "GET", Path: "/v1/status", Handler: netpoll.Buffered(a.serveStatus), MaxBodyBytes: small},
-		{Method: "GET", Path: "/v1/subscribe", Handler: netpoll.Buffered(a.serveSubscribe), MaxBodyBytes: small},
-		{Method: "GET", Path: "/v1/retention/", Handler: netpoll.Buffered(a.serveRetentionList), MaxBodyBytes: small},
-		{Method: "GET", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionGet), MaxBodyBytes: small},
-		{Method: "PUT", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionPut), MaxBodyBytes: small},
-		{Method: "DELETE", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionDelete), MaxBodyBytes: small},
-		{Method: "GET", Path: "/healthz", Handler: netpoll.Buffered(a.serveHealthz), MaxBodyBytes: small},
-		{Method: "GET", Path: "/readyz", Handler: netpoll.Buffered(a.serveReadyz), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/status", Handler: g(routeStatus, false, paramsStatus, a.serveStatus), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/subscribe", Handler: g(routeSubscribe, false, paramsSubscribe, a.serveSubscribe), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention/", Handler: g(routeRetention, false, paramsNone, a.serveRetentionList), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention/{id}", Handler: g(routeRetention, false, paramsNone, a.serveRetentionGet), MaxBodyBytes: small},
+		{Method: "PUT", Path: "/v1/retention/{id}", Handler: g(routeRetention, true, paramsNone, a.serveRetentionPut), MaxBodyBytes: small},
+		{Method: "DELETE", Path: "/v1/retention/{id}", Handler: g(routeRetention, true, paramsNone, a.serveRetentionDelete), MaxBodyBytes: small},
+		{Method: "GET", Path: "/healthz", Handler: open(a.serveHealthz), MaxBodyBytes: small},
+		{Method: "GET", Path: "/readyz", Handler: open(a.serveReadyz), MaxBodyBytes: small},
 	}
 	if a.cfg.Metrics.Enabled {
-		r = append(r, netpoll.Route{Method: "GET", Path: "/metrics", Handler: a.metricsHandler(), MaxBodyBytes: small})
+		r = append(r, netpoll.Route{Method: "GET", Path: "/metrics", Handler: &guardedHandler{api: a, route: routeMetrics, params: paramsNone, inner: a.metricsHandler()}, MaxBodyBytes: small})
 	}
 	return r
 }

@@ -102,6 +102,11 @@ func (h *commitHandler) ServeHead(ex *netpoll.Exchange) {
 		s.failed = true
 		return
 	}
+	if msg := checkQuery(ex.Request().RawQuery(), paramsNone); msg != "" {
+		s.failed = true
+		a.respondError(ex, routeCommit, 400, "bad_request", msg)
+		return
+	}
 	if !jsonContentTypeOK(ex.Request()) {
 		s.failed = true
 		a.respondError(ex, routeCommit, 415, "unsupported_media_type", "Content-Type: must be application/json (curl: use --json, not -d)")

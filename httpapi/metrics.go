@@ -120,12 +120,6 @@ func (m *Metrics) observeCommit(r *engine.Request, status int) {
 func (a *API) metricsHandler() netpoll.Handler {
 	h := promhttp.HandlerFor(a.met.Registry, promhttp.HandlerOpts{EnableOpenMetrics: true})
 	return netpoll.HTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.opts.AuthToken != "" && a.opts.AuthReads && !bearerOK(r.Header.Get("Authorization"), a.opts.AuthToken) {
-			w.Header().Set("Content-Type", contentTypeJSON)
-			w.WriteHeader(401)
-			w.Write([]byte(`{"error":"unauthorized","message":"missing or wrong bearer token"}`))
-			return
-		}
 		a.met.countResponse(routeMetrics, 200)
 		h.ServeHTTP(w, r)
 	}))

@@ -84,3 +84,53 @@ func TestRetentionFuturePolicy(t *testing.T) {
 		t.Fatalf("policy at the latest version %d: %d %v", v, status, o)
 	}
 }
+
+// TestStrictQuery (issue 13.2): unknown, repeated or unparsable query
+// parameters are a 400 naming them, on every route.
+func TestStrictQuery(t *testing.T) {
+	s := startServer(t, spec{})
+	id := "strict-query-request-0001"
+	for _, c := range []struct{ method, path, name string }{
+		{"GET", "/v1/subscribe?aftr=3", "aftr"},
+		{"GET", "/v1/subscribe?after=0&after=0", "after"},
+		{"GET", "/v1/subscribe?after=x", "after"},
+		{"GET", "/v1/subscribe?durable=maybe", "durable"},
+		{"GET", "/v1/version?x=1", "x"},
+		{"GET", "/v1/status?request_id=" + id + "&foo=1", "foo"},
+		{"GET", "/v1/status?request_id=" + id + "&request_id=" + id, "request_id"},
+		{"GET", "/v1/status?request_id=" + id + "&min_version=-1", "min_version"},
+		{"POST", "/v1/commit?dry_run=1", "dry_run"},
+		{"GET", "/v1/retention/?all=1", "all"},
+		{"GET", "/v1/retention/p?x", "x"},
+		{"PUT", "/v1/retention/p?x=1", "x"},
+		{"DELETE", "/v1/retention/p?x=1", "x"},
+		{"GET", "/healthz?verbose=1", "verbose"},
+		{"GET", "/readyz?verbose=1", "verbose"},
+		{"GET", "/metrics?name=x", "name"},
+	} {
+		var body []byte
+		if c.method == "POST" || c.method == "PUT" {
+			body = []byte(`{}`)
+		}
+		status, o := s.doJSON(c.method, c.path, "application/json", body)
+		wantError(t, c.method+" "+c.path, status, o, 400, "bad_request")
+		if !strings.HasPrefix(o.str("message"), c.name+": ") {
+			t.Errorf("%s %s: message %q does not start with %q", c.method, c.path, o.str("message"), c.name+": ")
+		}
+	}
+	if status, o := s.doJSON("POST", "/v1/commit?dry_run=1", "application/json", []byte(`{}`)); status == 200 {
+		t.Errorf("a refused commit committed: %v", o)
+	}
+	if v := s.version(); v != 0 {
+		t.Errorf("refused requests changed the log: version %d", v)
+	}
+	// Defined parameters still work, with a trailing '&'.
+	st, status, o := s.subscribeRaw("after=0&durable=true&")
+	if st == nil {
+		t.Fatalf("subscribe with defined parameters: %d %v", status, o)
+	}
+	st.close()
+	if status, o := s.doJSON("GET", "/v1/status?request_id="+id+"&min_version=0", "", nil); status != 200 || o.str("status") != "not_committed" {
+		t.Errorf("status with defined parameters: %d %v", status, o)
+	}
+}
