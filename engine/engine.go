@@ -199,7 +199,9 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 		return 0, nil
 	}
 	v := rec.Last() + 1
-	claim := []tx.Transaction{{Version: v, TimestampUnixNano: now}}
+	// The claim gets a generated request id like any commit sent without
+	// one (API.md: every streamed transaction carries a non-empty id).
+	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(), TimestampUnixNano: now}}
 	data := persist.EncodeSegment(nil, e.leaderID, claim)
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)

@@ -365,8 +365,8 @@ func TestRestartRecoversVersionsWindowsAndStatus(t *testing.T) {
 		t.Fatalf("status after restart: %+v", st)
 	}
 	txns := readLog(t, log2, 10)
-	if len(txns) != 2 || len(txns[0].RequestID) != 0 || len(txns[0].Operations) != 0 {
-		t.Fatalf("claim transaction: %+v", txns)
+	if len(txns) != 2 || len(txns[0].RequestID) != 36 || len(txns[0].Operations) != 0 {
+		t.Fatalf("claim transaction (want a generated 36-byte request id, no operations): %+v", txns)
 	}
 }
 

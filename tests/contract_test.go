@@ -134,3 +134,22 @@ func TestStrictQuery(t *testing.T) {
 		t.Errorf("status with defined parameters: %d %v", status, o)
 	}
 }
+
+// TestClaimRequestID (issue 13.3): the empty transaction a restarted
+// leader claims the log with is streamed with a generated request id.
+func TestClaimRequestID(t *testing.T) {
+	s := startServer(t, spec{})
+	v := commitN(t, s, 2)
+	s.restart()
+	st, status, o := s.subscribeRaw("after=" + itoa(v))
+	if st == nil {
+		t.Fatalf("subscribe: %d %v", status, o)
+	}
+	claim := st.nextTx()
+	if claim.Version != v+1 || len(claim.Operations) != 0 {
+		t.Fatalf("first transaction after a restart: %+v, want the claim at %d with no operations", claim, v+1)
+	}
+	if len(claim.RequestID) != 36 {
+		t.Errorf("claim request_id %q, want a generated 36-character UUID", claim.RequestID)
+	}
+}
