@@ -282,6 +282,19 @@ func (e *Engine) Version() tx.Version { return tx.Version(e.durableVersion.Load(
 // a durable=false reader may have seen).
 func (e *Engine) ResolvedVersion() tx.Version { return tx.Version(e.resolvedVersion.Load()) }
 
+// Role is what a server is for the log it serves, as /v1/version and
+// /readyz report it ("role"). Every report of the role comes from
+// Engine.Role, so a server that can follow the log as a replica changes it
+// in one place.
+type Role string
+
+// RoleLeader: this server claimed the log and accepts commits.
+const RoleLeader Role = "leader"
+
+// Role returns this server's role. An Engine is opened by claiming the log,
+// so it leads.
+func (e *Engine) Role() Role { return RoleLeader }
+
 // LeaderID returns this leader term's id (32 hex digits).
 func (e *Engine) LeaderID() string { return e.leaderIDStr }
 

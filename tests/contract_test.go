@@ -153,3 +153,17 @@ func TestClaimRequestID(t *testing.T) {
 		t.Errorf("claim request_id %q, want a generated 36-character UUID", claim.RequestID)
 	}
 }
+
+// TestVersionRole (issue 13.4): /v1/version and /readyz say the server
+// leads.
+func TestVersionRole(t *testing.T) {
+	s := startServer(t, spec{})
+	status, o := s.doJSON("GET", "/v1/version", "", nil)
+	if status != 200 || o.str("role") != "leader" || len(o.str("leader_id")) != 32 {
+		t.Fatalf("GET /v1/version: %d %v, want role leader and a leader_id", status, o)
+	}
+	status, o = s.doJSON("GET", "/readyz", "", nil)
+	if status != 200 || o.str("role") != "leader" {
+		t.Fatalf("GET /readyz: %d %v, want role leader", status, o)
+	}
+}
