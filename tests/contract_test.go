@@ -167,3 +167,39 @@ func TestVersionRole(t *testing.T) {
 		t.Fatalf("GET /readyz: %d %v, want role leader", status, o)
 	}
 }
+
+// TestRequestsMetric (issue 13.5): one counter of answers by route and
+// code, whose series appear with their first answer.
+func TestRequestsMetric(t *testing.T) {
+	s := startServer(t, spec{})
+	series := func() []string {
+		var out []string
+		for _, line := range strings.Split(s.metricsText(), "\n") {
+			if strings.HasPrefix(line, "weaseldb_http_requests_total{") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	first := series()
+	for _, l := range first {
+		if !strings.Contains(l, `route="metrics"`) && !strings.Contains(l, `route="health"`) {
+			t.Errorf("series before any API request: %s", l)
+		}
+	}
+	s.doJSON("GET", "/v1/version", "", nil)
+	s.doJSON("GET", "/v1/version?x=1", "", nil)
+	s.doJSON("GET", "/v1/retention/none", "", nil)
+	if v := metricValue(t, s, `weaseldb_http_requests_total{code="200",route="version"}`); v != 1 {
+		t.Errorf("version 200: %v, want 1", v)
+	}
+	if v := metricValue(t, s, `weaseldb_http_requests_total{code="400",route="version"}`); v != 1 {
+		t.Errorf("version 400: %v, want 1", v)
+	}
+	if v := metricValue(t, s, `weaseldb_http_requests_total{code="404",route="retention"}`); v != 1 {
+		t.Errorf("retention 404: %v, want 1", v)
+	}
+	if n := len(series()); n > 6 {
+		t.Errorf("%d series after four kinds of answer, want only those that happened:\n%s", n, strings.Join(series(), "\n"))
+	}
+}
