@@ -98,7 +98,7 @@ func (h *commitHandler) ServeHead(ex *netpoll.Exchange) {
 	s := c.cur
 	s.failed = false
 	s.req.ReceivedAt = time.Now().UnixNano()
-	if !a.authorized(ex, routeCommit, true) {
+	if !a.authorized(ex, routeCommit) {
 		s.failed = true
 		return
 	}

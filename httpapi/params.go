@@ -103,14 +103,13 @@ func describeName(name []byte) string {
 type guardedHandler struct {
 	api    *API
 	route  routeID
-	write  bool // changes state: the token is always checked
 	open   bool // no token needed (/healthz, /readyz)
 	params []string
 	inner  netpoll.Handler
 }
 
 func (h *guardedHandler) ServeHead(ex *netpoll.Exchange) {
-	if !h.open && !h.api.authorized(ex, h.route, h.write) {
+	if !h.open && !h.api.authorized(ex, h.route) {
 		return
 	}
 	if msg := checkQuery(ex.Request().RawQuery(), h.params); msg != "" {
