@@ -55,8 +55,11 @@ type Server struct {
 	MaxOperations     int      `toml:"max_operations"`      // per commit; default 10000
 	TLSCertFile       string   `toml:"tls_cert_file"`       // with tls_key_file: serve HTTPS; default off
 	TLSKeyFile        string   `toml:"tls_key_file"`        //
-	AuthTokenFile     string   `toml:"auth_token_file"`     // bearer token for commits and retention changes; WEASELDB_AUTH_TOKEN also works; default off
-	AuthReads         bool     `toml:"auth_reads"`          // also require the token on read-only endpoints; default false
+	AuthTokenFile     string   `toml:"auth_token_file"`     // bearer token required on every /v1/ route and /metrics; WEASELDB_AUTH_TOKEN also works; default off
+	// AuthReads is kept so older files still load: reads always need the
+	// token (API.md: a subscription streams the whole log), so only true,
+	// the default, is accepted.
+	AuthReads bool `toml:"auth_reads"`
 }
 
 // Commit configures the commit pipeline.
@@ -164,6 +167,7 @@ func Default() Config {
 			MaxBodyBytes:      16 * mib,
 			MaxPreconditions:  10000,
 			MaxOperations:     10000,
+			AuthReads:         true,
 		},
 		Commit: Commit{
 			BatchInterval:          D(2 * time.Millisecond),
@@ -247,6 +251,9 @@ func (c *Config) Validate() error {
 	v.intRange("server.max_operations", s.MaxOperations, 0, 10_000_000)
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		v.add("server.tls_cert_file and server.tls_key_file: set both or neither")
+	}
+	if !s.AuthReads {
+		v.add("server.auth_reads = false: no longer supported; with a token set, reads need it too (remove the key)")
 	}
 
 	m := &c.Commit

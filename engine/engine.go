@@ -199,7 +199,9 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 		return 0, nil
 	}
 	v := rec.Last() + 1
-	claim := []tx.Transaction{{Version: v, TimestampUnixNano: now}}
+	// The claim gets a generated request id like any commit sent without
+	// one (API.md: every streamed transaction carries a non-empty id).
+	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(), TimestampUnixNano: now}}
 	data := persist.EncodeSegment(nil, e.leaderID, claim)
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
@@ -279,6 +281,19 @@ func (e *Engine) Version() tx.Version { return tx.Version(e.durableVersion.Load(
 // ResolvedVersion returns the latest assigned version, durable or not (what
 // a durable=false reader may have seen).
 func (e *Engine) ResolvedVersion() tx.Version { return tx.Version(e.resolvedVersion.Load()) }
+
+// Role is what a server is for the log it serves, as /v1/version and
+// /readyz report it ("role"). Every report of the role comes from
+// Engine.Role, so a server that can follow the log as a replica changes it
+// in one place.
+type Role string
+
+// RoleLeader: this server claimed the log and accepts commits.
+const RoleLeader Role = "leader"
+
+// Role returns this server's role. An Engine is opened by claiming the log,
+// so it leads.
+func (e *Engine) Role() Role { return RoleLeader }
 
 // LeaderID returns this leader term's id (32 hex digits).
 func (e *Engine) LeaderID() string { return e.leaderIDStr }

