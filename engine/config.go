@@ -64,6 +64,11 @@ type Config struct {
 
 	// Logger receives the engine's (rare) log lines. Default slog.Default().
 	Logger *slog.Logger
+	// BeforeResolveBatch, when set, is called by stage 1 after it took a
+	// batch from the admission queue and before it resolves it. For tests:
+	// blocking in it holds the resolver with requests queued.
+	BeforeResolveBatch func()
+
 	// Observer, when set, is told about every resolve batch and segment
 	// write, for histograms. It is called on the pipeline goroutines and
 	// must be fast and must not block.

@@ -18,9 +18,11 @@
 //     bytes its Commit points to.
 //  3. The answer is r.Outcome with r.Version, r.RequestID, r.Duplicate,
 //     r.Conflicts and r.Err (see Outcome for the HTTP mapping).
-//  4. Version(), ResolvedVersion(), LeaderID(), Status(), Stats(),
-//     OldestRetained() and the retention calls may be used at any time from
-//     any goroutine.
+//  4. Version(), ResolvedVersion(), LeaderID(), Stats(), OldestRetained()
+//     and the retention calls may be used at any time from any goroutine.
+//     Status queries go through the pipeline: SubmitStatus (never blocks;
+//     answered by stage 1 in admission order, behind the commits queued
+//     before it), or Status, which waits for that answer.
 //  5. Subscribers read Tail() (contract on Tail) and fall back to
 //     log.ReadFrom on ErrBehindTail.
 //  6. Watch Deposed(): once closed, every commit is answered Deposed; the
@@ -46,8 +48,10 @@
 //     (FutureVersion) or without any version (Invalid); checks the
 //     preconditions against the conflict set (Conflict, TooOld); otherwise
 //     assigns the next version, adds the writes to the conflict set and the
-//     id to the status index. No I/O, no allocation per transaction in
-//     steady state (TestResolveAllocatesNothing).
+//     id to the status index. Status queries in the batch are answered here
+//     too, after the batch was handed on: stage 1 owns the status index, so
+//     no lock is shared with the callers. No I/O, no allocation per
+//     transaction in steady state (TestResolveAllocatesNothing).
 //  2. Persist gathers resolved requests into a group and its committed
 //     transactions into one segment (persist.EncodeSegment). Group commit:
 //     with no Append in flight a group is sealed at once (a lone client pays

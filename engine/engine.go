@@ -47,8 +47,9 @@ type Engine struct {
 	abortOnce       sync.Once
 	replyDone       chan struct{} // closed when stage 3 exits
 
+	// status is owned by the stage 1 goroutine (after Open): dedupe and
+	// status queries both run there, so no lock guards it.
 	status struct {
-		sync.RWMutex
 		idx    *statusIndex
 		failed *inFlightFailures
 	}

@@ -83,6 +83,12 @@ type Request struct {
 	// Err names the offending field for FutureVersion and Invalid.
 	Err string
 
+	// StatusQuery and StatusAnswer: the query and answer of a request
+	// submitted with SubmitStatus (Commit and the outputs above unused).
+	StatusQuery  StatusQuery
+	StatusAnswer StatusAnswer
+	isStatus     bool
+
 	done func(*Request)
 
 	// Set by stage 1.
@@ -100,6 +106,8 @@ func (r *Request) resetOutputs() {
 	r.Duplicate = false
 	r.Conflicts = r.Conflicts[:0]
 	r.Err = ""
+	r.isStatus = false
+	r.StatusAnswer = StatusAnswer{}
 }
 
 // ensureRequestID points r.RequestID at the client's id, or generates a

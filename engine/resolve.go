@@ -29,39 +29,64 @@ func (r *resolver) init(e *Engine, last tx.Version, now int64) {
 }
 
 // runResolver is stage 1: take every admitted request, resolve them in
-// arrival order, and pass them on to stage 2 as one batch.
+// arrival order, and pass them on to stage 2 as one batch. Status queries
+// among them are answered here, in the same order, after the batch was
+// handed on (so that answering never delays a commit).
 func (e *Engine) runResolver() {
-	var spare []*Request
+	var spare, queries []*Request
 	for {
 		batch, ok := e.admission.takeAll(spare)
 		if !ok {
 			e.toPersist.close()
 			return
 		}
-		now := e.cfg.Clock()
-		e.status.Lock()
-		e.status.failed.forgetAnswered(e.answeredSeq.Load())
-		for _, req := range batch {
-			e.res.resolve(req, now)
+		if hook := e.cfg.BeforeResolveBatch; hook != nil {
+			hook()
 		}
+		now := e.cfg.Clock()
+		e.status.failed.forgetAnswered(e.answeredSeq.Load())
+		n := 0
+		for _, req := range batch {
+			if req.isStatus {
+				e.res.answerStatus(req)
+				queries = append(queries, req)
+				continue
+			}
+			e.res.resolve(req, now)
+			batch[n] = req
+			n++
+		}
+		clear(batch[n:])
+		batch = batch[:n]
 		e.res.advanceWindows(now)
 		e.stats.conflictKeys.Store(int64(e.res.set.Len()))
 		e.stats.conflictBytes.Store(e.res.set.Bytes())
 		e.stats.statusEntries.Store(int64(e.status.idx.len()))
-		e.status.Unlock()
 		e.resolvedVersion.Store(uint64(e.res.last))
 		e.stats.resolveBatches.Add(1)
 		e.stats.resolveRequests.Add(uint64(len(batch)))
 		if o := e.cfg.Observer; o != nil {
 			o.ResolveBatch(len(batch))
 		}
-		e.toPersist.pushBatch(batch)
+		if len(batch) > 0 {
+			e.toPersist.pushBatch(batch)
+		}
 		clear(batch)
 		spare = batch[:0]
+		if len(queries) > 0 {
+			e.queued.Add(-int64(len(queries)))
+			for _, q := range queries {
+				done := q.done
+				q.done = nil
+				done(q) // q belongs to the caller from here on
+			}
+			clear(queries)
+			queries = queries[:0]
+		}
 	}
 }
 
-// resolve decides one request. Called with e.status locked. The order of
+// resolve decides one request. The order of
 // checks is the API's: a duplicate request id answers with the earlier
 // result whatever the new body says; then leader id; then the body's own
 // validity; then the preconditions.

@@ -37,7 +37,7 @@ type statusEntry struct {
 // the index holds entriesMax entries (memory bound). floor is the highest
 // version evicted: for versions <= floor the index can no longer answer.
 //
-// Not safe for concurrent use; the engine guards it with Engine.status.mu.
+// Not safe for concurrent use: only the engine's stage 1 goroutine uses it.
 type statusIndex struct {
 	byHash         idTable
 	fifo           []statusEntry // len is a power of two

@@ -1,9 +1,13 @@
 package engine
 
 import (
+	"context"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"weaseldb/persist/memlog"
 	"weaseldb/tx"
 )
 
@@ -64,5 +68,54 @@ func TestStatusIndexVsMap(t *testing.T) {
 				t.Fatalf("seed %d: final lookup %v = %d,%v, want %d", seed, h, got, ok, w)
 			}
 		}
+	}
+}
+
+// TestStatusOfQueuedCommit: with the resolver held after taking a commit
+// (not yet resolved), a status query for its id waits behind it in the
+// pipeline and is answered in flight or committed, never not_committed.
+// Before the fix Status read the index directly: not_committed.
+func TestStatusOfQueuedCommit(t *testing.T) {
+	var armed atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	cfg := testConfig(newTestClock())
+	cfg.BeforeResolveBatch = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(held)
+			<-release
+		}
+	}
+	e, _ := openTest(t, memlog.NewStore(), cfg)
+	armed.Store(true)
+	answers := make(chan *Request, 1)
+	e.Submit(commitOf(id(1), nil, write("a", "1")), func(r *Request) { answers <- r })
+	<-held
+	statuses := make(chan StatusAnswer, 1)
+	e.SubmitStatus(&Request{}, StatusQuery{RequestID: []byte(id(1))}, func(r *Request) { statuses <- r.StatusAnswer })
+	close(release)
+	var st StatusAnswer
+	select {
+	case st = <-statuses:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no status answer")
+	}
+	if st.State != StatusInFlight && (st.State != StatusCommitted || st.Version != 1) {
+		t.Fatalf("status of a queued commit: %+v, want in flight or committed at 1", st)
+	}
+	expectOutcome(t, <-answers, Committed)
+	if st := e.Status(StatusQuery{RequestID: []byte(id(1))}); st.State != StatusCommitted || st.Version != 1 {
+		t.Fatalf("status after the answer: %+v", st)
+	}
+}
+
+// TestStatusRefusedWhenClosed: a closed engine answers status queries
+// unavailable instead of guessing.
+func TestStatusRefusedWhenClosed(t *testing.T) {
+	e, _ := openTest(t, memlog.NewStore(), testConfig(newTestClock()))
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.Status(StatusQuery{RequestID: []byte(id(1))}); st.State != StatusUnavailable {
+		t.Fatalf("status on a closed engine: %+v", st)
 	}
 }
