@@ -114,6 +114,7 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.status.idx.terms.note(claimed, e.leaderID)
 	e.resolvedVersion.Store(uint64(claimed))
 	e.durableVersion.Store(uint64(claimed))
 	e.res.init(e, claimed, now)
@@ -146,7 +147,7 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 	statusStart := max(oldest, saturatingSub(last, e.cfg.StatusWindowVersions))
 	e.res.set = conflict.New(conflictStart)
 	idx := newStatusIndex(int64(e.cfg.StatusWindow), e.cfg.StatusWindowVersions, e.cfg.StatusEntriesMax)
-	idx.floor = statusStart
+	idx.setFloor(statusStart)
 	e.status.idx = idx
 
 	after := min(conflictStart, statusStart)
@@ -164,6 +165,9 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			h, err := reader.Reset(seg)
 			if err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment after %d: %w", after, err)
+			}
+			if h.Last > statusStart {
+				idx.terms.note(max(h.First, statusStart+1), h.LeaderID)
 			}
 			for t, ok := reader.Next(); ok; t, ok = reader.Next() {
 				if t.Version <= after {

@@ -99,6 +99,7 @@ func (r *resolver) resolve(req *Request, now int64) {
 	if hasID {
 		if v, ok := e.status.idx.lookup(req.idHash); ok {
 			req.Outcome, req.Version, req.Duplicate = Committed, v, true
+			req.LeaderID = e.status.idx.terms.leaderAt(v)
 			return
 		}
 		if f := e.status.failed.lookup(req.idHash, e.answeredSeq.Load()); f != nil {

@@ -39,6 +39,7 @@ type statusEntry struct {
 //
 // Not safe for concurrent use: only the engine's stage 1 goroutine uses it.
 type statusIndex struct {
+	terms          termTable
 	byHash         idTable
 	fifo           []statusEntry // len is a power of two
 	head, tail     uint64        // absolute positions; [head, tail) live
@@ -100,9 +101,61 @@ func (s *statusIndex) evictOldest() {
 	if slot := s.byHash.find(e.hash, s); slot >= 0 && s.byHash.slots[slot].pos-1 == s.head {
 		s.byHash.remove(slot)
 	}
-	s.floor = max(s.floor, e.version)
+	s.setFloor(e.version)
 	*e = statusEntry{}
 	s.head++
+}
+
+// setFloor raises the floor to v and forgets the terms that ended at or
+// below it.
+func (s *statusIndex) setFloor(v tx.Version) {
+	s.floor = max(s.floor, v)
+	s.terms.forgetBefore(s.floor + 1)
+}
+
+// termTable remembers which leader term wrote which versions, so that a
+// duplicate answer names the leader that committed the transaction
+// (API.md), not the current one. Terms change only at a restart or a
+// takeover, so a short list of term starts replaces a per-entry field.
+type termTable struct {
+	starts []termStart // by first version, ascending
+}
+
+type termStart struct {
+	first    tx.Version // first version written by the term (its claim)
+	leaderID []byte
+}
+
+// note records that leaderID wrote from version first on, unless the
+// latest term is already leaderID's. Versions must not decrease.
+func (t *termTable) note(first tx.Version, leaderID []byte) {
+	if n := len(t.starts); n > 0 && string(t.starts[n-1].leaderID) == string(leaderID) {
+		return
+	}
+	t.starts = append(t.starts, termStart{first: first, leaderID: append([]byte(nil), leaderID...)})
+}
+
+// leaderAt returns the leader id of the term that wrote version v (nil if
+// unknown).
+func (t *termTable) leaderAt(v tx.Version) []byte {
+	for i := len(t.starts) - 1; i >= 0; i-- { // few terms; the newest is likeliest
+		if t.starts[i].first <= v {
+			return t.starts[i].leaderID
+		}
+	}
+	return nil
+}
+
+// forgetBefore drops the terms that end before version v (keeping the one
+// that holds v).
+func (t *termTable) forgetBefore(v tx.Version) {
+	n := 0
+	for n+1 < len(t.starts) && t.starts[n+1].first <= v {
+		n++
+	}
+	if n > 0 {
+		t.starts = append(t.starts[:0], t.starts[n:]...)
+	}
 }
 
 // idTable maps an idHash to a FIFO position: open addressing with linear

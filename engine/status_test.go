@@ -119,3 +119,39 @@ func TestStatusRefusedWhenClosed(t *testing.T) {
 		t.Fatalf("status on a closed engine: %+v", st)
 	}
 }
+
+// TestDuplicateCarriesCommittingLeader: a retry answered as a duplicate
+// names the leader term that committed the transaction, across restarts
+// (issue 12 item 11: it named the current leader).
+func TestDuplicateCarriesCommittingLeader(t *testing.T) {
+	store := memlog.NewStore()
+	clock := newTestClock()
+	e1, _ := openTest(t, store, testConfig(clock))
+	expectOutcome(t, submitWait(t, e1, commitOf(id(1), nil, write("a", "1"))), Committed)
+	leader1 := e1.LeaderID()
+	if err := e1.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e2, _ := openTest(t, store, testConfig(clock))
+	expectOutcome(t, submitWait(t, e2, commitOf(id(2), nil, write("b", "1"))), Committed)
+	leader2 := e2.LeaderID()
+	if err := e2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e3, _ := openTest(t, store, testConfig(clock))
+	for _, c := range []struct {
+		id     string
+		leader string
+	}{{id(1), leader1}, {id(2), leader2}} {
+		dup := submitWait(t, e3, commitOf(c.id, nil, write("c", "1")))
+		expectOutcome(t, dup, Committed)
+		if !dup.Duplicate || string(dup.LeaderID) != c.leader {
+			t.Fatalf("retry of %s: duplicate %v leader %q, want the committing leader %q (current %q)", c.id, dup.Duplicate, dup.LeaderID, c.leader, e3.LeaderID())
+		}
+	}
+	fresh := submitWait(t, e3, commitOf(id(3), nil, write("d", "1")))
+	dup := submitWait(t, e3, commitOf(id(3), nil, write("d", "2")))
+	if fresh.LeaderID != nil || !dup.Duplicate || string(dup.LeaderID) != e3.LeaderID() {
+		t.Fatalf("this term's commit %q and its duplicate %q, want nil and %q", fresh.LeaderID, dup.LeaderID, e3.LeaderID())
+	}
+}
