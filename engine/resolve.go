@@ -16,6 +16,8 @@ type resolver struct {
 	seq     uint64     // latest pipeline sequence number
 	samples timeVersionSamples
 
+	statusReadErrors uint64
+
 	reads   []conflict.Read
 	results []conflict.Result
 	writes  []conflict.Write
@@ -97,7 +99,15 @@ func (r *resolver) resolve(req *Request, now int64) {
 	req.timestamp = now
 	hasID := len(req.Commit.RequestID) > 0
 	if hasID {
-		if v, ok := e.status.idx.lookup(req.idHash); ok {
+		v, ok, err := e.status.idx.lookup(req.idHash)
+		if err != nil {
+			// Whether the id committed is unknown: committing could
+			// commit it twice. Nothing is committed by this answer.
+			e.statusReadFailed(err)
+			req.Outcome = Unavailable
+			return
+		}
+		if ok {
 			req.Outcome, req.Version, req.Duplicate = Committed, v, true
 			req.LeaderID = e.status.idx.terms.leaderAt(v)
 			return
@@ -114,6 +124,16 @@ func (r *resolver) resolve(req *Request, now int64) {
 	}
 	if hasID {
 		e.status.failed.add(req)
+	}
+}
+
+// statusReadFailed logs a failed read of the on-disk status index (the
+// first one and every 1000th).
+func (e *Engine) statusReadFailed(err error) {
+	e.res.statusReadErrors++
+	if n := e.res.statusReadErrors; n == 1 || n%1000 == 0 {
+		e.cfg.Logger.Error("engine: reading the status index failed; commits with a request id are answered 503 until it reads again",
+			"failures", n, "err", err)
 	}
 }
 
@@ -235,6 +255,9 @@ func (r *resolver) advanceWindows(now int64) {
 		}
 	}
 	e.status.idx.expire(r.last, now)
+	if e.status.idx.disk != nil {
+		e.status.idx.maintain(e.Version())
+	}
 }
 
 // timeVersionSamples remembers which version was the latest at a few

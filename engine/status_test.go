@@ -46,14 +46,14 @@ func TestStatusIndexVsMap(t *testing.T) {
 				// Expire the oldest third by time and versions.
 				k := (len(order) + 2) / 3
 				cut := s.at(s.head + uint64(k-1))
-				s.expire(cut.version+tx.Version(s.windowVersions)+1, cut.time+s.window+1)
+				s.expire(cut.version+tx.Version(s.windowVersions), cut.time+s.window)
 				for _, h := range order[:k] {
 					delete(want, h)
 				}
 				order = order[k:]
 			default:
 				h := randHash()
-				got, ok := s.lookup(h)
+				got, ok, _ := s.lookup(h)
 				w, wok := want[h]
 				if ok != wok || got != w {
 					t.Fatalf("seed %d step %d: lookup %v = %d,%v, want %d,%v", seed, step, h, got, ok, w, wok)
@@ -64,7 +64,7 @@ func TestStatusIndexVsMap(t *testing.T) {
 			}
 		}
 		for h, w := range want {
-			if got, ok := s.lookup(h); !ok || got != w {
+			if got, ok, _ := s.lookup(h); !ok || got != w {
 				t.Fatalf("seed %d: final lookup %v = %d,%v, want %d", seed, h, got, ok, w)
 			}
 		}

@@ -106,7 +106,13 @@ func (r *resolver) answerStatus(req *Request) {
 	case q.HasMinVersion && q.MinVersion < a.Floor:
 		a.State = StatusGone
 	default:
-		if v, ok := e.status.idx.lookup(req.idHash); ok && (!q.HasMinVersion || v > q.MinVersion) {
+		v, ok, err := e.status.idx.lookup(req.idHash)
+		if err != nil {
+			e.statusReadFailed(err)
+			a.State = StatusUnavailable
+			break
+		}
+		if ok && (!q.HasMinVersion || v > q.MinVersion) {
 			if v <= e.Version() {
 				a.State, a.Version = StatusCommitted, v
 			} else {

@@ -36,6 +36,7 @@ import (
 	"bufio"
 	"container/heap"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -609,4 +611,76 @@ func (f filter) has(a, b uint64) bool {
 		}
 	}
 	return true
+}
+
+// Term is where one leader term starts: the first version it wrote.
+type Term struct {
+	First    uint64
+	LeaderID []byte
+}
+
+const termsName = "terms"
+
+// StoreTerms durably replaces the stored term starts (temp file,
+// fdatasync, rename, directory fsync). One line per term: the first
+// version and the leader id in hex.
+func (d *Dir) StoreTerms(terms []Term) error {
+	var b []byte
+	for _, t := range terms {
+		b = fmt.Appendf(b, "%d %s\n", t.First, hex.EncodeToString(t.LeaderID))
+	}
+	path := filepath.Join(d.path, termsName)
+	tmp := path + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("status index: store terms: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = unix.Fdatasync(int(f.Fd()))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(d.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("status index: store terms: %w", err)
+	}
+	return nil
+}
+
+// LoadTerms returns the stored term starts (none if never stored).
+func (d *Dir) LoadTerms() ([]Term, error) {
+	b, err := os.ReadFile(filepath.Join(d.path, termsName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status index: load terms: %w", err)
+	}
+	var out []Term
+	for i, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var t Term
+		first, id, ok := strings.Cut(line, " ")
+		if ok {
+			t.First, err = strconv.ParseUint(first, 10, 64)
+		}
+		if ok && err == nil {
+			t.LeaderID, err = hex.DecodeString(id)
+		}
+		if !ok || err != nil {
+			return nil, fmt.Errorf("status index: load terms: line %d: %w: %q", i+1, ErrCorruption, line)
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
