@@ -58,7 +58,7 @@ type spillJob struct {
 	kind        spillKind
 	first, last tx.Version
 	entries     []statusruns.Entry
-	endPos      uint64              // write: FIFO position after the chunk
+	endPos      uint64            // write: FIFO position after the chunk
 	runs        []*statusruns.Run // merge inputs, or runs to remove
 }
 
