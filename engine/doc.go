@@ -89,14 +89,17 @@
 // The conflict window keeps writes newer than whichever of "ConflictWindow
 // ago" (mapped to versions through a small ring of time/version samples)
 // and "ConflictWindowVersions ago" reaches further back; older reads are
-// TooOld. The status window keeps request ids the same way (StatusWindow,
-// StatusWindowVersions), capped at StatusEntriesMax ids; Status answers
-// StatusGone below its floor. After a restart both are rebuilt from the
-// last ConflictWindowVersions / StatusWindowVersions versions of the log
+// TooOld. The status window keeps request ids for StatusWindow or
+// StatusWindowVersions, whichever is less (API.md); status queries answer
+// StatusGone below its floor. Its newest StatusEntriesMax ids are in
+// memory, the rest in on-disk runs under StatusDir (statusdisk.go,
+// persist/statusruns; docs/architecture.md). After a restart the conflict
+// set is rebuilt from the last ConflictWindowVersions versions of the log
 // (within retention): the time-based part is not reconstructed, since the
 // versions written in the last few seconds before a restart are among the
 // last versions anyway unless more than ConflictWindowVersions were written
-// in ConflictWindow.
+// in ConflictWindow. The status index loads its runs and reads the log
+// only after the last one.
 //
 // # Rejected alternatives
 //

@@ -73,7 +73,7 @@ func (c *statusCall) finish(r *engine.Request) {
 			strconv.FormatUint(uint64(ans.Floor), 10)+")"))
 	case engine.StatusUnavailable:
 		status = 503
-		body = jsonstream.AppendError(nil, "unavailable", []byte("the server is shutting down; ask again"))
+		body = jsonstream.AppendError(nil, "unavailable", []byte("the server cannot answer status queries right now (shutting down, or its status index cannot be read): ask again"))
 	case engine.StatusDeposed:
 		status = 503
 		body = appendErrorReason(nil, "unavailable", "this server was deposed by another leader: ask the new leader's /v1/status", "leader_changed", c.id)
