@@ -72,7 +72,9 @@ type Commit struct {
 	ConflictWindow         Duration `toml:"conflict_window"`          // default 5s ...
 	ConflictWindowVersions uint64   `toml:"conflict_window_versions"` // ... or 10M versions, whichever keeps more
 	StatusWindow           Duration `toml:"status_window"`            // default 24h ...
-	StatusWindowVersions   uint64   `toml:"status_window_versions"`   // ... or 100M versions, whichever keeps more
+	StatusWindowVersions   uint64   `toml:"status_window_versions"`   // ... or 100M versions, whichever is less
+	StatusMemoryIDs        int      `toml:"status_memory_ids"`        // request ids of the status window kept in memory (~64 B each); older ones are on disk in <persist.dir>/status; default 4M
+	StatusRunIDs           int      `toml:"status_run_ids"`           // request ids per on-disk run of the status index (a crash restart re-reads about this many from the log); default 1M
 }
 
 // Persist chooses and configures the durable log.
@@ -179,6 +181,8 @@ func Default() Config {
 			ConflictWindowVersions: 10_000_000,
 			StatusWindow:           D(24 * time.Hour),
 			StatusWindowVersions:   100_000_000,
+			StatusMemoryIDs:        4 << 20,
+			StatusRunIDs:           1 << 20,
 		},
 		Persist: Persist{
 			Backend:         "disk",
@@ -266,6 +270,8 @@ func (c *Config) Validate() error {
 	v.uintRange("commit.conflict_window_versions", m.ConflictWindowVersions, 0, 1<<40)
 	v.durRange("commit.status_window", m.StatusWindow, 0, 30*24*time.Hour)
 	v.uintRange("commit.status_window_versions", m.StatusWindowVersions, 0, 1<<40)
+	v.intRange("commit.status_memory_ids", m.StatusMemoryIDs, 1, 1<<32)
+	v.intRange("commit.status_run_ids", m.StatusRunIDs, 1, 1<<28)
 
 	p := &c.Persist
 	switch p.Backend {

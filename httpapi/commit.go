@@ -177,6 +177,9 @@ func (a *API) commitAnswer(dst []byte, r *engine.Request) (int, []byte) {
 		Conflicts: r.Conflicts,
 		Duplicate: r.Duplicate,
 	}
+	if r.LeaderID != nil { // a duplicate: the term that committed it
+		ans.LeaderID = r.LeaderID
+	}
 	switch r.Outcome {
 	case engine.Committed:
 		ans.Status = jsonstream.StatusCommitted

@@ -40,22 +40,53 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 		}
 		q.MinVersion, q.HasMinVersion = v, true
 	}
-	ans := a.eng.Status(q)
-	if ans.State == engine.StatusGone {
-		a.respondError(ex, routeStatus, 410, "gone", "min_version: older than the status window the server can answer for (it covers versions above "+
-			strconv.FormatUint(uint64(ans.Floor), 10)+")")
-		return
-	}
-	state := jsonstream.RequestNotCommitted
+	// Answered through the engine's pipeline, behind the commits already
+	// queued: the reactor never waits on the resolver.
+	call := &statusCall{api: a, id: id, det: ex.DetachPipelined()}
+	a.eng.SubmitStatus(&call.req, q, call.finish)
+}
+
+// statusCall is one status query handed to the engine (rare enough that
+// it is allocated per query).
+type statusCall struct {
+	api *API
+	id  []byte
+	det netpoll.Detached
+	req engine.Request
+}
+
+// finish is the engine's done callback: encode the answer and hand it to
+// the token.
+func (c *statusCall) finish(r *engine.Request) {
+	a := c.api
+	ans := r.StatusAnswer
+	var status int
+	var body []byte
 	switch ans.State {
-	case engine.StatusCommitted:
-		state = jsonstream.RequestCommitted
-	case engine.StatusInFlight:
-		state = jsonstream.RequestInFlight
+	case engine.StatusGone:
+		status = 410
+		body = jsonstream.AppendError(nil, "gone", []byte("min_version: older than the status window the server can answer for (it covers versions above "+
+			strconv.FormatUint(uint64(ans.Floor), 10)+")"))
+	case engine.StatusUnavailable:
+		status = 503
+		body = jsonstream.AppendError(nil, "unavailable", []byte("the server cannot answer status queries right now (shutting down, or its status index cannot be read): ask again"))
+	case engine.StatusDeposed:
+		status = 503
+		body = appendErrorReason(nil, "unavailable", "this server was deposed by another leader: ask the new leader's /v1/status", "leader_changed", c.id)
+	default:
+		state := jsonstream.RequestNotCommitted
+		switch ans.State {
+		case engine.StatusCommitted:
+			state = jsonstream.RequestCommitted
+		case engine.StatusInFlight:
+			state = jsonstream.RequestInFlight
+		}
+		status = 200
+		body = jsonstream.AppendStatusAnswer(nil, c.id, state, ans.Version)
 	}
-	b := jsonstream.AppendStatusAnswer(ex.Scratch(), id, state, ans.Version)
-	ex.SetScratch(b)
-	a.respond(ex, routeStatus, 200, b)
+	a.met.countResponse(routeStatus, status)
+	// Respond fails only if the connection was closed meanwhile.
+	_ = c.det.Respond(status, contentTypeJSON, body)
 }
 
 // appendRole appends `,"role":"<role>"` to a JSON object under

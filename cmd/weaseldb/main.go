@@ -40,7 +40,9 @@ OPTIONS
                          an error. Flags below override the file.
     --listen ADDR        client listener, host:port (default 127.0.0.1:8080)
     --data-dir DIR       directory for the disk log and the fakes3 store
-                         (default ./data)
+                         (default ./data), and for every backend the
+                         status index: request ids of the status window
+                         beyond [commit] status_memory_ids live in DIR/status
     --persist BACKEND    disk (default): segments fsynced to --data-dir;
                          s3: an S3 bucket ([persist] bucket, prefix, endpoint,
                          region; credentials from the standard AWS chain);

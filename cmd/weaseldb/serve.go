@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -197,6 +198,9 @@ func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) en
 		ConflictWindowVersions: c.ConflictWindowVersions,
 		StatusWindow:           c.StatusWindow.Duration,
 		StatusWindowVersions:   c.StatusWindowVersions,
+		StatusEntriesMax:       c.StatusMemoryIDs,
+		StatusDir:              filepath.Join(cfg.Persist.Dir, "status"),
+		StatusRunEntries:       c.StatusRunIDs,
 		TailBytes:              cfg.Subscribe.TailBytes,
 		DefaultKeepVersions:    cfg.Retention.DefaultKeepVersions,
 		TruncateInterval:       cfg.Retention.TruncateInterval.Duration,
