@@ -140,6 +140,43 @@ func TestChunkedDecoderPieces(t *testing.T) {
 	}
 }
 
+// strictChunkRefusals are chunked bodies that lenient parsers accept and a
+// proxy may read differently: bare LF line ends, bare CR or control bytes
+// in extensions and trailers (issue 12, item 14). Each must be refused.
+var strictChunkRefusals = []string{
+	"A\n0123456789\r\n0\r\n\r\n",         // bare LF after the size
+	"5\r\nhello\n0\r\n\r\n",              // bare LF after data
+	"5\r\nhello\r\n0\n\r\n",              // bare LF after the last size
+	"5\r\nhello\r\n0\r\n\n",              // bare LF as the final line
+	"5\r\nhello\r\n0\r\nT: v\n\r\n",      // bare LF after a trailer
+	"5;a=b\n\r\nhello\r\n0\r\n\r\n",      // bare LF in an extension
+	"5;a=b\rc\r\nhello\r\n0\r\n\r\n",     // bare CR in an extension
+	"5;a=\x00\r\nhello\r\n0\r\n\r\n",     // NUL in an extension
+	"5;a=\x7f\r\nhello\r\n0\r\n\r\n",     // DEL in an extension
+	"5;a=\x1b\r\nhello\r\n0\r\n\r\n",     // ESC in an extension
+	"5\r\nhello\r\n0\r\nT: a\rb\r\n\r\n", // bare CR in a trailer
+	"5\r\nhello\r\n0\r\nT: \x00\r\n\r\n", // NUL in a trailer
+	"5\r\nhello\r\n0\r\n\x01\r\n\r\n",    // control byte starting a trailer
+	"5\r\nhello\r\n0\r\n\rX\r\n",         // CR not followed by LF at the end
+	"5\rX\nhello\r\n0\r\n\r\n",           // CR not followed by LF after the size
+	"5\r\nhelloX\r\n0\r\n\r\n",           // data longer than its size
+}
+
+func TestChunkedDecoderStrict(t *testing.T) {
+	for _, in := range strictChunkRefusals {
+		for _, step := range []int{1, len(in) + 1} {
+			if _, done, err := decodeAll([]byte(in), step); err == nil {
+				t.Errorf("%q (step %d): accepted (done %v), want refused", in, step, done)
+			}
+		}
+	}
+	// Extensions and trailers with HTAB, SP and obs-text stay accepted.
+	ok := "5;a=\"b c\"\t;d\r\nhello\r\n0;x=\xff\r\nT:\tv \xe9\r\nU: w\r\n\r\n"
+	if out, done, err := decodeAll([]byte(ok), 1); err != nil || !done || string(out) != "hello" {
+		t.Errorf("%q: got %q done %v err %v, want hello", ok, out, done, err)
+	}
+}
+
 // FuzzParseHead checks the head parser against net/http: whatever we
 // accept, net/http's ReadRequest accepts with the same method, target,
 // protocol, header values and body framing. It also checks that finding
@@ -213,7 +250,9 @@ func FuzzParseHead(f *testing.F) {
 func FuzzChunkedDecoder(f *testing.F) {
 	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"))
 	f.Add([]byte("1;x\r\na\r\n0\r\nT: v\r\n\r\n"))
-	f.Add([]byte("A\n0123456789\n0\n\n"))
+	for _, in := range strictChunkRefusals {
+		f.Add([]byte(in))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		whole, wholeDone, wholeErr := decodeAll(in, len(in)+1)
 		bytewise, byteDone, byteErr := decodeAll(in, 1)

@@ -1,8 +1,13 @@
 package tests
 
 import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestLoneSurrogateRequestID: "\ud800-…" and "\udbff-…" used to decode to
@@ -32,5 +37,55 @@ func TestLoneSurrogateRequestID(t *testing.T) {
 	wantCommitted(t, "request_id with a surrogate pair", status, o)
 	if v := s.version(); v != 1 {
 		t.Errorf("version %d after refused bodies and one commit, want 1", v)
+	}
+}
+
+// rawStatus sends req over a fresh TCP connection and returns the status
+// code of the first answer (0 if the server closed without one).
+func rawStatus(t *testing.T, s *server, req string) int {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(s.URL, "http://"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestStrictChunked: bare-LF chunk lines and a bare CR or control bytes in
+// chunk extensions or trailers used to be accepted (issue 12, item 14);
+// they are how a proxy and a server are made to disagree on a body's end.
+func TestStrictChunked(t *testing.T) {
+	s := startServer(t, spec{})
+	body := `{"operations":[]}`
+	head := "POST /v1/commit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+	size := strconv.FormatInt(int64(len(body)), 16)
+	for _, tc := range []struct{ name, chunks string }{
+		{"bare LF after size", size + "\n" + body + "\r\n0\r\n\r\n"},
+		{"bare LF after data", size + "\r\n" + body + "\n0\r\n\r\n"},
+		{"bare LF last line", size + "\r\n" + body + "\r\n0\r\n\n"},
+		{"bare CR in extension", size + ";a\rb\r\n" + body + "\r\n0\r\n\r\n"},
+		{"NUL in extension", size + ";a=\x00\r\n" + body + "\r\n0\r\n\r\n"},
+		{"bare CR in trailer", size + "\r\n" + body + "\r\n0\r\nT: a\rb\r\n\r\n"},
+		{"control byte in trailer", size + "\r\n" + body + "\r\n0\r\nT: \x1b\r\n\r\n"},
+	} {
+		if got := rawStatus(t, s, head+tc.chunks); got != 400 {
+			t.Errorf("%s: status %d, want 400", tc.name, got)
+		}
+	}
+	if v := s.version(); v != 0 {
+		t.Errorf("refused chunked bodies committed: version %d", v)
+	}
+	if got := rawStatus(t, s, head+size+";ext=\"v\"\r\n"+body+"\r\n0\r\nT: v\r\n\r\n"); got != 200 {
+		t.Errorf("well-formed chunked commit: status %d, want 200", got)
 	}
 }
