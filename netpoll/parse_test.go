@@ -61,6 +61,29 @@ func TestParseHead(t *testing.T) {
 	}
 }
 
+// TestParseAbsoluteForm: RFC 9112 §3.2.2 says a server must accept an
+// absolute-form target; routing then sees its path alone (issue 12, item 13).
+func TestParseAbsoluteForm(t *testing.T) {
+	for _, tc := range []struct{ target, path, query string }{
+		{"http://localhost:8080/v1/version", "/v1/version", ""},
+		{"HTTPS://h/v1/subscribe?after=3", "/v1/subscribe", "after=3"},
+		{"http://[::1]:1/a/b?", "/a/b", ""},
+		{"http://h", "/", ""},
+		{"http://h?x=1", "/", "x=1"},
+		{"/plain?y", "/plain", "y"},
+	} {
+		var r Request
+		head := "GET " + tc.target + " HTTP/1.1\r\nHost: h\r\n\r\n"
+		if err := parseHead([]byte(head), &r); err != nil {
+			t.Errorf("%q: %v", tc.target, err)
+			continue
+		}
+		if string(r.Path()) != tc.path || string(r.RawQuery()) != tc.query || string(r.Target()) != tc.target {
+			t.Errorf("%q: path %q query %q target %q, want %q %q", tc.target, r.Path(), r.RawQuery(), r.Target(), tc.path, tc.query)
+		}
+	}
+}
+
 func TestParseHeadRejects(t *testing.T) {
 	cases := map[string]*headError{
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n":                                         errObsFold,
@@ -71,7 +94,12 @@ func TestParseHeadRejects(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n":                              errBadContentLength,
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n": errLengthAndChunked,
 		"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n":                                   errExpectation,
-		"GET http://x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                            errBadTarget,
+		"GET x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                                   errBadTarget,
+		"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                             errBadTarget,
+		"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n":                                            errBadTarget,
+		"GET http://u@x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                          errBadTarget,
+		"GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n":                                              errBadTarget,
+		"GET http://x HTTP/1.1\r\n\r\n":                                                        errMissingHost,
 		"GET / HTTP/3.0\r\nHost: a\r\n\r\n":                                                    errVersion,
 		"GET / FOO\r\nHost: a\r\n\r\n":                                                         errMalformedRequestLine,
 		"G(T / HTTP/1.1\r\nHost: a\r\n\r\n":                                                    errMalformedRequestLine,
@@ -187,6 +215,8 @@ func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("\r\nGET /x?y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
 	f.Add([]byte("PUT /v1/retention/p HTTP/1.1\r\nhost: h\r\nexpect: 100-continue\r\ncontent-length: 0\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: h\r\nA:\r\n\r\n"))
+	f.Add([]byte("GET http://h:80/v1/version?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"))
+	f.Add([]byte("GET HTTPS://h HTTP/1.1\r\nHost: h\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > 8<<10 {
 			return

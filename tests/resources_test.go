@@ -89,3 +89,25 @@ func TestStrictChunked(t *testing.T) {
 		t.Errorf("well-formed chunked commit: status %d, want 200", got)
 	}
 }
+
+// TestAbsoluteFormTarget: "GET http://host/v1/version" used to get 400;
+// RFC 9112 §3.2.2 says a server must accept absolute-form targets
+// (issue 12, item 13).
+func TestAbsoluteFormTarget(t *testing.T) {
+	s := startServer(t, spec{})
+	host := strings.TrimPrefix(s.URL, "http://")
+	for _, target := range []string{"http://" + host + "/v1/version", "HTTP://other.example/v1/version?x=1"} {
+		if got := rawStatus(t, s, "GET "+target+" HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); got != 200 {
+			t.Errorf("GET %s: status %d, want 200", target, got)
+		}
+	}
+	body := `{"operations":[]}`
+	req := "POST http://" + host + "/v1/commit HTTP/1.1\r\nHost: " + host + "\r\nContent-Type: application/json\r\nContent-Length: " +
+		strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body
+	if got := rawStatus(t, s, req); got != 200 {
+		t.Errorf("absolute-form commit: status %d, want 200", got)
+	}
+	if got := rawStatus(t, s, "GET http://u@"+host+"/v1/version HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); got != 400 {
+		t.Errorf("absolute-form with userinfo: status %d, want 400", got)
+	}
+}
