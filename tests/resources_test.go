@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -110,4 +111,64 @@ func TestAbsoluteFormTarget(t *testing.T) {
 	if got := rawStatus(t, s, "GET http://u@"+host+"/v1/version HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); got != 400 {
 		t.Errorf("absolute-form with userinfo: status %d, want 400", got)
 	}
+}
+
+// TestSlowloris: connections sending only "\r\n" every so often, or a
+// commit body a byte at a time, escaped header_timeout and idle_timeout and
+// filled max_connections, so every new client got 503 (issue 12, item 7).
+// Each must now be closed by the head or body timer, and a client after
+// them must be served.
+func TestSlowloris(t *testing.T) {
+	s := startServer(t, spec{conf: conf{"server": {
+		"max_connections = 6", `header_timeout = "300ms"`, `body_timeout = "300ms"`, "min_body_rate = 1000",
+	}}})
+	addr := strings.TrimPrefix(s.URL, "http://")
+	type result struct {
+		what   string
+		closed bool
+		out    string
+	}
+	results := make(chan result, 6)
+	for i := range 6 {
+		what, head, piece := "empty lines", "", "\r\n"
+		if i%2 == 1 {
+			what, head, piece = "trickled body", "POST /v1/commit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", " "
+		}
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(90 * time.Second))
+			c.Write([]byte(head))
+			read := make(chan string, 1)
+			go func() {
+				b, _ := io.ReadAll(c)
+				read <- string(b)
+			}()
+			// One piece every 100 ms for up to 60 s: far longer than any
+			// timer under test, far shorter than the idle timeout (120 s).
+			for range 600 {
+				c.Write([]byte(piece))
+				select {
+				case out := <-read:
+					results <- result{what, true, out}
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			results <- result{what, false, ""}
+		}()
+	}
+	for range 6 {
+		r := <-results
+		if !r.closed {
+			t.Errorf("%s: connection still open after 60 s", r.what)
+		} else if r.what == "trickled body" && !strings.HasPrefix(r.out, "HTTP/1.1 408") {
+			t.Errorf("%s: got %q, want a 408 before the close", r.what, r.out)
+		}
+	}
+	status, o := s.commitRaw(`{"operations":[]}`)
+	wantCommitted(t, "commit after the slowloris connections", status, o)
 }
