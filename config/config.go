@@ -46,7 +46,9 @@ type Server struct {
 	ReadBufferBytes   int      `toml:"read_buffer_bytes"`   // per-reactor read buffer; default 64 KiB
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`    // request line + headers; default 16 KiB (431 beyond)
 	IdleTimeout       Duration `toml:"idle_timeout"`        // keep-alive idle; default 120s
-	HeaderTimeout     Duration `toml:"header_timeout"`      // whole head must arrive within; default 10s
+	HeaderTimeout     Duration `toml:"header_timeout"`      // whole head (with empty lines before it) must arrive within; default 10s
+	BodyTimeout       Duration `toml:"body_timeout"`        // a request body must arrive within this ...; default 20s
+	MinBodyRate       int      `toml:"min_body_rate"`       // ... plus 1s per this many bytes received (bytes/s); 408 and close beyond; default 500
 	WriteStallTimeout Duration `toml:"write_stall_timeout"` // peer not reading a stream; default 30s
 	MaxKeyBytes       int      `toml:"max_key_bytes"`       // default 8 KiB
 	MaxValueBytes     int      `toml:"max_value_bytes"`     // default 128 KiB
@@ -163,6 +165,8 @@ func Default() Config {
 			MaxHeaderBytes:    16 * kib,
 			IdleTimeout:       D(120 * time.Second),
 			HeaderTimeout:     D(10 * time.Second),
+			BodyTimeout:       D(20 * time.Second),
+			MinBodyRate:       500,
 			WriteStallTimeout: D(30 * time.Second),
 			MaxKeyBytes:       8 * kib,
 			MaxValueBytes:     128 * kib,
@@ -248,6 +252,8 @@ func (c *Config) Validate() error {
 	v.durRange("server.idle_timeout", s.IdleTimeout, time.Second, 24*time.Hour)
 	v.durRange("server.header_timeout", s.HeaderTimeout, 100*time.Millisecond, time.Hour)
 	v.durRange("server.write_stall_timeout", s.WriteStallTimeout, 100*time.Millisecond, time.Hour)
+	v.durRange("server.body_timeout", s.BodyTimeout, 100*time.Millisecond, time.Hour)
+	v.intRange("server.min_body_rate", s.MinBodyRate, 1, 1<<30)
 	v.intRange("server.max_key_bytes", s.MaxKeyBytes, 1, 1*mib)
 	v.intRange("server.max_value_bytes", s.MaxValueBytes, 0, 64*mib)
 	v.intRange("server.max_body_bytes", s.MaxBodyBytes, 1*kib, 1024*mib)

@@ -57,9 +57,11 @@ OPTIONS
 LIMITS (defaults; [server] section)
     key 8 KiB, value 128 KiB, request body 16 MiB, 10,000 preconditions and
     10,000 operations per commit (413 beyond); request head 16 KiB (431);
-    10,000 connections (503 beyond); header timeout 10s; idle timeout 120s;
-    a stream whose peer stops reading is closed after 30s; 10 MiB buffered
-    per subscriber before it is caught up from the log.
+    10,000 connections (503 beyond); header timeout 10s (empty lines
+    before a request count); a request body must arrive within 20s plus 1s
+    per 500 bytes (body_timeout, min_body_rate; 408 and close beyond); idle
+    timeout 120s; a stream whose peer stops reading is closed after 30s;
+    10 MiB buffered per subscriber before it is caught up from the log.
 
 SIGNALS
     SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,

@@ -219,6 +219,8 @@ func netConfig(cfg config.Config) netpoll.Config {
 		MaxHeaderBytes:       s.MaxHeaderBytes,
 		IdleTimeout:          s.IdleTimeout.Duration,
 		HeaderTimeout:        s.HeaderTimeout.Duration,
+		BodyTimeout:          s.BodyTimeout.Duration,
+		MinBodyRate:          s.MinBodyRate,
 		WriteStallTimeout:    s.WriteStallTimeout.Duration,
 		MaxStreamQueueBytes:  httpapi.StreamQueueBytes(cfg),
 	}
