@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import secrets
 import socket
@@ -32,6 +33,8 @@ from .errors import (GapError, OutcomeUnknownError, TooManyRequestsError, Weasel
 from .sse import SSEParser
 
 _TRANSIENT = (OSError, http.client.HTTPException)
+
+ENV_AUTH_TOKEN = "WEASELDB_AUTH_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,12 @@ class Client:
     ``timeout`` bounds each request attempt (seconds); ``max_attempts``
     bounds retries of transient failures; backoff between attempts is
     exponential with full jitter between ``backoff_min`` and ``backoff_max``.
+    ``token`` is sent as ``Authorization: Bearer <token>`` on every request;
+    None (the default) reads ``$WEASELDB_AUTH_TOKEN``, "" sends none.
     """
 
     def __init__(self, url: str, timeout: float = 10.0, max_attempts: int = 5,
-                 backoff_min: float = 0.05, backoff_max: float = 2.0) -> None:
+                 backoff_min: float = 0.05, backoff_max: float = 2.0, token: str | None = None) -> None:
         u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
         if u.scheme not in ("http", "https"):
             raise ValueError(f"url {url!r}: scheme must be http or https")
@@ -144,6 +149,9 @@ class Client:
         self.max_attempts = max(1, max_attempts)
         self.backoff_min, self.backoff_max = backoff_min, max(backoff_min, backoff_max)
         self._local = threading.local()
+        if token is None:
+            token = os.environ.get(ENV_AUTH_TOKEN, "")
+        self._auth = {"Authorization": "Bearer " + token.strip()} if token.strip() else {}
 
     # -- plumbing -------------------------------------------------------------
 
@@ -183,7 +191,7 @@ class Client:
                     headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         """Send one request as is and return (status, headers, body); no
         retries, no error mapping. For tests and tools."""
-        hdrs = dict(headers or {})
+        hdrs = {**self._auth, **(headers or {})}
         conn = self._conn()
         try:
             conn.request(method, self._prefix + path, body=body, headers=hdrs)
@@ -370,7 +378,8 @@ class Client:
             try:
                 try:
                     conn.request("GET", self._prefix + "/v1/subscribe?" + urllib.parse.urlencode(q),
-                                 headers={"Accept": "text/event-stream", "Last-Event-ID": str(position)})
+                                 headers={**self._auth, "Accept": "text/event-stream",
+                                          "Last-Event-ID": str(position)})
                     resp = conn.getresponse()
                 except _TRANSIENT:
                     failures += 1

@@ -84,6 +84,10 @@ class FutureVersionError(BadRequestError):
     """400 with reason future_version: a version no server has assigned."""
 
 
+class UnauthorizedError(WeaselDBError):
+    """401: the server wants a bearer token (``token=`` or $WEASELDB_AUTH_TOKEN)."""
+
+
 class NotFoundError(WeaselDBError):
     """404."""
 
@@ -136,7 +140,7 @@ class GapError(WeaselDBError):
 
 
 _BY_STATUS: dict[int, type[WeaselDBError]] = {
-    400: BadRequestError, 404: NotFoundError, 405: MethodNotAllowedError, 409: ConflictError,
+    400: BadRequestError, 401: UnauthorizedError, 404: NotFoundError, 405: MethodNotAllowedError, 409: ConflictError,
     410: GoneError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError,
     429: TooManyRequestsError, 503: UnavailableError,
 }
