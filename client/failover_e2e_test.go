@@ -214,4 +214,3 @@ func TestSubscriptionFollowsTakeover(t *testing.T) {
 		t.Fatalf("reconnected with Last-Event-ID %q; want 3 (connections: %q)", got, lastIDs)
 	}
 }
-
