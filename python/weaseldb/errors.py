@@ -21,6 +21,7 @@ class WeaselDBError(Exception):
         self.status = status
         self.code = code
         self.body: dict[str, Any] = body or {}
+        self.url: str | None = None  # the server that answered, when known
 
     def __str__(self) -> str:
         if self.status is None:
@@ -33,7 +34,18 @@ class WeaselDBError(Exception):
 
 
 class WeaselDBConnectionError(WeaselDBError):
-    """The server could not be reached or the connection broke."""
+    """The server could not be reached or the connection broke.
+
+    ``sent`` is False when the request provably never left (the connection
+    was refused or could not be made): a commit is then not "answer lost".
+    ``retryable`` is False for failures that a retry cannot fix (a TLS
+    handshake with a server that speaks plain HTTP).
+    """
+
+    def __init__(self, message: str, sent: bool = True, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.retryable = retryable
 
 
 class NotCommittedError(WeaselDBError):
