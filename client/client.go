@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,15 +27,30 @@ const (
 	defaultMaxAttempts     = 5
 	defaultBackoffMin      = 50 * time.Millisecond
 	defaultBackoffMax      = 2 * time.Second
+	defaultOutcomeWait     = 15 * time.Second // longer than a takeover (≤ 5s by default)
 	defaultIdleConnsPerHst = 128
 	defaultStatusPollsMax  = 100 // bounds the in_flight polling of one resolution
+	redirectsMax           = 5   // 307 hops followed for one request
 	answerBytesMax         = 8 << 20
 )
 
-// Client talks to one WeaselDB server. It is safe for concurrent use and
-// reuses connections (keep-alive); make one and share it.
+// EnvAuthToken is the environment variable a Client reads its bearer token
+// from when WithAuthToken is not given.
+const EnvAuthToken = "WEASELDB_AUTH_TOKEN"
+
+// Client talks to a WeaselDB server, or to a leader and its replicas. It is
+// safe for concurrent use and reuses connections (keep-alive); make one and
+// share it.
+//
+// With several endpoints it sends every request to the current one, moves
+// to the next on a connection error, and follows 307 redirects (a replica
+// names the leader) keeping method, body and token; it then remembers the
+// leader it was sent to until a connection to it fails.
 type Client struct {
-	base        string // immutable: base URL without trailing slash
+	endpoints   []string // immutable: base URLs without trailing slash; never empty
+	cur         atomic.Uint32
+	leader      atomic.Pointer[string] // base URL learned from a 307; nil: none
+	token       string                 // immutable: bearer token; empty: none
 	http        *http.Client
 	stream      *http.Client // for /v1/subscribe: no overall timeout
 	timeout     time.Duration
@@ -41,6 +58,8 @@ type Client struct {
 	backoffMin  time.Duration
 	backoffMax  time.Duration
 	log         *slog.Logger
+	tokenSet    bool // WithAuthToken was given: the environment is not read
+	outcomeWait time.Duration
 }
 
 // Option configures a Client.
@@ -69,14 +88,39 @@ func WithBackoff(min, max time.Duration) Option {
 	return func(c *Client) { c.backoffMin, c.backoffMax = min, max }
 }
 
+// WithOutcomeWait bounds how long Commit keeps asking /v1/status about a
+// commit whose answer was lost while no server answers (default 15s, longer
+// than a leader takeover) before it returns an *OutcomeUnknownError.
+func WithOutcomeWait(d time.Duration) Option { return func(c *Client) { c.outcomeWait = d } }
+
 // WithLogger logs reconnections and retries (never per successful request).
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.log = l } }
 
-// New returns a client of the server at baseURL (e.g. "http://127.0.0.1:8080").
+// WithAuthToken sends "Authorization: Bearer token" on every request, for a
+// server configured with a token. Without this option the client uses
+// $WEASELDB_AUTH_TOKEN when it is set; an empty token sends none.
+func WithAuthToken(token string) Option {
+	return func(c *Client) { c.token = strings.TrimSpace(token); c.tokenSet = true }
+}
+
+// New returns a client of the server at baseURL (e.g.
+// "http://127.0.0.1:8080"). baseURL may list several endpoints separated by
+// commas ("http://a:8080,http://b:8080"): a leader and its replicas.
 func New(baseURL string, opts ...Option) *Client {
-	c := &Client{base: strings.TrimRight(baseURL, "/")}
+	c := &Client{}
+	for _, u := range strings.Split(baseURL, ",") {
+		if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+			c.endpoints = append(c.endpoints, u)
+		}
+	}
+	if len(c.endpoints) == 0 {
+		c.endpoints = []string{""} // every request fails, naming the empty URL
+	}
 	for _, o := range opts {
 		o(c)
+	}
+	if !c.tokenSet {
+		c.token = strings.TrimSpace(os.Getenv(EnvAuthToken))
 	}
 	if c.timeout <= 0 {
 		c.timeout = defaultTimeout
@@ -89,6 +133,9 @@ func New(baseURL string, opts ...Option) *Client {
 	}
 	if c.backoffMax < c.backoffMin {
 		c.backoffMax = max(defaultBackoffMax, c.backoffMin)
+	}
+	if c.outcomeWait <= 0 {
+		c.outcomeWait = defaultOutcomeWait
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -107,13 +154,126 @@ func New(baseURL string, opts ...Option) *Client {
 		c.http = &http.Client{Transport: tr}
 		c.stream = c.http
 	}
+	// Redirects are followed by the client itself (see send): net/http would
+	// drop the Authorization header on the way to another port.
+	c.http, c.stream = noRedirects(c.http), noRedirects(c.stream)
 	return c
+}
+
+func noRedirects(hc *http.Client) *http.Client {
+	cp := *hc
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &cp
+}
+
+// Endpoints returns the base URLs the client was given.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// target returns the base URL the next request goes to: the leader a 307
+// named, else the current endpoint.
+func (c *Client) target() string {
+	if l := c.leader.Load(); l != nil {
+		return *l
+	}
+	return c.endpoints[int(c.cur.Load())%len(c.endpoints)]
+}
+
+// failed is told that a connection to base failed: forget it as leader, or
+// move to the next endpoint (unless another request already moved on).
+func (c *Client) failed(base string) {
+	if l := c.leader.Load(); l != nil {
+		if *l == base {
+			c.leader.CompareAndSwap(l, nil)
+		}
+		return
+	}
+	i := c.cur.Load()
+	if c.endpoints[int(i)%len(c.endpoints)] == base && len(c.endpoints) > 1 {
+		if c.cur.CompareAndSwap(i, (i+1)%uint32(len(c.endpoints))) {
+			c.log.Debug("weaseldb client: next endpoint", "failed", base, "next", c.endpoints[int(i+1)%len(c.endpoints)])
+		}
+	}
+}
+
+// send sends one request to the current target and follows 307/308
+// redirects to their Location with the same method, body and headers. On a
+// connection error it moves the client to the next endpoint and returns the
+// error (wrapped with the URL); the caller decides whether to retry.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body []byte, hdr http.Header) (*http.Response, error) {
+	base := c.target()
+	u := base + path
+	for hop := 0; ; hop++ {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, rd)
+		if err != nil {
+			return nil, fmt.Errorf("weaseldb %s %s: %w", method, u, err)
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.failed(base)
+			}
+			return nil, &transportError{URL: u, Method: method, Err: err}
+		}
+		if resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect {
+			return resp, nil
+		}
+		loc, lerr := resp.Location()
+		if lerr != nil || hop >= redirectsMax {
+			return resp, nil // shown to the caller as an *APIError
+		}
+		drainClose(resp.Body)
+		next := loc.Scheme + "://" + loc.Host
+		c.leader.Store(&next)
+		c.log.Debug("weaseldb client: redirected", "from", u, "to", loc.String())
+		base, u = next, loc.String()
+	}
+}
+
+// transportError is a request that got no HTTP answer. Sent says whether
+// the request may have reached the server: a refused connection did not.
+type transportError struct {
+	URL, Method string
+	Err         error
+}
+
+func (e *transportError) Error() string {
+	return fmt.Sprintf("weaseldb %s %s: %v", e.Method, e.URL, e.Err)
+}
+
+func (e *transportError) Unwrap() error { return e.Err }
+
+// notSent reports whether err proves the request never reached a server:
+// the connection could not be made (refused, no route, dial timeout).
+func notSent(err error) bool {
+	var te *transportError
+	if !errors.As(err, &te) {
+		return false
+	}
+	var oe *net.OpError
+	return errors.As(te.Err, &oe) && oe.Op == "dial"
 }
 
 // VersionInfo is the answer of GET /v1/version.
 type VersionInfo struct {
 	Version  uint64 `json:"version"`
 	LeaderID string `json:"leader_id"`
+	// Role is "leader" or "replica" (empty from servers that predate it).
+	Role string `json:"role,omitempty"`
+	// LeaderURL: on a replica, the leader it knows of (empty if none).
+	LeaderURL string `json:"leader_url,omitempty"`
 }
 
 // Version returns the latest committed version and the current leader id.
@@ -233,21 +393,9 @@ func (c *Client) idempotent(ctx context.Context, method, path string, body []byt
 func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	resp, err := c.send(ctx, c.http, method, path, body, http.Header{"Accept": {"application/json"}})
 	if err != nil {
-		return fmt.Errorf("weaseldb %s %s: %w", method, path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("weaseldb %s %s: %w", method, path, err)
+		return err
 	}
 	defer drainClose(resp.Body)
 	if resp.StatusCode/100 != 2 {
@@ -257,7 +405,7 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return nil
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, answerBytesMax)).Decode(out); err != nil {
-		return fmt.Errorf("weaseldb %s %s: decode answer: %w", method, path, err)
+		return fmt.Errorf("weaseldb %s %s: decode answer: %w", method, resp.Request.URL, err)
 	}
 	return nil
 }
@@ -271,6 +419,7 @@ type errorBody struct {
 	Version   uint64 `json:"version"`
 	LeaderID  string `json:"leader_id"`
 	RequestID string `json:"request_id"`
+	LeaderURL string `json:"leader_url"`
 }
 
 func (b *errorBody) apiError(status int) *APIError {
@@ -293,6 +442,8 @@ func codeForStatus(status int) string {
 	switch status {
 	case 400:
 		return "bad_request"
+	case 401:
+		return "unauthorized"
 	case 404:
 		return "not_found"
 	case 405:

@@ -11,7 +11,8 @@ import (
 )
 
 func testClient(f *fakeServer, opts ...Option) *Client {
-	opts = append([]Option{WithBackoff(time.Millisecond, 5*time.Millisecond), WithTimeout(5 * time.Second)}, opts...)
+	opts = append([]Option{WithBackoff(time.Millisecond, 5*time.Millisecond), WithTimeout(5 * time.Second),
+		WithOutcomeWait(time.Millisecond)}, opts...)
 	return New(f.URL(), opts...)
 }
 

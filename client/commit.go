@@ -1,13 +1,13 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 )
 
 // CommitResult is the outcome of a commit that happened.
@@ -63,6 +63,11 @@ func (c *Client) Commit(ctx context.Context, t *Txn) (CommitResult, error) {
 			continue
 		case errors.As(err, &ae) && ae.Status < 500:
 			return CommitResult{}, err // a definite answer
+		case notSent(err):
+			// The connection was refused: the commit never left, so it is
+			// sent again (to the next endpoint) without asking.
+			c.log.Debug("weaseldb client: commit not sent, retrying", "request_id", id, "err", err)
+			continue
 		}
 		// The answer is lost or the server failed mid-way: learn the outcome
 		// before sending the commit again.
@@ -82,14 +87,9 @@ func (c *Client) Commit(ctx context.Context, t *Txn) (CommitResult, error) {
 func (c *Client) commitOnce(ctx context.Context, body []byte) (CommitResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/commit", bytes.NewReader(body))
+	resp, err := c.send(ctx, c.http, http.MethodPost, "/v1/commit", body, nil)
 	if err != nil {
-		return CommitResult{}, fmt.Errorf("weaseldb commit: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return CommitResult{}, fmt.Errorf("weaseldb commit: %w", err)
+		return CommitResult{}, err
 	}
 	defer drainClose(resp.Body)
 	if resp.StatusCode != http.StatusOK {
@@ -107,25 +107,31 @@ func (c *Client) commitOnce(ctx context.Context, body []byte) (CommitResult, err
 }
 
 // resolve asks /v1/status until it gives a final answer (committed or
-// not_committed), waiting with backoff while the commit is in flight or the
-// server is unreachable. It gives up after maxAttempts consecutive failed
-// status requests or defaultStatusPollsMax in_flight answers.
+// not_committed), waiting with backoff while the commit is in flight or no
+// server answers. Status follows 307s and moves between endpoints, so after
+// a takeover it asks the new leader. It gives up when status requests have
+// failed for the outcome wait (and at least twice), or after
+// defaultStatusPollsMax in_flight answers.
 func (c *Client) resolve(ctx context.Context, id string) (StatusInfo, error) {
 	failures, polls := 0, 0
 	var lastErr error
+	var failingSince time.Time
 	for {
 		st, err := c.Status(ctx, id, 0) // Status itself retries transport errors
 		switch {
 		case err != nil:
 			failures++
 			lastErr = err
-			if failures >= 2 || ctx.Err() != nil {
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if (failures >= 2 && time.Since(failingSince) >= c.outcomeWait) || ctx.Err() != nil {
 				return StatusInfo{}, fmt.Errorf("weaseldb status %s: %w", id, lastErr)
 			}
 		case st.Status == StatusCommitted || st.Status == StatusNotCommitted:
 			return st, nil
 		case st.Status == StatusInFlight:
-			failures = 0
+			failures, failingSince = 0, time.Time{}
 			polls++
 			if polls >= defaultStatusPollsMax {
 				return StatusInfo{}, fmt.Errorf("weaseldb status %s: still in flight after %d polls", id, polls)

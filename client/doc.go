@@ -4,27 +4,41 @@
 //
 // # Use
 //
-//  1. Make one Client per server and share it: c := client.New("http://127.0.0.1:8080").
-//     It is safe for concurrent use; its connection pool is reused.
+// The examples (Example, ExampleClient_Subscribe, ExampleMirror_Update) are
+// these steps as code that runs in go test.
 //
+//  1. Make one Client and share it: c := client.New("http://127.0.0.1:8080").
+//     It is safe for concurrent use; its connection pool is reused. Give a
+//     leader and its replicas as "http://a:8080,http://b:8080" (see
+//     Endpoints below), and a token with WithAuthToken or
+//     $WEASELDB_AUTH_TOKEN.
 //  2. Read the current version: v, err := c.Version(ctx).
-//
 //  3. Build the state you need from the log with Subscribe, and commit with
-//     the reads you made as preconditions:
+//     the reads you made as preconditions: c.Commit(ctx,
+//     client.NewTxn().ReadVersion(v.Version).PointRead(k).Write(k, val)).
+//     Tell the outcomes apart with errors.Is: nil (committed at
+//     res.Version), ErrConflict (someone wrote what you read: re-read,
+//     retry), ErrTooOld (the read version left the conflict window:
+//     re-read), ErrOutcomeUnknown (see Safe retries).
+//  4. Follow the log: s := c.Subscribe(ctx, client.SubscribeOptions{After:
+//     &v.Version}); defer s.Close(); then loop on s.Next(ctx).
 //
-//     res, err := c.Commit(ctx, client.NewTxn().
-//     ReadVersion(v.Version).
-//     PointRead([]byte("counter")).
-//     Write([]byte("counter"), []byte("42")))
-//     switch {
-//     case err == nil: // committed at res.Version
-//     case errors.Is(err, client.ErrConflict): // someone wrote what we read: re-read, retry
-//     case errors.Is(err, client.ErrTooOld): // read version outside the conflict window: re-read
-//     case errors.Is(err, client.ErrOutcomeUnknown): // could not learn the outcome; see below
-//     }
+// For the common read-modify-write, Mirror does steps 3 and 4: it keeps a
+// key range current from the log, and Mirror.Update runs a function
+// against it and commits what it did, retrying on conflict (etcd's STM).
 //
-//  4. Follow the log: s := c.Subscribe(ctx, client.SubscribeOptions{After: &v});
-//     defer s.Close(); then loop on s.Next(ctx).
+// # Endpoints and failover
+//
+// With several endpoints, every request goes to the current one; a
+// connection error moves the client to the next. A replica answers commits,
+// status queries and retention changes with 307 to the leader: the client
+// follows it to the Location with the same method, body and token, and
+// sends later requests to that leader until a connection to it fails. A
+// commit that could not connect is sent again at once (it never left); one
+// whose answer was lost is resolved with /v1/status, which reaches the new
+// leader the same way (see below). A Subscription reconnects to the next
+// endpoint with Last-Event-ID and checks prev_version, so it goes on across
+// a takeover without a gap.
 //
 // # Safe retries
 //
@@ -34,7 +48,8 @@
 // /v1/status?request_id= (polling while the server says in_flight) and
 // retries only when the server says not_committed. A commit that the server
 // did make is returned as a success with Resolved set. If the outcome cannot
-// be learned (the server stays unreachable, the context ends), Commit returns
+// be learned (no server answers for WithOutcomeWait, the context ends),
+// Commit returns
 // an *OutcomeUnknownError (errors.Is(err, ErrOutcomeUnknown)); the caller may
 // ask Status later with the same request id. Retries reuse the request id, so
 // even a retry racing a late first attempt is deduplicated by the server.
@@ -45,8 +60,8 @@
 // message and, for commits, the reason, failing precondition indexes,
 // latest version and leader id. errors.Is matches it against the sentinels
 // ErrConflict, ErrTooOld, ErrLeaderChanged, ErrFutureVersion, ErrBadRequest,
-// ErrNotFound, ErrGone, ErrPayloadTooLarge, ErrTooManyRequests and
-// ErrUnavailable.
+// ErrUnauthorized, ErrNotFound, ErrGone, ErrPayloadTooLarge,
+// ErrTooManyRequests and ErrUnavailable.
 //
 // # Subscriptions
 //

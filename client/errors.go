@@ -23,6 +23,9 @@ var (
 	ErrFutureVersion = errors.New("weaseldb: future version")
 	// ErrBadRequest: the server refused the request as malformed (400).
 	ErrBadRequest = errors.New("weaseldb: bad request")
+	// ErrUnauthorized: the server wants a bearer token and got none or a
+	// wrong one (401); see WithAuthToken.
+	ErrUnauthorized = errors.New("weaseldb: unauthorized")
 	// ErrNotFound: no such resource (404).
 	ErrNotFound = errors.New("weaseldb: not found")
 	// ErrGone: the asked-for position is older than what the server keeps
@@ -93,6 +96,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Reason == ReasonFutureVersion
 	case ErrBadRequest:
 		return e.Status == 400
+	case ErrUnauthorized:
+		return e.Status == 401
 	case ErrNotFound:
 		return e.Status == 404
 	case ErrGone:

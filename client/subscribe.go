@@ -254,15 +254,9 @@ func (s *Subscription) open() (*subConn, error) {
 		q.Set("end", base64.StdEncoding.EncodeToString(s.opts.End))
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.c.base+"/v1/subscribe?"+q.Encode(), nil)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("weaseldb subscribe: %w", err)
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Last-Event-ID", pos)
 	watchdog := time.AfterFunc(s.c.timeout, cancel) // covers connecting and the headers
-	resp, err := s.c.stream.Do(req)
+	resp, err := s.c.send(ctx, s.c.stream, http.MethodGet, "/v1/subscribe?"+q.Encode(), nil,
+		http.Header{"Accept": {"text/event-stream"}, "Last-Event-Id": {pos}})
 	if err != nil {
 		watchdog.Stop()
 		cancel()

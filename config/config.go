@@ -49,7 +49,9 @@ type Server struct {
 	ReadBufferBytes   int      `toml:"read_buffer_bytes"`   // per-reactor read buffer; default 64 KiB
 	MaxHeaderBytes    int      `toml:"max_header_bytes"`    // request line + headers; default 16 KiB (431 beyond)
 	IdleTimeout       Duration `toml:"idle_timeout"`        // keep-alive idle; default 120s
-	HeaderTimeout     Duration `toml:"header_timeout"`      // whole head must arrive within; default 10s
+	HeaderTimeout     Duration `toml:"header_timeout"`      // whole head (with empty lines before it) must arrive within; default 10s
+	BodyTimeout       Duration `toml:"body_timeout"`        // a request body must arrive within this ...; default 20s
+	MinBodyRate       int      `toml:"min_body_rate"`       // ... plus 1s per this many bytes received (bytes/s); 408 and close beyond; default 500
 	WriteStallTimeout Duration `toml:"write_stall_timeout"` // peer not reading a stream; default 30s
 	MaxKeyBytes       int      `toml:"max_key_bytes"`       // default 8 KiB
 	MaxValueBytes     int      `toml:"max_value_bytes"`     // default 128 KiB
@@ -58,8 +60,11 @@ type Server struct {
 	MaxOperations     int      `toml:"max_operations"`      // per commit; default 10000
 	TLSCertFile       string   `toml:"tls_cert_file"`       // with tls_key_file: serve HTTPS; default off
 	TLSKeyFile        string   `toml:"tls_key_file"`        //
-	AuthTokenFile     string   `toml:"auth_token_file"`     // bearer token for commits and retention changes; WEASELDB_AUTH_TOKEN also works; default off
-	AuthReads         bool     `toml:"auth_reads"`          // also require the token on read-only endpoints; default false
+	AuthTokenFile     string   `toml:"auth_token_file"`     // bearer token required on every /v1/ route and /metrics; WEASELDB_AUTH_TOKEN also works; default off
+	// AuthReads is kept so older files still load: reads always need the
+	// token (API.md: a subscription streams the whole log), so only true,
+	// the default, is accepted.
+	AuthReads bool `toml:"auth_reads"`
 	// AdvertiseURL is the base URL other servers and clients reach this one
 	// at (written in the S3 lease; replicas redirect commits to it);
 	// default derived from listen ("http://" or "https://" + listen, with
@@ -77,7 +82,9 @@ type Commit struct {
 	ConflictWindow         Duration `toml:"conflict_window"`          // default 5s ...
 	ConflictWindowVersions uint64   `toml:"conflict_window_versions"` // ... or 10M versions, whichever keeps more
 	StatusWindow           Duration `toml:"status_window"`            // default 24h ...
-	StatusWindowVersions   uint64   `toml:"status_window_versions"`   // ... or 100M versions, whichever keeps more
+	StatusWindowVersions   uint64   `toml:"status_window_versions"`   // ... or 100M versions, whichever is less
+	StatusMemoryIDs        int      `toml:"status_memory_ids"`        // request ids of the status window kept in memory (~64 B each); older ones are on disk in <persist.dir>/status; default 4M
+	StatusRunIDs           int      `toml:"status_run_ids"`           // request ids per on-disk run of the status index (a crash restart re-reads about this many from the log); default 1M
 }
 
 // Persist chooses and configures the durable log.
@@ -170,12 +177,15 @@ func Default() Config {
 			MaxHeaderBytes:    16 * kib,
 			IdleTimeout:       D(120 * time.Second),
 			HeaderTimeout:     D(10 * time.Second),
+			BodyTimeout:       D(20 * time.Second),
+			MinBodyRate:       500,
 			WriteStallTimeout: D(30 * time.Second),
 			MaxKeyBytes:       8 * kib,
 			MaxValueBytes:     128 * kib,
 			MaxBodyBytes:      16 * mib,
 			MaxPreconditions:  10000,
 			MaxOperations:     10000,
+			AuthReads:         true,
 		},
 		Commit: Commit{
 			BatchInterval:          D(2 * time.Millisecond),
@@ -187,6 +197,8 @@ func Default() Config {
 			ConflictWindowVersions: 10_000_000,
 			StatusWindow:           D(24 * time.Hour),
 			StatusWindowVersions:   100_000_000,
+			StatusMemoryIDs:        4 << 20,
+			StatusRunIDs:           1 << 20,
 		},
 		Persist: Persist{
 			Backend:             "disk",
@@ -261,6 +273,8 @@ func (c *Config) Validate() error {
 	v.durRange("server.idle_timeout", s.IdleTimeout, time.Second, 24*time.Hour)
 	v.durRange("server.header_timeout", s.HeaderTimeout, 100*time.Millisecond, time.Hour)
 	v.durRange("server.write_stall_timeout", s.WriteStallTimeout, 100*time.Millisecond, time.Hour)
+	v.durRange("server.body_timeout", s.BodyTimeout, 100*time.Millisecond, time.Hour)
+	v.intRange("server.min_body_rate", s.MinBodyRate, 1, 1<<30)
 	v.intRange("server.max_key_bytes", s.MaxKeyBytes, 1, 1*mib)
 	v.intRange("server.max_value_bytes", s.MaxValueBytes, 0, 64*mib)
 	v.intRange("server.max_body_bytes", s.MaxBodyBytes, 1*kib, 1024*mib)
@@ -268,6 +282,9 @@ func (c *Config) Validate() error {
 	v.intRange("server.max_operations", s.MaxOperations, 0, 10_000_000)
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
 		v.add("server.tls_cert_file and server.tls_key_file: set both or neither")
+	}
+	if !s.AuthReads {
+		v.add("server.auth_reads = false: no longer supported; with a token set, reads need it too (remove the key)")
 	}
 
 	m := &c.Commit
@@ -280,6 +297,8 @@ func (c *Config) Validate() error {
 	v.uintRange("commit.conflict_window_versions", m.ConflictWindowVersions, 0, 1<<40)
 	v.durRange("commit.status_window", m.StatusWindow, 0, 30*24*time.Hour)
 	v.uintRange("commit.status_window_versions", m.StatusWindowVersions, 0, 1<<40)
+	v.intRange("commit.status_memory_ids", m.StatusMemoryIDs, 1, 1<<32)
+	v.intRange("commit.status_run_ids", m.StatusRunIDs, 1, 1<<28)
 
 	p := &c.Persist
 	switch p.Backend {

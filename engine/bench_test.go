@@ -51,7 +51,6 @@ func newResolveHarness() *resolveHarness {
 // reports how many committed.
 func (h *resolveHarness) batch() int {
 	e := h.e
-	e.status.Lock()
 	committed := 0
 	for i := range h.reqs {
 		r := &h.reqs[i]
@@ -70,7 +69,6 @@ func (h *resolveHarness) batch() int {
 		}
 	}
 	e.res.advanceWindows(h.now)
-	e.status.Unlock()
 	h.now += int64(time.Microsecond)
 	return committed
 }

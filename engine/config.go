@@ -38,12 +38,22 @@ type Config struct {
 	ConflictWindow         time.Duration
 	ConflictWindowVersions uint64
 	// StatusWindow and StatusWindowVersions: how long request ids are
-	// remembered for dedupe and Status (whichever keeps more), capped by
-	// StatusEntriesMax ids for memory (about 64 bytes each). Defaults 24h,
-	// 100M versions, 4M ids.
+	// remembered for dedupe and status queries (whichever is less, as
+	// API.md says). Defaults 24h and 100M versions.
 	StatusWindow         time.Duration
 	StatusWindowVersions uint64
-	StatusEntriesMax     int
+	// StatusEntriesMax: request ids kept in memory (about 64 bytes each).
+	// With StatusDir, older ids of the window live on disk and memory keeps
+	// only the newest StatusEntriesMax; without it (tests, tools) the
+	// window is cut short past it. Default 4M.
+	StatusEntriesMax int
+	// StatusDir: the directory of the on-disk status index (runs, see
+	// persist/statusruns), beside the log; "" keeps the index in memory
+	// only. StatusRunEntries: ids per run written from memory (a restart
+	// reads at most about that many transactions back from the log for
+	// the status index). Default 1M (32 MiB per run).
+	StatusDir        string
+	StatusRunEntries int
 
 	// TailBytes bounds the in-memory tail of recent segments that
 	// subscribers read. Default 64 MiB.
@@ -64,6 +74,11 @@ type Config struct {
 
 	// Logger receives the engine's (rare) log lines. Default slog.Default().
 	Logger *slog.Logger
+	// BeforeResolveBatch, when set, is called by stage 1 after it took a
+	// batch from the admission queue and before it resolves it. For tests:
+	// blocking in it holds the resolver with requests queued.
+	BeforeResolveBatch func()
+
 	// Observer, when set, is told about every resolve batch and segment
 	// write, for histograms. It is called on the pipeline goroutines and
 	// must be fast and must not block.
@@ -93,6 +108,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.StatusWindow, 24*time.Hour)
 	setDefault(&c.StatusWindowVersions, 100_000_000)
 	setDefault(&c.StatusEntriesMax, 4<<20)
+	setDefault(&c.StatusRunEntries, 1<<20)
 	setDefault(&c.TailBytes, 64<<20)
 	setDefault(&c.TruncateInterval, 10*time.Second)
 	setDefault(&c.RingSlots, 8192)
@@ -127,6 +143,7 @@ func (c Config) validate() error {
 	positive("ConflictWindow", int64(c.ConflictWindow))
 	positive("StatusWindow", int64(c.StatusWindow))
 	positive("StatusEntriesMax", int64(c.StatusEntriesMax))
+	positive("StatusRunEntries", int64(c.StatusRunEntries))
 	positive("TailBytes", int64(c.TailBytes))
 	positive("TruncateInterval", int64(c.TruncateInterval))
 	positive("RingSlots", int64(c.RingSlots))

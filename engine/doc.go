@@ -18,9 +18,11 @@
 //     bytes its Commit points to.
 //  3. The answer is r.Outcome with r.Version, r.RequestID, r.Duplicate,
 //     r.Conflicts and r.Err (see Outcome for the HTTP mapping).
-//  4. Version(), ResolvedVersion(), LeaderID(), Status(), Stats(),
-//     OldestRetained() and the retention calls may be used at any time from
-//     any goroutine.
+//  4. Version(), ResolvedVersion(), LeaderID(), Stats(), OldestRetained()
+//     and the retention calls may be used at any time from any goroutine.
+//     Status queries go through the pipeline: SubmitStatus (never blocks;
+//     answered by stage 1 in admission order, behind the commits queued
+//     before it), or Status, which waits for that answer.
 //  5. Subscribers read Tail() (contract on Tail) and fall back to
 //     log.ReadFrom on ErrBehindTail.
 //  6. Watch Deposed(): once closed, every commit is answered Deposed; the
@@ -46,8 +48,10 @@
 //     (FutureVersion) or without any version (Invalid); checks the
 //     preconditions against the conflict set (Conflict, TooOld); otherwise
 //     assigns the next version, adds the writes to the conflict set and the
-//     id to the status index. No I/O, no allocation per transaction in
-//     steady state (TestResolveAllocatesNothing).
+//     id to the status index. Status queries in the batch are answered here
+//     too, after the batch was handed on: stage 1 owns the status index, so
+//     no lock is shared with the callers. No I/O, no allocation per
+//     transaction in steady state (TestResolveAllocatesNothing).
 //  2. Persist gathers resolved requests into a group and its committed
 //     transactions into one segment (persist.EncodeSegment). Group commit:
 //     with no Append in flight a group is sealed at once (a lone client pays
@@ -85,14 +89,17 @@
 // The conflict window keeps writes newer than whichever of "ConflictWindow
 // ago" (mapped to versions through a small ring of time/version samples)
 // and "ConflictWindowVersions ago" reaches further back; older reads are
-// TooOld. The status window keeps request ids the same way (StatusWindow,
-// StatusWindowVersions), capped at StatusEntriesMax ids; Status answers
-// StatusGone below its floor. After a restart both are rebuilt from the
-// last ConflictWindowVersions / StatusWindowVersions versions of the log
+// TooOld. The status window keeps request ids for StatusWindow or
+// StatusWindowVersions, whichever is less (API.md); status queries answer
+// StatusGone below its floor. Its newest StatusEntriesMax ids are in
+// memory, the rest in on-disk runs under StatusDir (statusdisk.go,
+// persist/statusruns; docs/architecture.md). After a restart the conflict
+// set is rebuilt from the last ConflictWindowVersions versions of the log
 // (within retention): the time-based part is not reconstructed, since the
 // versions written in the last few seconds before a restart are among the
 // last versions anyway unless more than ConflictWindowVersions were written
-// in ConflictWindow.
+// in ConflictWindow. The status index loads its runs and reads the log
+// only after the last one.
 //
 // # Rejected alternatives
 //

@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"weaseldb/engine/conflict"
 	"weaseldb/persist"
+	"weaseldb/persist/statusruns"
 	"weaseldb/tx"
 )
 
@@ -55,9 +57,11 @@ type Engine struct {
 	abort           chan struct{} // closed when Close's context expires
 	abortOnce       sync.Once
 	replyDone       chan struct{} // closed when stage 3 exits
+	closeStatusOnce sync.Once
 
+	// status is owned by the stage 1 goroutine (after Open): dedupe and
+	// status queries both run there, so no lock guards it.
 	status struct {
-		sync.RWMutex
 		idx    *statusIndex
 		failed *inFlightFailures
 	}
@@ -87,6 +91,7 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		return nil, err
 	}
 	if err := e.lead(ctx, rec); err != nil {
+		e.abandonStatus()
 		return nil, err
 	}
 	e.cfg.Logger.Info("engine: leader",
@@ -127,11 +132,28 @@ func open(ctx context.Context, cfg Config, log persist.Log, recover func(context
 	e.status.failed = newInFlightFailures()
 	e.retention.init(policies, rec.OldestRetained())
 	now := cfg.Clock()
+	opened := false
+	defer func() {
+		if !opened && e.status.idx != nil && e.status.idx.disk != nil {
+			e.status.idx.disk.abandon() // releases the directory's lock
+		}
+	}()
 	if err := e.rebuild(ctx, rec, now); err != nil {
 		return nil, persist.Recovery{}, err
 	}
 	e.res.init(e, rec.Last(), now)
+	opened = true
 	return e, rec, nil
+}
+
+// abandonStatus releases the status directory of an engine that will not
+// be used (its claim failed).
+func (e *Engine) abandonStatus() {
+	e.closeStatusOnce.Do(func() {
+		if d := e.status.idx.disk; d != nil {
+			d.abandon()
+		}
+	})
 }
 
 // lead takes a new leader id, claims the log after rec (the next segment,
@@ -149,6 +171,12 @@ func (e *Engine) lead(ctx context.Context, rec persist.Recovery) error {
 	}
 	e.termFirst = claimed
 	e.setLeaderID(e.leaderID)
+	e.status.idx.terms.note(claimed, e.leaderID)
+	if d := e.status.idx.disk; d != nil {
+		if err := d.dir.StoreTerms(e.status.idx.terms.stored()); err != nil {
+			return fmt.Errorf("engine open: %w", err)
+		}
+	}
 	e.resolvedVersion.Store(uint64(claimed))
 	e.durableVersion.Store(uint64(claimed))
 	e.res.init(e, claimed, now)
@@ -174,9 +202,12 @@ func (e *Engine) setLeaderID(id []byte) {
 // rebuild reads the tail of the log into a fresh conflict set and status
 // index, so that read versions and request ids handed out before a restart
 // stay usable. It reads the last ConflictWindowVersions versions into the
-// conflict set and the last StatusWindowVersions into the status index
-// (after a restart the time windows would keep less, since no time-based
-// window reaches back past the restart's gap... see doc.go).
+// conflict set (the time part of that window is not reconstructed: see
+// doc.go). The status index takes its runs from StatusDir and reads from
+// the log only what they lack: after the last run, normally the few
+// versions written since the last run was cut (all of the status window
+// only when the directory is new or was lost). Without StatusDir it reads
+// the last StatusWindowVersions versions.
 func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) error {
 	last := rec.Last()
 	oldest := rec.OldestRetained()
@@ -184,10 +215,18 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 	statusStart := max(oldest, saturatingSub(last, e.cfg.StatusWindowVersions))
 	e.res.set = conflict.New(conflictStart)
 	idx := newStatusIndex(int64(e.cfg.StatusWindow), e.cfg.StatusWindowVersions, e.cfg.StatusEntriesMax)
-	idx.floor = statusStart
+	idx.setFloor(statusStart)
 	e.status.idx = idx
+	statusFrom := statusStart // the status index reads versions after it
+	if e.cfg.StatusDir != "" {
+		from, err := e.openStatusRuns(rec, statusStart)
+		if err != nil {
+			return err
+		}
+		statusFrom = from
+	}
 
-	after := min(conflictStart, statusStart)
+	after := min(conflictStart, statusFrom)
 	var reader persist.SegmentReader
 	var writes []conflict.Write
 	for after < last {
@@ -203,6 +242,9 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			if err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment after %d: %w", after, err)
 			}
+			if h.Last > statusFrom {
+				idx.terms.note(max(h.First, statusFrom+1), h.LeaderID)
+			}
 			for t, ok := reader.Next(); ok; t, ok = reader.Next() {
 				if t.Version <= after {
 					continue
@@ -211,7 +253,7 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 					writes = appendWrites(writes[:0], t.Operations)
 					e.res.set.AddWrites(writes, t.Version)
 				}
-				if t.Version > statusStart && len(t.RequestID) > 0 {
+				if t.Version > statusFrom && len(t.RequestID) > 0 {
 					idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
 				}
 			}
@@ -222,10 +264,82 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 				e.follow.noteLeader(h.LeaderID)
 			}
 			after = max(after, h.Last)
+			if idx.disk != nil && h.Last > statusFrom {
+				// Everything recovered is durable: cut runs as they fill,
+				// so that memory stays bounded while a whole window is read.
+				if err := idx.spillNow(h.Last); err != nil {
+					return fmt.Errorf("engine open: rebuild status index: %w", err)
+				}
+			}
 		}
 	}
 	idx.expire(last, now)
 	return nil
+}
+
+// openStatusRuns opens StatusDir and its runs, keeps the contiguous ones
+// that the log can continue (deleting the rest), loads the stored term
+// starts, and returns the version after which the log must be read.
+func (e *Engine) openStatusRuns(rec persist.Recovery, statusStart tx.Version) (tx.Version, error) {
+	dir, err := statusruns.Open(e.cfg.StatusDir)
+	if err != nil {
+		return 0, fmt.Errorf("engine open: %w", err)
+	}
+	idx := e.status.idx
+	idx.disk = newStatusDisk(dir, e.cfg.StatusRunEntries, e.cfg.Logger)
+	runs, damaged, err := dir.Load()
+	if err != nil {
+		return 0, fmt.Errorf("engine open: %w", err)
+	}
+	if len(damaged) > 0 {
+		e.cfg.Logger.Warn("engine: status index: damaged runs deleted; their ids are read from the log again", "runs", damaged)
+	}
+	last, oldest := rec.Last(), rec.OldestRetained()
+	var chain []*statusruns.Run
+	for _, r := range runs {
+		if tx.Version(r.Last) > last || (len(chain) > 0 && r.First != chain[len(chain)-1].Last+1) {
+			break
+		}
+		chain = append(chain, r)
+	}
+	// The log must hold every version after the chain (else there is a hole
+	// the runs cannot bridge: start over from the log), and runs wholly
+	// below the window are expired.
+	if n := len(chain); n > 0 && tx.Version(chain[n-1].Last) < oldest {
+		chain = nil
+	}
+	start := 0
+	for start < len(chain) && tx.Version(chain[start].Last) <= statusStart {
+		start++
+	}
+	keep := chain[start:]
+	var drop []*statusruns.Run
+	for _, r := range runs {
+		if !slices.Contains(keep, r) {
+			drop = append(drop, r)
+		}
+	}
+	if err := dir.Remove(drop...); err != nil {
+		return 0, fmt.Errorf("engine open: %w", err)
+	}
+	from := statusStart
+	if len(keep) > 0 {
+		idx.setFloor(max(statusStart, tx.Version(keep[0].First)-1))
+		from = tx.Version(keep[len(keep)-1].Last)
+	}
+	idx.disk.runs = keep
+	idx.disk.covered = from
+	terms, err := dir.LoadTerms()
+	if err != nil {
+		return 0, fmt.Errorf("engine open: %w", err)
+	}
+	for _, t := range terms {
+		if tx.Version(t.First) <= from {
+			idx.terms.note(tx.Version(t.First), t.LeaderID)
+		}
+	}
+	idx.terms.forgetBefore(idx.floor + 1)
+	return from, nil
 }
 
 // claimLeadership writes the genesis segment on an empty log, or a segment
@@ -241,7 +355,9 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 		return 0, nil
 	}
 	v := rec.Last() + 1
-	claim := []tx.Transaction{{Version: v, TimestampUnixNano: now}}
+	// The claim gets a generated request id like any commit sent without
+	// one (API.md: every streamed transaction carries a non-empty id).
+	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(), TimestampUnixNano: now}}
 	data := persist.EncodeSegment(nil, e.leaderID, claim)
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
@@ -324,6 +440,28 @@ func (e *Engine) Version() tx.Version { return tx.Version(e.durableVersion.Load(
 // a durable=false reader may have seen).
 func (e *Engine) ResolvedVersion() tx.Version { return tx.Version(e.resolvedVersion.Load()) }
 
+// Role is what a server is for the log it serves, as /v1/version and
+// /readyz report it ("role"). Every report of the role comes from
+// Engine.Role, so a server that can follow the log as a replica changes it
+// in one place.
+type Role string
+
+const (
+	// RoleLeader: this server claimed the log and accepts commits.
+	RoleLeader Role = "leader"
+	// RoleReplica: this server follows a log another server leads
+	// (OpenReplica), until Promote.
+	RoleReplica Role = "replica"
+)
+
+// Role returns this server's role.
+func (e *Engine) Role() Role {
+	if e.replica.Load() {
+		return RoleReplica
+	}
+	return RoleLeader
+}
+
 // LeaderID returns this leader term's id (32 hex digits).
 // On a replica it is the id of the leader whose segments it follows ("" if
 // none yet).
@@ -358,7 +496,15 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.closing.Store(true)
 	if !e.started.Load() { // a replica: no pipeline to drain
 		e.tail.fail(ErrClosed)
-		return nil
+		var err error
+		e.closeStatusOnce.Do(func() {
+			if d := e.status.idx.disk; d != nil {
+				if derr := e.status.idx.closeDisk(e.Version()); derr != nil {
+					err = fmt.Errorf("engine close: %w", derr)
+				}
+			}
+		})
+		return err
 	}
 	e.admission.close()
 	var err error
@@ -373,5 +519,14 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.bgCancel()
 	e.bgWG.Wait()
 	e.tail.fail(ErrClosed)
+	// Stage 1 has exited: the status index is Close's now. Write what is
+	// durable to a last run, so that a restart reads (almost) no log.
+	e.closeStatusOnce.Do(func() {
+		if d := e.status.idx.disk; d != nil {
+			if derr := e.status.idx.closeDisk(e.Version()); derr != nil && err == nil {
+				err = fmt.Errorf("engine close: %w", derr)
+			}
+		}
+	})
 	return err
 }

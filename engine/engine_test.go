@@ -365,8 +365,8 @@ func TestRestartRecoversVersionsWindowsAndStatus(t *testing.T) {
 		t.Fatalf("status after restart: %+v", st)
 	}
 	txns := readLog(t, log2, 10)
-	if len(txns) != 2 || len(txns[0].RequestID) != 0 || len(txns[0].Operations) != 0 {
-		t.Fatalf("claim transaction: %+v", txns)
+	if len(txns) != 2 || len(txns[0].RequestID) != 36 || len(txns[0].Operations) != 0 {
+		t.Fatalf("claim transaction (want a generated 36-byte request id, no operations): %+v", txns)
 	}
 }
 
@@ -434,5 +434,49 @@ func TestRetentionPolicies(t *testing.T) {
 	}
 	if _, err := log.ReadFrom(ctx, 0, 1<<20); !errors.Is(err, persist.ErrNotFound) {
 		t.Fatalf("ReadFrom truncated: %v", err)
+	}
+}
+
+// TestRetentionFuturePolicy: a policy above every assigned version is
+// refused and not stored; one that is stored anyway (a policy file from an
+// older server) holds truncation back instead of cutting the log to its
+// newest segment.
+func TestRetentionFuturePolicy(t *testing.T) {
+	store := memlog.NewStore()
+	e, log := openTest(t, store, testConfig(newTestClock()))
+	for i := 1; i <= 3; i++ {
+		expectOutcome(t, submitWait(t, e, commitOf("", nil, write(id(i), "v"))), Committed)
+	}
+	ctx := context.Background()
+	if err := e.SetPolicy(ctx, "backup", 100); !errors.Is(err, ErrFutureVersion) {
+		t.Fatalf("policy at 100 with the log at %d: %v, want ErrFutureVersion", e.Version(), err)
+	}
+	if got := e.Policies(); len(got) != 0 {
+		t.Fatalf("refused policy was kept: %+v", got)
+	}
+	if stored, err := log.LoadPolicies(ctx); err != nil || len(stored) != 0 {
+		t.Fatalf("refused policy was stored: %v %v", stored, err)
+	}
+
+	// Defence in depth: a stored future policy beside a valid one.
+	if err := log.StorePolicies(ctx, map[string]tx.Version{"old": 1 << 40, "ok": 2}); err != nil {
+		t.Fatal(err)
+	}
+	e.Close(ctx)
+	e2, log2 := openTest(t, store, testConfig(newTestClock()))
+	for i := 4; i <= 10; i++ {
+		expectOutcome(t, submitWait(t, e2, commitOf("", nil, write(id(i), "v"))), Committed)
+	}
+	if err := e2.truncateOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o := e2.OldestRetained(); o != 0 {
+		t.Fatalf("oldest retained %d with a policy from the future stored: truncation ran", o)
+	}
+	if got := readLog(t, log2, 0); len(got) < 10 {
+		t.Fatalf("log holds %d transactions after truncation, want every one (>= 10)", len(got))
+	}
+	if err := e2.SetPolicy(ctx, "backup", e2.ResolvedVersion()); err != nil {
+		t.Fatalf("policy at the latest version: %v", err)
 	}
 }

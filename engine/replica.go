@@ -148,7 +148,10 @@ func (e *Engine) applyFollowed(seg []byte) error {
 		return fmt.Errorf("engine: follow: segment %d..%d does not continue version %d", h.First, h.Last, last)
 	}
 	now := e.cfg.Clock()
-	e.status.Lock()
+	// The status index and the conflict set are the caller's (Follow's
+	// goroutine): stage 1 does not run on a replica.
+	idx := e.status.idx
+	idx.terms.note(max(h.First, last+1), h.LeaderID)
 	for t, ok := rd.Next(); ok; t, ok = rd.Next() {
 		if t.Version <= last {
 			continue
@@ -159,15 +162,17 @@ func (e *Engine) applyFollowed(seg []byte) error {
 			clear(e.res.writes)
 		}
 		if len(t.RequestID) > 0 {
-			e.status.idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+			idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
 		}
 	}
 	e.res.last = h.Last
+	// The versions followed are durable (stored): advanceWindows's disk
+	// maintenance may spill them.
+	e.durableVersion.Store(uint64(h.Last))
 	e.res.advanceWindows(now)
 	e.stats.conflictKeys.Store(int64(e.res.set.Len()))
 	e.stats.conflictBytes.Store(e.res.set.Bytes())
-	e.stats.statusEntries.Store(int64(e.status.idx.len()))
-	e.status.Unlock()
+	e.stats.statusEntries.Store(int64(idx.len()))
 	if err := rd.Err(); err != nil {
 		return fmt.Errorf("engine: follow: segment %d..%d: %w", h.First, h.Last, err)
 	}
@@ -178,7 +183,6 @@ func (e *Engine) applyFollowed(seg []byte) error {
 	}
 	e.tail.markDurable(h.Last)
 	e.resolvedVersion.Store(uint64(h.Last))
-	e.durableVersion.Store(uint64(h.Last))
 	return nil
 }
 

@@ -82,6 +82,16 @@ type Request struct {
 	Conflicts []int
 	// Err names the offending field for FutureVersion and Invalid.
 	Err string
+	// LeaderID: for a Duplicate Committed answer, the leader id of the term
+	// that committed the transaction (maybe an earlier term's); nil for
+	// every other answer, which is this engine's (LeaderID()).
+	LeaderID []byte
+
+	// StatusQuery and StatusAnswer: the query and answer of a request
+	// submitted with SubmitStatus (Commit and the outputs above unused).
+	StatusQuery  StatusQuery
+	StatusAnswer StatusAnswer
+	isStatus     bool
 
 	done func(*Request)
 
@@ -100,6 +110,9 @@ func (r *Request) resetOutputs() {
 	r.Duplicate = false
 	r.Conflicts = r.Conflicts[:0]
 	r.Err = ""
+	r.LeaderID = nil
+	r.isStatus = false
+	r.StatusAnswer = StatusAnswer{}
 }
 
 // ensureRequestID points r.RequestID at the client's id, or generates a
@@ -112,6 +125,10 @@ func (r *Request) ensureRequestID() {
 	appendUUID(r.idStorage[:0], rand.Uint64(), rand.Uint64())
 	r.RequestID = r.idStorage[:]
 }
+
+// newRequestID returns a fresh generated request id (a random UUID), for
+// transactions the server writes itself.
+func newRequestID() []byte { return appendUUID(make([]byte, 0, 36), rand.Uint64(), rand.Uint64()) }
 
 const hexDigits = "0123456789abcdef"
 

@@ -16,6 +16,8 @@ type resolver struct {
 	seq     uint64     // latest pipeline sequence number
 	samples timeVersionSamples
 
+	statusReadErrors uint64
+
 	reads   []conflict.Read
 	results []conflict.Result
 	writes  []conflict.Write
@@ -29,39 +31,64 @@ func (r *resolver) init(e *Engine, last tx.Version, now int64) {
 }
 
 // runResolver is stage 1: take every admitted request, resolve them in
-// arrival order, and pass them on to stage 2 as one batch.
+// arrival order, and pass them on to stage 2 as one batch. Status queries
+// among them are answered here, in the same order, after the batch was
+// handed on (so that answering never delays a commit).
 func (e *Engine) runResolver() {
-	var spare []*Request
+	var spare, queries []*Request
 	for {
 		batch, ok := e.admission.takeAll(spare)
 		if !ok {
 			e.toPersist.close()
 			return
 		}
-		now := e.cfg.Clock()
-		e.status.Lock()
-		e.status.failed.forgetAnswered(e.answeredSeq.Load())
-		for _, req := range batch {
-			e.res.resolve(req, now)
+		if hook := e.cfg.BeforeResolveBatch; hook != nil {
+			hook()
 		}
+		now := e.cfg.Clock()
+		e.status.failed.forgetAnswered(e.answeredSeq.Load())
+		n := 0
+		for _, req := range batch {
+			if req.isStatus {
+				e.res.answerStatus(req)
+				queries = append(queries, req)
+				continue
+			}
+			e.res.resolve(req, now)
+			batch[n] = req
+			n++
+		}
+		clear(batch[n:])
+		batch = batch[:n]
 		e.res.advanceWindows(now)
 		e.stats.conflictKeys.Store(int64(e.res.set.Len()))
 		e.stats.conflictBytes.Store(e.res.set.Bytes())
 		e.stats.statusEntries.Store(int64(e.status.idx.len()))
-		e.status.Unlock()
 		e.resolvedVersion.Store(uint64(e.res.last))
 		e.stats.resolveBatches.Add(1)
 		e.stats.resolveRequests.Add(uint64(len(batch)))
 		if o := e.cfg.Observer; o != nil {
 			o.ResolveBatch(len(batch))
 		}
-		e.toPersist.pushBatch(batch)
+		if len(batch) > 0 {
+			e.toPersist.pushBatch(batch)
+		}
 		clear(batch)
 		spare = batch[:0]
+		if len(queries) > 0 {
+			e.queued.Add(-int64(len(queries)))
+			for _, q := range queries {
+				done := q.done
+				q.done = nil
+				done(q) // q belongs to the caller from here on
+			}
+			clear(queries)
+			queries = queries[:0]
+		}
 	}
 }
 
-// resolve decides one request. Called with e.status locked. The order of
+// resolve decides one request. The order of
 // checks is the API's: a duplicate request id answers with the earlier
 // result whatever the new body says; then leader id; then the body's own
 // validity; then the preconditions.
@@ -72,8 +99,17 @@ func (r *resolver) resolve(req *Request, now int64) {
 	req.timestamp = now
 	hasID := len(req.Commit.RequestID) > 0
 	if hasID {
-		if v, ok := e.status.idx.lookup(req.idHash); ok {
+		v, ok, err := e.status.idx.lookup(req.idHash)
+		if err != nil {
+			// Whether the id committed is unknown: committing could
+			// commit it twice. Nothing is committed by this answer.
+			e.statusReadFailed(err)
+			req.Outcome = Unavailable
+			return
+		}
+		if ok {
 			req.Outcome, req.Version, req.Duplicate = Committed, v, true
+			req.LeaderID = e.status.idx.terms.leaderAt(v)
 			return
 		}
 		if f := e.status.failed.lookup(req.idHash, e.answeredSeq.Load()); f != nil {
@@ -88,6 +124,16 @@ func (r *resolver) resolve(req *Request, now int64) {
 	}
 	if hasID {
 		e.status.failed.add(req)
+	}
+}
+
+// statusReadFailed logs a failed read of the on-disk status index (the
+// first one and every 1000th).
+func (e *Engine) statusReadFailed(err error) {
+	e.res.statusReadErrors++
+	if n := e.res.statusReadErrors; n == 1 || n%1000 == 0 {
+		e.cfg.Logger.Error("engine: reading the status index failed; commits with a request id are answered 503 until it reads again",
+			"failures", n, "err", err)
 	}
 }
 
@@ -209,6 +255,9 @@ func (r *resolver) advanceWindows(now int64) {
 		}
 	}
 	e.status.idx.expire(r.last, now)
+	if e.status.idx.disk != nil {
+		e.status.idx.maintain(e.Version())
+	}
 }
 
 // timeVersionSamples remembers which version was the latest at a few

@@ -19,6 +19,10 @@ var (
 	ErrBelowOldest = errors.New("engine: version is below the oldest retained version")
 	// ErrNoPolicy: no policy with that id (404).
 	ErrNoPolicy = errors.New("engine: no such retention policy")
+	// ErrFutureVersion: a policy version above every version the server
+	// has assigned (400 future_version). Nobody can have read that far,
+	// and storing it would let truncation drop what is not written yet.
+	ErrFutureVersion = errors.New("engine: version is greater than any assigned version")
 )
 
 // Policy is one retention policy: keep every transaction with version >
@@ -32,6 +36,9 @@ type retention struct {
 	mu struct {
 		sync.Mutex // held across Log.StorePolicies and Log.Truncate
 		policies   map[string]tx.Version
+		// warnedFuture: the policy ids already logged as holding
+		// truncation back because their version is above the durable one.
+		warnedFuture map[string]bool
 	}
 	oldest atomic.Uint64 // OldestRetained
 	kick   chan struct{} // capacity 1: run truncation now
@@ -42,6 +49,7 @@ func (r *retention) init(policies map[string]tx.Version, oldest tx.Version) {
 	if r.mu.policies == nil {
 		r.mu.policies = map[string]tx.Version{}
 	}
+	r.mu.warnedFuture = map[string]bool{}
 	r.oldest.Store(uint64(oldest))
 	r.kick = make(chan struct{}, 1)
 }
@@ -50,11 +58,15 @@ func (r *retention) init(policies map[string]tx.Version, oldest tx.Version) {
 func (e *Engine) OldestRetained() tx.Version { return tx.Version(e.retention.oldest.Load()) }
 
 // SetPolicy durably creates or replaces policy id (validated by the
-// caller). A version below OldestRetained is ErrBelowOldest.
+// caller). A version below OldestRetained is ErrBelowOldest; one above
+// every assigned version is ErrFutureVersion and is not stored.
 func (e *Engine) SetPolicy(ctx context.Context, id string, v tx.Version) error {
 	r := &e.retention
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if assigned := e.ResolvedVersion(); v > assigned {
+		return fmt.Errorf("retention policy %q at %d (latest assigned %d): %w", id, v, assigned, ErrFutureVersion)
+	}
 	if v < e.OldestRetained() {
 		return fmt.Errorf("retention policy %q at %d (oldest retained %d): %w", id, v, e.OldestRetained(), ErrBelowOldest)
 	}
@@ -140,6 +152,12 @@ func (e *Engine) runTruncator() {
 // truncateOnce truncates up to the smallest policy version (or, with no
 // policy, to keep DefaultKeepVersions versions; 0 keeps everything), never
 // past the durable version.
+//
+// A stored policy above the durable version (SetPolicy refuses those, but a
+// policy file written by an older server, or copied beside another log, may
+// hold one) keeps everything while it stays in the future: clamping it to
+// the durable version instead would delete the whole log but its newest
+// segment, which is exactly what such a policy must never cause.
 func (e *Engine) truncateOnce(ctx context.Context) error {
 	r := &e.retention
 	r.mu.Lock()
@@ -149,7 +167,15 @@ func (e *Engine) truncateOnce(ctx context.Context) error {
 	switch {
 	case len(r.mu.policies) > 0:
 		upTo = ^tx.Version(0)
-		for _, v := range r.mu.policies {
+		for id, v := range r.mu.policies {
+			if v > durable {
+				if !r.mu.warnedFuture[id] {
+					r.mu.warnedFuture[id] = true
+					e.cfg.Logger.Warn("engine: retention policy above the durable version holds truncation back; delete or lower it",
+						"policy_id", id, "policy_version", uint64(v), "durable_version", uint64(durable))
+				}
+				return nil
+			}
 			upTo = min(upTo, v)
 		}
 	case e.cfg.DefaultKeepVersions > 0:

@@ -3,6 +3,7 @@ package engine
 import (
 	"github.com/cespare/xxhash/v2"
 
+	"weaseldb/persist/statusruns"
 	"weaseldb/tx"
 )
 
@@ -28,17 +29,24 @@ type statusEntry struct {
 }
 
 // statusIndex remembers which request ids committed at which version, for
-// dedupe in stage 1 and for Status. Entries are kept in commit order in a
-// circular FIFO and found through idTable, an open-addressing table from
-// the id hash to the FIFO position.
+// dedupe in stage 1 and for status queries. The newest entries are kept in
+// memory in commit order in a circular FIFO and found through idTable, an
+// open-addressing table from the id hash to the FIFO position. With a run
+// directory (Config.StatusDir) the durable entries are also written, in
+// the background, to immutable on-disk runs (statusdisk.go), so the memory
+// part can drop its oldest entries without shortening the window.
 //
-// An entry is evicted only when it is both older than the time window and
-// more than windowVersions versions old ("whichever keeps more"), or when
-// the index holds entriesMax entries (memory bound). floor is the highest
-// version evicted: for versions <= floor the index can no longer answer.
+// The window is (floor, last]: an entry is evicted when it is older than
+// the time window or more than windowVersions versions old ("whichever is
+// less", API.md), which raises floor; for versions <= floor the index can
+// no longer answer. Past entriesMax entries in memory, the oldest entries
+// already on disk leave memory without moving floor. Without a run
+// directory they leave anyway and floor rises (memory bound first).
 //
-// Not safe for concurrent use; the engine guards it with Engine.status.mu.
+// Not safe for concurrent use: only the engine's stage 1 goroutine uses it
+// (and Open and Close, while stage 1 is not running).
 type statusIndex struct {
+	terms          termTable
 	byHash         idTable
 	fifo           []statusEntry // len is a power of two
 	head, tail     uint64        // absolute positions; [head, tail) live
@@ -46,6 +54,8 @@ type statusIndex struct {
 	window         int64 // nanoseconds
 	windowVersions uint64
 	entriesMax     int
+
+	disk *statusDisk // nil: memory only
 }
 
 func newStatusIndex(window int64, windowVersions uint64, entriesMax int) *statusIndex {
@@ -65,18 +75,32 @@ func (s *statusIndex) at(pos uint64) *statusEntry {
 	return &s.fifo[pos&uint64(len(s.fifo)-1)]
 }
 
-// lookup returns the version at which the id hashed to h committed.
-func (s *statusIndex) lookup(h idHash) (tx.Version, bool) {
+// lookup returns the version at which the id hashed to h committed, from
+// memory or, for an entry older than memory holds, from the runs on disk.
+// An error means a run could not be read: the answer is unknown.
+func (s *statusIndex) lookup(h idHash) (tx.Version, bool, error) {
 	if slot := s.byHash.find(h, s); slot >= 0 {
-		return s.at(s.byHash.slots[slot].pos - 1).version, true
+		return s.at(s.byHash.slots[slot].pos - 1).version, true, nil
 	}
-	return 0, false
+	if s.disk == nil || len(s.disk.runs) == 0 {
+		return 0, false, nil
+	}
+	return s.disk.lookup(h, s.memoryLow(), s.floor)
+}
+
+// memoryLow returns the lowest version memory answers for: every entry
+// at or above it is in memory.
+func (s *statusIndex) memoryLow() tx.Version {
+	if s.head == s.tail {
+		return ^tx.Version(0)
+	}
+	return s.at(s.head).version
 }
 
 // insert records that h committed at v at time now. Versions must increase.
 func (s *statusIndex) insert(h idHash, v tx.Version, now int64) {
-	if s.len() >= s.entriesMax {
-		s.evictOldest()
+	if s.len() >= s.entriesMax && (s.disk == nil || s.head < s.disk.diskPos) {
+		s.evictOldest(s.disk == nil)
 	}
 	if s.len() == len(s.fifo) {
 		s.grow()
@@ -95,14 +119,79 @@ func (s *statusIndex) grow() {
 	s.fifo = bigger
 }
 
-func (s *statusIndex) evictOldest() {
+// evictOldest drops the oldest memory entry; raiseFloor says it leaves the
+// window (else it stays answerable from disk).
+func (s *statusIndex) evictOldest(raiseFloor bool) {
 	e := s.at(s.head)
 	if slot := s.byHash.find(e.hash, s); slot >= 0 && s.byHash.slots[slot].pos-1 == s.head {
 		s.byHash.remove(slot)
 	}
-	s.floor = max(s.floor, e.version)
+	if raiseFloor {
+		s.setFloor(e.version)
+	}
 	*e = statusEntry{}
 	s.head++
+}
+
+// setFloor raises the floor to v and forgets the terms that ended at or
+// below it.
+func (s *statusIndex) setFloor(v tx.Version) {
+	s.floor = max(s.floor, v)
+	s.terms.forgetBefore(s.floor + 1)
+}
+
+// termTable remembers which leader term wrote which versions, so that a
+// duplicate answer names the leader that committed the transaction
+// (API.md), not the current one. Terms change only at a restart or a
+// takeover, so a short list of term starts replaces a per-entry field.
+type termTable struct {
+	starts []termStart // by first version, ascending
+}
+
+type termStart struct {
+	first    tx.Version // first version written by the term (its claim)
+	leaderID []byte
+}
+
+// note records that leaderID wrote from version first on, unless the
+// latest term is already leaderID's. Versions must not decrease.
+func (t *termTable) note(first tx.Version, leaderID []byte) {
+	if n := len(t.starts); n > 0 && string(t.starts[n-1].leaderID) == string(leaderID) {
+		return
+	}
+	t.starts = append(t.starts, termStart{first: first, leaderID: append([]byte(nil), leaderID...)})
+}
+
+// leaderAt returns the leader id of the term that wrote version v (nil if
+// unknown).
+func (t *termTable) leaderAt(v tx.Version) []byte {
+	for i := len(t.starts) - 1; i >= 0; i-- { // few terms; the newest is likeliest
+		if t.starts[i].first <= v {
+			return t.starts[i].leaderID
+		}
+	}
+	return nil
+}
+
+// stored returns the term starts in persist/statusruns' form.
+func (t *termTable) stored() []statusruns.Term {
+	out := make([]statusruns.Term, len(t.starts))
+	for i, ts := range t.starts {
+		out[i] = statusruns.Term{First: uint64(ts.first), LeaderID: ts.leaderID}
+	}
+	return out
+}
+
+// forgetBefore drops the terms that end before version v (keeping the one
+// that holds v).
+func (t *termTable) forgetBefore(v tx.Version) {
+	n := 0
+	for n+1 < len(t.starts) && t.starts[n+1].first <= v {
+		n++
+	}
+	if n > 0 {
+		t.starts = append(t.starts[:0], t.starts[n:]...)
+	}
 }
 
 // idTable maps an idHash to a FIFO position: open addressing with linear
@@ -196,18 +285,25 @@ func (t *idTable) remove(i int) {
 	t.live--
 }
 
-// expire evicts the entries that fell out of both windows, given the
-// latest assigned version and the current time.
+// expire moves the floor to the window's start, given the latest assigned
+// version and the current time: an entry older than the time window or
+// more than windowVersions versions old is out ("whichever is less").
+// Memory entries below the floor are evicted; runs below it are deleted.
 func (s *statusIndex) expire(last tx.Version, now int64) {
+	cutoff := now - s.window
+	floor := max(s.floor, saturatingSub(last, s.windowVersions))
+	if s.disk != nil {
+		floor = max(floor, s.disk.expiredThrough(s.memoryLow(), cutoff))
+	}
 	for s.head != s.tail {
 		e := s.at(s.head)
-		oldByTime := now-e.time > s.window
-		oldByVersions := uint64(last-e.version) > s.windowVersions
-		if !oldByTime || !oldByVersions {
-			return
+		if e.version > floor && e.time >= cutoff {
+			break
 		}
-		s.evictOldest()
+		floor = max(floor, e.version)
+		s.evictOldest(false)
 	}
+	s.setFloor(floor)
 }
 
 // failedEntry remembers a request that was resolved without committing and

@@ -2,7 +2,7 @@ package engine
 
 import "weaseldb/tx"
 
-// StatusState is the answer of Status.
+// StatusState is the answer of a status query.
 type StatusState uint8
 
 const (
@@ -15,6 +15,11 @@ const (
 	StatusInFlight
 	// StatusGone: MinVersion is older than the status window (410).
 	StatusGone
+	// StatusUnavailable: the engine is closing and cannot answer (503).
+	StatusUnavailable
+	// StatusDeposed: another leader fenced this one; only the new leader
+	// can answer (503 leader_changed).
+	StatusDeposed
 )
 
 // StatusQuery asks whether a request id committed.
@@ -26,7 +31,7 @@ type StatusQuery struct {
 	HasMinVersion bool
 }
 
-// StatusAnswer is the result of Status.
+// StatusAnswer is the result of a status query.
 type StatusAnswer struct {
 	State   StatusState
 	Version tx.Version // for StatusCommitted
@@ -35,29 +40,87 @@ type StatusAnswer struct {
 	Floor tx.Version
 }
 
-// Status answers GET /v1/status. A request still in the admission queue
-// (not yet resolved) is reported StatusNotCommitted: it was not resolved
-// when asked.
-func (e *Engine) Status(q StatusQuery) StatusAnswer {
-	h := hashRequestID(q.RequestID)
-	durable := e.Version()
-	e.status.RLock()
-	defer e.status.RUnlock()
-	a := StatusAnswer{Floor: e.status.idx.floor}
-	if q.HasMinVersion && q.MinVersion < a.Floor {
-		a.State = StatusGone
-		return a
+// SubmitStatus answers q through the pipeline: the query joins the
+// admission queue behind every commit submitted before it, and stage 1
+// answers it in order. So a commit still queued when the query arrived is
+// resolved first and reported committed or in flight, never
+// not_committed (API.md: not_committed means none committed and none is in
+// flight), and the caller never touches the resolver's state: a reactor
+// calling SubmitStatus does not block. done is called exactly once with r,
+// r.StatusAnswer holding the answer, on an engine goroutine (or on the
+// caller's, before SubmitStatus returns, when the engine refuses at once).
+// r belongs to the engine until then, as with Submit.
+func (e *Engine) SubmitStatus(r *Request, q StatusQuery, done func(*Request)) {
+	r.resetOutputs()
+	r.isStatus = true
+	r.done = done
+	r.StatusQuery = q
+	r.idHash = hashRequestID(q.RequestID)
+	switch {
+	case e.deposedFlag.Load():
+		e.refuseStatus(r, StatusDeposed)
+		return
+	case e.closing.Load():
+		e.refuseStatus(r, StatusUnavailable)
+		return
 	}
-	if v, ok := e.status.idx.lookup(h); ok && (!q.HasMinVersion || v > q.MinVersion) {
-		if v <= durable {
-			a.State, a.Version = StatusCommitted, v
-		} else {
+	// A status query is admitted while persistence is failing (it commits
+	// nothing), but counts against MaxQueued like a commit.
+	if e.queued.Add(1) > int64(e.cfg.MaxQueued) {
+		e.queued.Add(-1)
+		e.refuseStatus(r, StatusUnavailable)
+		return
+	}
+	if !e.admission.add(r) {
+		e.queued.Add(-1)
+		e.refuseStatus(r, StatusUnavailable)
+	}
+}
+
+func (e *Engine) refuseStatus(r *Request, s StatusState) {
+	r.StatusAnswer = StatusAnswer{State: s}
+	done := r.done
+	r.done = nil
+	done(r)
+}
+
+// Status is SubmitStatus for callers that may wait (tests, tools): it
+// blocks until stage 1 answered. A netpoll handler must use SubmitStatus.
+func (e *Engine) Status(q StatusQuery) StatusAnswer {
+	ch := make(chan StatusAnswer, 1)
+	e.SubmitStatus(&Request{}, q, func(r *Request) { ch <- r.StatusAnswer })
+	return <-ch
+}
+
+// answerStatus decides a status query in stage 1, in admission order:
+// every commit admitted before it is resolved already. A commit found in
+// the index but not yet durable, or a failure not yet answered, is in
+// flight.
+func (r *resolver) answerStatus(req *Request) {
+	e := r.e
+	q := &req.StatusQuery
+	a := StatusAnswer{Floor: e.status.idx.floor}
+	switch {
+	case e.deposedFlag.Load():
+		a.State = StatusDeposed // a commit of the new leader is unknown here
+	case q.HasMinVersion && q.MinVersion < a.Floor:
+		a.State = StatusGone
+	default:
+		v, ok, err := e.status.idx.lookup(req.idHash)
+		if err != nil {
+			e.statusReadFailed(err)
+			a.State = StatusUnavailable
+			break
+		}
+		if ok && (!q.HasMinVersion || v > q.MinVersion) {
+			if v <= e.Version() {
+				a.State, a.Version = StatusCommitted, v
+			} else {
+				a.State = StatusInFlight
+			}
+		} else if e.status.failed.lookup(req.idHash, e.answeredSeq.Load()) != nil {
 			a.State = StatusInFlight
 		}
-		return a
 	}
-	if e.status.failed.lookup(h, e.answeredSeq.Load()) != nil {
-		a.State = StatusInFlight
-	}
-	return a
+	req.StatusAnswer = a
 }

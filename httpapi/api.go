@@ -32,10 +32,9 @@ import (
 // Options are the parts of the server the API needs besides the engine.
 type Options struct {
 	// AuthToken, when non-empty, is required as "Authorization: Bearer
-	// <token>" on commits and retention changes (and on every endpoint
-	// when AuthReads).
+	// <token>" on every /v1/ route and /metrics, reads too (a subscription
+	// streams the whole log); /healthz and /readyz stay open.
 	AuthToken string
-	AuthReads bool
 	// Logger receives rare events (never one per request).
 	Logger *slog.Logger
 	// Metrics is the registry to use; nil builds a new one. The caller may
@@ -172,29 +171,34 @@ func (a *API) SetReady(ok bool) { a.ready.Store(ok) }
 // Routes returns the route table of API.md.
 func (a *API) Routes() []netpoll.Route {
 	small := int64(64 << 10) // bodies of retention PUTs and body-less GETs
+	g := func(route routeID, params []string, fn func(*netpoll.Exchange, []byte)) netpoll.Handler {
+		return &guardedHandler{api: a, route: route, params: params, inner: netpoll.Buffered(fn)}
+	}
+	open := func(fn func(*netpoll.Exchange, []byte)) netpoll.Handler {
+		return &guardedHandler{api: a, route: routeHealth, open: true, inner: netpoll.Buffered(fn)}
+	}
 	r := []netpoll.Route{
-		{Method: "GET", Path: "/v1/version", Handler: netpoll.Buffered(a.serveVersion), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/version", Handler: g(routeVersion, paramsNone, a.serveVersion), MaxBodyBytes: small},
 		{Method: "POST", Path: "/v1/commit", Handler: &commitHandler{api: a}, MaxBodyBytes: int64(a.limits.MaxBodyBytes)},
-		{Method: "GET", Path: "/v1/status", Handler: netpoll.Buffered(a.serveStatus), MaxBodyBytes: small},
-		{Method: "GET", Path: "/v1/subscribe", Handler: netpoll.Buffered(a.serveSubscribe), MaxBodyBytes: small},
-		{Method: "GET", Path: "/v1/retention/", Handler: netpoll.Buffered(a.serveRetentionList), MaxBodyBytes: small},
-		{Method: "GET", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionGet), MaxBodyBytes: small},
-		{Method: "PUT", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionPut), MaxBodyBytes: small},
-		{Method: "DELETE", Path: "/v1/retention/{id}", Handler: netpoll.Buffered(a.serveRetentionDelete), MaxBodyBytes: small},
-		{Method: "GET", Path: "/healthz", Handler: netpoll.Buffered(a.serveHealthz), MaxBodyBytes: small},
-		{Method: "GET", Path: "/readyz", Handler: netpoll.Buffered(a.serveReadyz), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/status", Handler: g(routeStatus, paramsStatus, a.serveStatus), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/subscribe", Handler: g(routeSubscribe, paramsSubscribe, a.serveSubscribe), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention/", Handler: g(routeRetention, paramsNone, a.serveRetentionList), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionGet), MaxBodyBytes: small},
+		{Method: "PUT", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionPut), MaxBodyBytes: small},
+		{Method: "DELETE", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionDelete), MaxBodyBytes: small},
+		{Method: "GET", Path: "/healthz", Handler: open(a.serveHealthz), MaxBodyBytes: small},
+		{Method: "GET", Path: "/readyz", Handler: open(a.serveReadyz), MaxBodyBytes: small},
 	}
 	if a.cfg.Metrics.Enabled {
-		r = append(r, netpoll.Route{Method: "GET", Path: "/metrics", Handler: a.metricsHandler(), MaxBodyBytes: small})
+		r = append(r, netpoll.Route{Method: "GET", Path: "/metrics", Handler: &guardedHandler{api: a, route: routeMetrics, params: paramsNone, inner: a.metricsHandler()}, MaxBodyBytes: small})
 	}
 	return r
 }
 
 // authorized reports whether the request carries the configured token, or
-// answers 401 itself and returns false. write says whether the endpoint
-// changes state (always checked) or only reads (checked with AuthReads).
-func (a *API) authorized(ex *netpoll.Exchange, route routeID, write bool) bool {
-	if a.opts.AuthToken == "" || (!write && !a.opts.AuthReads) {
+// answers 401 itself and returns false. Every /v1/ route and /metrics ask.
+func (a *API) authorized(ex *netpoll.Exchange, route routeID) bool {
+	if a.opts.AuthToken == "" {
 		return true
 	}
 	if h, _ := ex.Request().Header("Authorization"); bearerOK(string(h), a.opts.AuthToken) {

@@ -98,8 +98,13 @@ func (h *commitHandler) ServeHead(ex *netpoll.Exchange) {
 	s := c.cur
 	s.failed = false
 	s.req.ReceivedAt = time.Now().UnixNano()
-	if !a.authorized(ex, routeCommit, true) {
+	if !a.authorized(ex, routeCommit) {
 		s.failed = true
+		return
+	}
+	if msg := checkQuery(ex.Request().RawQuery(), paramsNone); msg != "" {
+		s.failed = true
+		a.respondError(ex, routeCommit, 400, "bad_request", msg)
 		return
 	}
 	if a.leaderEngine(ex, routeCommit) == nil {
@@ -180,6 +185,9 @@ func (a *API) commitAnswer(dst []byte, r *engine.Request) (int, []byte) {
 		LeaderID:  a.leaderIDOf(),
 		Conflicts: r.Conflicts,
 		Duplicate: r.Duplicate,
+	}
+	if r.LeaderID != nil { // a duplicate: the term that committed it
+		ans.LeaderID = r.LeaderID
 	}
 	switch r.Outcome {
 	case engine.Committed:

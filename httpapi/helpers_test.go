@@ -25,8 +25,14 @@ type testServer struct {
 
 func startTestServer(t testing.TB, cfg config.Config) *testServer {
 	t.Helper()
+	return startTestServerEngine(t, cfg, engine.Config{})
+}
+
+// startTestServerEngine is startTestServer with an engine configuration.
+func startTestServerEngine(t testing.TB, cfg config.Config, ecfg engine.Config) *testServer {
+	t.Helper()
 	log := memlog.NewStore().Open()
-	eng, err := engine.Open(context.Background(), engine.Config{}, log)
+	eng, err := engine.Open(context.Background(), ecfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +86,11 @@ func (rc *rawConn) roundTrip(req []byte) (int, []byte, error) {
 	if _, err := rc.c.Write(req); err != nil {
 		return 0, nil, err
 	}
+	return rc.readAnswer()
+}
+
+// readAnswer reads one answer to a request written earlier (see roundTrip).
+func (rc *rawConn) readAnswer() (int, []byte, error) {
 	n, want := 0, -1
 	for want < 0 || n < want {
 		if n == len(rc.buf) {

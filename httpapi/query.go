@@ -11,16 +11,13 @@ import (
 
 // serveVersion answers GET /v1/version.
 func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeVersion, false) {
-		return
-	}
 	eng := a.engine()
 	if eng == nil {
 		a.respondError(ex, routeVersion, 503, "unavailable", "starting: the log is being recovered")
 		return
 	}
 	b := jsonstream.AppendVersionAnswer(ex.Scratch(), eng.Version(), a.leaderIDFor(eng))
-	b = a.appendRole(b[:len(b)-1], eng)
+	b = a.appendRoleOf(b[:len(b)-1], eng) // reopen the object
 	b = append(b, '}')
 	ex.SetScratch(b)
 	a.respond(ex, routeVersion, 200, b)
@@ -28,9 +25,6 @@ func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
 
 // serveStatus answers GET /v1/status?request_id=ID&min_version=V.
 func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeStatus, false) {
-		return
-	}
 	r := ex.Request()
 	raw, ok := r.Query("request_id")
 	if !ok || len(raw) == 0 {
@@ -55,22 +49,61 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 		}
 		q.MinVersion, q.HasMinVersion = v, true
 	}
-	ans := eng.Status(q)
-	if ans.State == engine.StatusGone {
-		a.respondError(ex, routeStatus, 410, "gone", "min_version: older than the status window the server can answer for (it covers versions above "+
-			strconv.FormatUint(uint64(ans.Floor), 10)+")")
-		return
-	}
-	state := jsonstream.RequestNotCommitted
+	// Answered through the engine's pipeline, behind the commits already
+	// queued: the reactor never waits on the resolver.
+	call := &statusCall{api: a, id: id, det: ex.DetachPipelined()}
+	eng.SubmitStatus(&call.req, q, call.finish)
+}
+
+// statusCall is one status query handed to the engine (rare enough that
+// it is allocated per query).
+type statusCall struct {
+	api *API
+	id  []byte
+	det netpoll.Detached
+	req engine.Request
+}
+
+// finish is the engine's done callback: encode the answer and hand it to
+// the token.
+func (c *statusCall) finish(r *engine.Request) {
+	a := c.api
+	ans := r.StatusAnswer
+	var status int
+	var body []byte
 	switch ans.State {
-	case engine.StatusCommitted:
-		state = jsonstream.RequestCommitted
-	case engine.StatusInFlight:
-		state = jsonstream.RequestInFlight
+	case engine.StatusGone:
+		status = 410
+		body = jsonstream.AppendError(nil, "gone", []byte("min_version: older than the status window the server can answer for (it covers versions above "+
+			strconv.FormatUint(uint64(ans.Floor), 10)+")"))
+	case engine.StatusUnavailable:
+		status = 503
+		body = jsonstream.AppendError(nil, "unavailable", []byte("the server cannot answer status queries right now (shutting down, or its status index cannot be read): ask again"))
+	case engine.StatusDeposed:
+		status = 503
+		body = appendErrorReason(nil, "unavailable", "this server was deposed by another leader: ask the new leader's /v1/status", "leader_changed", c.id)
+	default:
+		state := jsonstream.RequestNotCommitted
+		switch ans.State {
+		case engine.StatusCommitted:
+			state = jsonstream.RequestCommitted
+		case engine.StatusInFlight:
+			state = jsonstream.RequestInFlight
+		}
+		status = 200
+		body = jsonstream.AppendStatusAnswer(nil, c.id, state, ans.Version)
 	}
-	b := jsonstream.AppendStatusAnswer(ex.Scratch(), id, state, ans.Version)
-	ex.SetScratch(b)
-	a.respond(ex, routeStatus, 200, b)
+	a.met.countResponse(routeStatus, status)
+	// Respond fails only if the connection was closed meanwhile.
+	_ = c.det.Respond(status, contentTypeJSON, body)
+}
+
+// appendRole appends `,"role":"<role>"` to a JSON object under
+// construction. Roles are plain ASCII words: no escaping needed.
+func appendRole(dst []byte, role engine.Role) []byte {
+	dst = append(appendField(dst, "role"), '"')
+	dst = append(dst, role...)
+	return append(dst, '"')
 }
 
 // parseVersion parses a decimal uint64 exactly (no sign, no leading zeros
@@ -111,7 +144,7 @@ func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
 	switch {
 	case eng.IsReplica():
 		b := jsonstream.AppendError(ex.Scratch(), "unavailable", []byte("not ready: this server is a replica; commits go to the leader"))
-		b = a.appendRole(b[:len(b)-1], eng)
+		b = a.appendRoleOf(b[:len(b)-1], eng)
 		b = append(b, '}')
 		ex.SetScratch(b)
 		a.respond(ex, routeHealth, 503, b)
@@ -123,19 +156,20 @@ func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
 		b := append(ex.Scratch(), `{"status":"ready","leader_id":`...)
 		b = jsonstream.AppendString(b, []byte(eng.LeaderID()))
 		b = appendUintField(b, "version", uint64(st.DurableVersion))
+		b = appendRole(b, eng.Role())
 		b = append(b, '}')
 		ex.SetScratch(b)
 		a.respond(ex, routeHealth, 200, b)
 	}
 }
 
-// appendRole appends ,"role":"leader"|"replica" and, on a replica that
+// appendRoleOf appends ,"role":"leader"|"replica" and, on a replica that
 // knows its leader, ,"leader_url":"…" to an open JSON object.
-func (a *API) appendRole(b []byte, eng *engine.Engine) []byte {
+func (a *API) appendRoleOf(b []byte, eng *engine.Engine) []byte {
+	b = appendRole(b, eng.Role())
 	if !eng.IsReplica() {
-		return append(b, `,"role":"leader"`...)
+		return b
 	}
-	b = append(b, `,"role":"replica"`...)
 	if u := a.LeaderURL(); u != "" {
 		b = appendField(b, "leader_url")
 		b = jsonstream.AppendString(b, []byte(u))

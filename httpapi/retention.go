@@ -45,9 +45,6 @@ func appendPolicy(b []byte, id string, v tx.Version) []byte {
 
 // serveRetentionList answers GET /v1/retention/.
 func (a *API) serveRetentionList(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeRetention, false) {
-		return
-	}
 	eng := a.engine()
 	if eng == nil {
 		a.respondError(ex, routeRetention, 503, "unavailable", "starting: the log is being recovered")
@@ -69,9 +66,6 @@ func (a *API) serveRetentionList(ex *netpoll.Exchange, _ []byte) {
 
 // serveRetentionGet answers GET /v1/retention/{id}.
 func (a *API) serveRetentionGet(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeRetention, false) {
-		return
-	}
 	id, ok := a.policyID(ex)
 	if !ok {
 		return
@@ -92,9 +86,6 @@ func (a *API) serveRetentionGet(ex *netpoll.Exchange, _ []byte) {
 // serveRetentionPut answers PUT /v1/retention/{id} with body {"version": V}.
 // The durable write happens off the reactor.
 func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
-	if !a.authorized(ex, routeRetention, true) {
-		return
-	}
 	if !jsonContentTypeOK(ex.Request()) {
 		a.respondError(ex, routeRetention, 415, "unsupported_media_type", "Content-Type: must be application/json")
 		return
@@ -121,6 +112,11 @@ func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 		case err == nil:
 			a.met.countResponse(routeRetention, 200)
 			d.Respond(200, contentTypeJSON, appendPolicy(nil, id, v))
+		case errors.Is(err, engine.ErrFutureVersion):
+			a.met.countResponse(routeRetention, 400)
+			d.Respond(400, contentTypeJSON, appendErrorReason(nil, "bad_request", "version: "+strconv.FormatUint(uint64(v), 10)+
+				" is greater than any version this server has assigned ("+strconv.FormatUint(uint64(eng.ResolvedVersion()), 10)+")",
+				"future_version", nil))
 		case errors.Is(err, engine.ErrBelowOldest):
 			a.met.countResponse(routeRetention, 409)
 			d.RespondError(409, "conflict", "version: "+strconv.FormatUint(uint64(v), 10)+
@@ -161,9 +157,6 @@ func parsePolicyBody(body []byte) (tx.Version, string) {
 
 // serveRetentionDelete answers DELETE /v1/retention/{id}.
 func (a *API) serveRetentionDelete(ex *netpoll.Exchange, _ []byte) {
-	if !a.authorized(ex, routeRetention, true) {
-		return
-	}
 	id, ok := a.policyID(ex)
 	if !ok {
 		return

@@ -653,7 +653,7 @@ func (p *Parser) appendRaw(b []byte) {
 		return // must not flush a high surrogate: a \u low half may follow
 	}
 	p.flushHigh()
-	if !p.rawOK(b, len(p.scratch)) {
+	if p.err != nil || !p.rawOK(b, len(p.scratch)) {
 		return
 	}
 	p.appendDecoded(b)
@@ -688,13 +688,20 @@ func (p *Parser) stringTooLong() {
 	}
 }
 
-// flushHigh turns a high surrogate not followed by a low one into U+FFFD,
-// as encoding/json does.
+// flushHigh refuses a high surrogate not followed by a low one. encoding/json
+// would turn it into U+FFFD, but then "\ud800-x" and "\udbff-x" decode to
+// the same request_id and the second commit is answered as a duplicate of
+// the first though its writes were never applied: a lone surrogate is not a
+// character, so the body is refused instead.
 func (p *Parser) flushHigh() {
 	if p.high != 0 {
-		p.high = 0
-		p.appendRune(utf8.RuneError)
+		p.loneSurrogate(p.high)
 	}
+}
+
+func (p *Parser) loneSurrogate(r rune) {
+	p.high = 0
+	p.failf(KindBadRequest, p.path(), "lone surrogate \\u%04x in string (not a character)", r)
 }
 
 func (p *Parser) appendRune(r rune) {
@@ -766,12 +773,13 @@ func (p *Parser) unicodeDigit(c byte) {
 			return
 		}
 		p.flushHigh()
+		return
 	}
 	switch {
 	case r >= 0xD800 && r <= 0xDBFF:
 		p.high = r
 	case r >= 0xDC00 && r <= 0xDFFF:
-		p.appendRune(utf8.RuneError)
+		p.loneSurrogate(r)
 	default:
 		p.appendRune(r)
 	}

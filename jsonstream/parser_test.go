@@ -41,10 +41,9 @@ var validDocs = []struct{ doc, want string }{
 	// Escapes everywhere: in names, in type values, in base64, in ids.
 	{`{"\u0072equest_id":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00-123456789","operations":[{"t\u0079pe":"del\u0065te","key":"\u0041\u0041\u003d\u003d"}]}`,
 		`request_id="\"\\/\b\f\n\r\té😀-123456789" leader_id=""` + "\n op[0] delete key=\"\\x00\" end=\"\" value=\"\""},
-	// Lone surrogates become U+FFFD, as in encoding/json.
-	{`{"request_id":"\ud800\udc00\ud800x\udc00\ud800\ud800\ude00-0123456789"}`,
-		"request_id=\"𐀀\ufffdx\ufffd\ufffd\\U00010200-0123456789\" leader_id=\"\""},
-	{`{"leader_id":"\ud800"}`, "request_id=\"\" leader_id=\"\ufffd\""},
+	// Surrogate pairs decode to one character.
+	{`{"request_id":"\ud800\udc00\udbff\udfff\ud83d\ude00-0123456789"}`,
+		"request_id=\"𐀀\\U0010ffff😀-0123456789\" leader_id=\"\""},
 	// Raw non-ASCII UTF-8 in ids.
 	{`{"request_id":"ключ-идемпотентности"}`, `request_id="ключ-идемпотентности" leader_id=""`},
 	{`{"operations":[{"type":"range_delete","begin":"","end":"AA=="}]}`,
@@ -74,6 +73,20 @@ var invalidDocs = []struct {
 	{`{"request_id":"` + strings.Repeat("x", 257) + `"}`, KindBadRequest, "request_id"},
 	{`{"request_id":"` + strings.Repeat("\\u0078", 257) + `"}`, KindBadRequest, "request_id"},
 	{`{"request_id":"tab	inside-0123456789"}`, KindBadRequest, "request_id"},
+	// Lone surrogates are refused, not decoded to U+FFFD: "\ud800-x" and
+	// "\udbff-x" would alias one request_id (issue 12, item 10).
+	{`{"request_id":"\ud800-0123456789abcdefgh"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"\udbff-0123456789abcdefgh"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"0123456789abcdefgh-\udc00"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"0123456789abcdefgh-\ud800"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"0123456789abcdefgh-\ud800x"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"0123456789abcdefgh-\ud800\n"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"0123456789abcdefgh-\ud800\ud800\udc00"}`, KindBadRequest, "request_id"},
+	{`{"request_id":"0123456789abcdefgh-\ud800\u0041"}`, KindBadRequest, "request_id"},
+	{`{"leader_id":"\ud800"}`, KindBadRequest, "leader_id"},
+	{`{"leader_id":"a\udfff"}`, KindBadRequest, "leader_id"},
+	{`{"operations":[{"type":"write","key":"\ud800","value":""}]}`, KindBadRequest, "operations[0].key"},
+	{`{"operations":[{"type":"wr\ud800ite","key":"","value":""}]}`, KindBadRequest, "operations[0].type"},
 	{"{\"request_id\":\"bad-utf8-\xff-0123456789\"}", KindBadRequest, "request_id"},
 	{`{"request_id":12345678901234567890}`, KindBadRequest, "request_id"},
 	{`{"leader_id":""}`, KindBadRequest, "leader_id"},

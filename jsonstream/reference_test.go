@@ -29,6 +29,9 @@ func refParse(body []byte, lim Limits) (*tx.Commit, error) {
 	if !json.Valid(body) {
 		return nil, errors.New("invalid JSON")
 	}
+	if refLoneSurrogate(body) {
+		return nil, errors.New("lone surrogate")
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	if tok, _ := d.Token(); tok != json.Delim('{') {
@@ -288,4 +291,40 @@ func render(c *tx.Commit) string {
 		fmt.Fprintf(&b, "\n op[%d] %s key=%q end=%q value=%q", i, op.Type, op.Key, op.End, op.Value)
 	}
 	return b.String()
+}
+
+// refLoneSurrogate reports a \uD800–\uDFFF escape that is not the high half
+// directly followed by the low half of a pair. body is valid JSON, so every
+// backslash starts an escape inside a string.
+func refLoneSurrogate(body []byte) bool {
+	hex := func(i int) rune {
+		if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+			return -1
+		}
+		v, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 32)
+		if err != nil {
+			return -1
+		}
+		return rune(v)
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r := hex(i)
+		switch {
+		case r < 0:
+			i++ // a one-letter escape such as \\ or \"
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo := hex(i + 6); lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
 }

@@ -28,7 +28,7 @@ const usage = `NAME
     loadgen - load generator and capacity check for WeaselDB
 
 SYNOPSIS
-    loadgen [--addr HOST:PORT | --spawn [--weaseldb PATH] [--backend B]
+    loadgen [--addr HOST:PORT[,HOST:PORT...] | --spawn [--weaseldb PATH] [--backend B]
             [--server-config FILE]] [workload flags] [load flags] [--json]
     loadgen --targets bench/targets.toml --scenario NAME [flags...]
 
@@ -53,7 +53,14 @@ DESCRIPTION
     batch, persist or commit, before and after, with histogram summaries.
 
 SERVER
-    --addr HOST:PORT      server to drive (default 127.0.0.1:8080)
+    --addr LIST           server to drive (default 127.0.0.1:8080); a
+                          comma-separated list of HOST:PORT or http://HOST:PORT
+                          (a leader and its replicas): connections go to the
+                          first that answers, move to the next on a
+                          connection error, and to the leader a 307 names
+                          (the redirected commit is counted, not resent)
+    --token TOKEN         bearer token for a server configured with one
+                          (default: $WEASELDB_AUTH_TOKEN)
     --spawn               start a server for this run: free port, temporary
                           data directory, stopped with SIGTERM at the end and
                           required to exit 0
@@ -148,6 +155,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	o.shape, o.load = workload.DefaultShape(), workload.DefaultLoad()
 	s, l := &o.shape, &o.load
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "")
+	fs.StringVar(&l.Token, "token", strings.TrimSpace(os.Getenv("WEASELDB_AUTH_TOKEN")), "")
 	fs.BoolVar(&o.spawn, "spawn", false, "")
 	fs.StringVar(&o.weaseldb, "weaseldb", "./bin/weaseldb", "")
 	fs.StringVar(&o.backend, "backend", "disk", "")
@@ -283,14 +291,14 @@ func drive(ctx context.Context, o *options, sum *Summary, target *targets.Target
 		}
 		sum.Version = res
 	}
-	before, scrapeErr := scrape(sum.Addr)
+	before, scrapeErr := scrape(sum.Addr, o.load.Token)
 	res, err := workload.Run(ctx, sum.Addr, o.shape, o.load, progress)
 	if err != nil {
 		fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		return 1
 	}
 	sum.Run = res
-	after, err := scrape(sum.Addr)
+	after, err := scrape(sum.Addr, o.load.Token)
 	if err = errors.Join(scrapeErr, err); err != nil {
 		sum.ServerError = err.Error()
 	} else {
@@ -353,17 +361,41 @@ func measured(o *options, sum *Summary) (targets.Measured, error) {
 	return m, nil
 }
 
-// scrape fetches /metrics; a server without it is reported, not fatal.
-func scrape(addr string) (promtext.Scrape, error) {
+// scrape fetches /metrics from the first endpoint of addrs that answers; a
+// server without it is reported, not fatal.
+func scrape(addrs, token string) (promtext.Scrape, error) {
+	ends, err := workload.ParseEndpoints(addrs)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, addr := range ends.Addrs() {
+		s, err := scrapeOne(addr, token)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func scrapeOne(addr, token string) (promtext.Scrape, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + addr + "/metrics")
+	req, err := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s/metrics: %w", addr, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil || resp.StatusCode != 200 {
-		return nil, fmt.Errorf("scrape /metrics: status %d: %v", resp.StatusCode, err)
+		return nil, fmt.Errorf("scrape http://%s/metrics: status %d: %v", addr, resp.StatusCode, err)
 	}
 	return promtext.Parse(body)
 }

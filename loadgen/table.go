@@ -22,7 +22,7 @@ func printTable(w io.Writer, s *Summary) {
 		n    uint64
 	}{{"ok", o.OK}, {"duplicate", o.Duplicate}, {"conflict", o.Conflict}, {"too_old", o.TooOld},
 		{"leader_changed", o.LeaderChanged}, {"other 4xx", o.Status4xx}, {"503", o.Unavailable},
-		{"other 5xx", o.Status5xx}, {"transport errors", o.Transport}} {
+		{"other 5xx", o.Status5xx}, {"transport errors", o.Transport}, {"redirected (307)", o.Redirected}} {
 		if row.n > 0 || row.name == "ok" {
 			fmt.Fprintf(w, "  %-22s %12d\n", row.name, row.n)
 		}

@@ -69,6 +69,9 @@ func newHTTPRequest(r *Request, body []byte) (*http.Request, error) {
 		host = string(v)
 	}
 	hdr.Del("Host")
+	if u.Host != "" {
+		host = u.Host // absolute-form: the target's authority wins (RFC 9112 §3.2.2)
+	}
 	req := &http.Request{
 		Method:        string(r.Method()),
 		URL:           u,

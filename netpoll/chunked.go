@@ -15,12 +15,15 @@ type chunkState uint8
 
 const (
 	chunkSize      chunkState = iota // hex digits of the size
-	chunkExt                         // extension after the size, up to LF
+	chunkExt                         // extension after the size, up to CR
+	chunkSizeLF                      // LF ending the size line
 	chunkData                        // data bytes
 	chunkDataCR                      // CR after data
 	chunkDataLF                      // LF after data
 	chunkTrailer                     // start of a trailer line or the final empty line
 	chunkTrailerLn                   // inside a trailer field line
+	chunkTrailerLF                   // LF ending a trailer field line
+	chunkLastLF                      // LF of the final empty line
 	chunkDone
 )
 
@@ -30,6 +33,7 @@ const chunkLineMax = 4096
 var (
 	errChunkSyntax  = &headError{400, "bad_request", "malformed chunked body"}
 	errChunkTooLong = &headError{400, "bad_request", "chunk size or trailer line too long"}
+	errChunkLine    = &headError{400, "bad_request", "malformed chunked body: a chunk line must end in CRLF, with no bare CR or control byte"}
 )
 
 func (d *chunkedDecoder) reset() { *d = chunkedDecoder{} }
@@ -37,9 +41,20 @@ func (d *chunkedDecoder) reset() { *d = chunkedDecoder{} }
 // done reports whether the terminating chunk and trailers were consumed.
 func (d *chunkedDecoder) done() bool { return d.state == chunkDone }
 
+// lineByteOK reports whether c may appear inside a chunk extension or a
+// trailer line: visible ASCII, SP, HTAB and obs-text (RFC 9110 §5.5). CR,
+// LF, NUL and the other controls are refused.
+func lineByteOK(c byte) bool { return c == '\t' || (c >= 0x20 && c != 0x7f) }
+
 // decode consumes a prefix of in. It returns the number of input bytes
 // consumed and at most one run of data bytes (a sub-slice of in). Call it
 // again with in[consumed:] until consumed is 0 or the decoder is done.
+//
+// Unlike the head, where RFC 9112 §2.2 lets a recipient accept a bare LF,
+// every chunk line must end in CRLF, and extensions and trailers must not
+// hold a bare CR or a control byte: those are the leniencies that make a
+// proxy in front of us and this server disagree on where a body ends
+// (request smuggling).
 func (d *chunkedDecoder) decode(in []byte) (consumed int, data []byte, err *headError) {
 	i := 0
 	for i < len(in) {
@@ -57,9 +72,9 @@ func (d *chunkedDecoder) decode(in []byte) (consumed int, data []byte, err *head
 			} else if c == ';' || c == ' ' || c == '\t' {
 				d.state = chunkExt
 			} else if c == '\r' {
-				d.state = chunkExt
+				d.state = chunkSizeLF
 			} else if c == '\n' {
-				d.endSizeLine()
+				return i, nil, errChunkLine
 			} else {
 				return i, nil, errChunkSyntax
 			}
@@ -67,11 +82,18 @@ func (d *chunkedDecoder) decode(in []byte) (consumed int, data []byte, err *head
 				return i, nil, err
 			}
 		case chunkExt:
-			if c == '\n' {
-				d.endSizeLine()
+			if c == '\r' {
+				d.state = chunkSizeLF
+			} else if !lineByteOK(c) {
+				return i, nil, errChunkLine
 			} else if err := d.countLine(); err != nil {
 				return i, nil, err
 			}
+		case chunkSizeLF:
+			if c != '\n' {
+				return i, nil, errChunkLine
+			}
+			d.endSizeLine()
 		case chunkData:
 			n := int64(len(in) - i)
 			if n > d.remaining {
@@ -83,35 +105,47 @@ func (d *chunkedDecoder) decode(in []byte) (consumed int, data []byte, err *head
 			}
 			return i + int(n), in[i : i+int(n)], nil
 		case chunkDataCR:
-			if c == '\r' {
-				d.state = chunkDataLF
-			} else if c == '\n' {
-				d.state = chunkSize
-			} else {
+			if c == '\n' {
+				return i, nil, errChunkLine
+			} else if c != '\r' {
 				return i, nil, errChunkSyntax
 			}
+			d.state = chunkDataLF
 		case chunkDataLF:
 			if c != '\n' {
-				return i, nil, errChunkSyntax
+				return i, nil, errChunkLine
 			}
 			d.state = chunkSize
 		case chunkTrailer:
-			if c == '\n' {
-				d.state = chunkDone
-				return i + 1, nil, nil
-			}
-			if c != '\r' {
+			if c == '\r' {
+				d.state = chunkLastLF
+			} else if !lineByteOK(c) {
+				return i, nil, errChunkLine
+			} else {
 				d.state = chunkTrailerLn
-			}
-			if err := d.countLine(); err != nil {
-				return i, nil, err
+				if err := d.countLine(); err != nil {
+					return i, nil, err
+				}
 			}
 		case chunkTrailerLn:
-			if c == '\n' {
-				d.state, d.lineBytes = chunkTrailer, 0
+			if c == '\r' {
+				d.state = chunkTrailerLF
+			} else if !lineByteOK(c) {
+				return i, nil, errChunkLine
 			} else if err := d.countLine(); err != nil {
 				return i, nil, err
 			}
+		case chunkTrailerLF:
+			if c != '\n' {
+				return i, nil, errChunkLine
+			}
+			d.state, d.lineBytes = chunkTrailer, 0
+		case chunkLastLF:
+			if c != '\n' {
+				return i, nil, errChunkLine
+			}
+			d.state = chunkDone
+			return i + 1, nil, nil
 		case chunkDone:
 			return i, nil, nil
 		}

@@ -35,8 +35,20 @@ type Config struct {
 	// 0 = 60s.
 	IdleTimeout time.Duration
 	// HeaderTimeout bounds the time from the first byte of a request head to
-	// its last (slowloris); the connection is closed. 0 = 10s.
+	// its last (slowloris); the connection is closed. Empty lines before the
+	// request line count as part of the head, except one stray CRLF after
+	// a body (RFC 9112 §2.2). 0 = 10s.
 	HeaderTimeout time.Duration
+	// BodyTimeout and MinBodyRate bound how slowly a request body may
+	// arrive (slowloris with a body trickled a byte at a time): the body
+	// must be complete within BodyTimeout after its head, plus one second
+	// for every MinBodyRate bytes received, or the request is answered 408
+	// and the connection closed. That is Apache's mod_reqtimeout rule
+	// ("body=20,MinRate=500"): a large body on a slow link gets the time its
+	// size needs, a trickle does not. Time the server itself stops reading
+	// (the request-body budget) does not count. 0 = 20s and 500 bytes/s.
+	BodyTimeout time.Duration
+	MinBodyRate int
 	// WriteStallTimeout closes a connection whose peer accepts no bytes of a
 	// pending response or stream for this long. 0 = 30s.
 	WriteStallTimeout time.Duration
@@ -64,6 +76,8 @@ const (
 	defaultIdleTimeout         = 60 * time.Second
 	defaultHeaderTimeout       = 10 * time.Second
 	defaultWriteStallTimeout   = 30 * time.Second
+	defaultBodyTimeout         = 20 * time.Second
+	defaultMinBodyRate         = 500
 	defaultMaxStreamQueueBytes = 1 << 20
 	defaultMaxWriteBufferBytes = 1 << 20
 	defaultMaxDetachedPerConn  = 16
@@ -92,6 +106,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteStallTimeout == 0 {
 		c.WriteStallTimeout = defaultWriteStallTimeout
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = defaultBodyTimeout
+	}
+	if c.MinBodyRate == 0 {
+		c.MinBodyRate = defaultMinBodyRate
 	}
 	if c.MaxStreamQueueBytes == 0 {
 		c.MaxStreamQueueBytes = defaultMaxStreamQueueBytes
@@ -124,10 +144,13 @@ func (c Config) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"IdleTimeout", c.IdleTimeout}, {"HeaderTimeout", c.HeaderTimeout}, {"WriteStallTimeout", c.WriteStallTimeout}} {
+	}{{"IdleTimeout", c.IdleTimeout}, {"HeaderTimeout", c.HeaderTimeout}, {"WriteStallTimeout", c.WriteStallTimeout}, {"BodyTimeout", c.BodyTimeout}} {
 		if d.v < time.Millisecond {
 			bad("%s = %v: want >= 1ms", d.name, d.v)
 		}
+	}
+	if c.MinBodyRate < 1 {
+		bad("MinBodyRate = %d: want >= 1 byte/s", c.MinBodyRate)
 	}
 	if c.MaxStreamQueueBytes < 4096 {
 		bad("MaxStreamQueueBytes = %d: want >= 4096", c.MaxStreamQueueBytes)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -64,6 +65,9 @@ type conn struct {
 	drained bool
 
 	headSince  int64 // when the first byte of a pending head arrived (0: none pending)
+	emptyBytes int   // CR/LF bytes skipped before the pending head
+	bodyStart  int64 // when the current request's head ended (body deadline base)
+	bodyRead   int64 // body bytes (with chunk framing) consumed so far
 	lastActive int64 // last read, completed response or accept
 	lastWrite  int64 // last write progress
 	lingerEnd  int64
@@ -181,6 +185,17 @@ func (c *conn) bodyPending() bool {
 }
 
 func (c *conn) pendingOutput() int { return len(c.wbuf) - c.wpos }
+
+// bodyTooSlow reports whether the body of the current request is late: it
+// has had BodyTimeout plus a second per MinBodyRate bytes received.
+func (c *conn) bodyTooSlow(now int64) bool {
+	cfg := &c.r.srv.cfg
+	if !c.bodyPending() {
+		return false
+	}
+	allowed := int64(cfg.BodyTimeout) + c.bodyRead*int64(time.Second)/int64(cfg.MinBodyRate)
+	return now-c.bodyStart > allowed
+}
 
 // run does all the work the connection can do now: write what is pending,
 // read and serve requests, move stream bytes. Reactor goroutine only.
@@ -332,15 +347,20 @@ func (c *conn) serveBuffered() {
 // request. It reports whether it made progress.
 func (c *conn) nextHead() bool {
 	if c.scanFrom == 0 {
-		c.rstart += skipEmptyLines(c.rbuf[c.rstart:c.rend])
+		n := skipEmptyLines(c.rbuf[c.rstart:c.rend])
+		c.rstart += n
+		c.emptyBytes += n
 	}
 	data := c.rbuf[c.rstart:c.rend]
-	if len(data) == 0 {
-		c.rstart, c.rend, c.headSince = 0, 0, 0
-		return false
-	}
-	if c.headSince == 0 {
+	// One stray CRLF after a body is allowed for free (RFC 9112 §2.2);
+	// more empty lines are part of the head and run its timer, or a peer
+	// sending "\r\n" every few seconds would hold the connection forever.
+	if c.headSince == 0 && (len(data) > 0 || c.emptyBytes > 2) {
 		c.headSince = c.r.now
+	}
+	if len(data) == 0 {
+		c.rstart, c.rend = 0, 0
+		return false
 	}
 	maxHead := c.r.srv.cfg.MaxHeaderBytes
 	end, next := findHeadEnd(data, c.scanFrom)
@@ -351,7 +371,7 @@ func (c *conn) nextHead() bool {
 		}
 		return false
 	}
-	c.scanFrom, c.headSince = 0, 0
+	c.scanFrom, c.headSince, c.emptyBytes = 0, 0, 0
 	if end > maxHead {
 		c.failHead(errHeadTooLarge)
 		return false
@@ -384,6 +404,7 @@ func (c *conn) startRequest() {
 	c.answered = false
 	c.bodySeen = 0
 	c.bodyLeft = max(c.req.contentLength, 0)
+	c.bodyStart, c.bodyRead = c.r.now, 0
 	c.dechunk.reset()
 	res := c.r.srv.router.lookup(&c.req)
 	if res.route == nil {
@@ -432,6 +453,7 @@ func (c *conn) feedBody() bool {
 	if !c.req.chunked {
 		n := int(min(int64(len(data)), c.bodyLeft))
 		c.rstart += n
+		c.bodyRead += int64(n)
 		c.bodyLeft -= int64(n)
 		c.route.handler.ServeBody(&c.ex, data[:n])
 		if c.answered {
@@ -443,6 +465,7 @@ func (c *conn) feedBody() bool {
 	}
 	consumed, chunk, err := c.dechunk.decode(data)
 	c.rstart += consumed
+	c.bodyRead += int64(consumed)
 	if err != nil {
 		c.failBody(err.status, err.code, err.message)
 		return false

@@ -16,7 +16,7 @@ func (e *headError) Error() string { return e.message }
 var (
 	errMalformedRequestLine = &headError{400, "bad_request", "malformed request line"}
 	errMalformedHeader      = &headError{400, "bad_request", "malformed header field"}
-	errBadTarget            = &headError{400, "bad_request", "request target must be an absolute path"}
+	errBadTarget            = &headError{400, "bad_request", "request target must be an absolute path or an absolute http(s) URI"}
 	errBadContentLength     = &headError{400, "bad_request", "invalid Content-Length"}
 	errDupTransferEncoding  = &headError{400, "bad_request", "repeated Transfer-Encoding"}
 	errLengthAndChunked     = &headError{400, "bad_request", "both Content-Length and Transfer-Encoding"}
@@ -208,23 +208,65 @@ func parseRequestLine(b []byte, line span, r *Request) *headError {
 			return errMalformedRequestLine
 		}
 	}
-	if target[0] != '/' {
-		return errBadTarget
-	}
 	r.method = span{line.off, uint32(sp1)}
 	toff := line.off + uint32(sp1) + 1
 	r.target = span{toff, uint32(len(target))}
-	if q := bytes.IndexByte(target, '?'); q >= 0 {
-		r.path = span{toff, uint32(q)}
-		r.query = span{toff + uint32(q) + 1, uint32(len(target) - q - 1)}
-	} else {
-		r.path = r.target
-		r.query = span{toff + uint32(len(target)), 0}
+	r.rootPath = false
+	// origin-form starts at the path; absolute-form (RFC 9112 §3.2.2, which
+	// a server must accept: "GET http://host/v1/version") has its path after
+	// the authority. Routing looks at the path alone in both.
+	pathOff := 0
+	if target[0] != '/' {
+		n, ok := absoluteFormPrefix(target)
+		if !ok {
+			return errBadTarget
+		}
+		pathOff = n
 	}
+	pt := target[pathOff:]
+	poff := toff + uint32(pathOff)
+	q := bytes.IndexByte(pt, '?')
+	if q < 0 {
+		q = len(pt)
+		r.query = span{poff + uint32(len(pt)), 0}
+	} else {
+		r.query = span{poff + uint32(q) + 1, uint32(len(pt) - q - 1)}
+	}
+	r.path = span{poff, uint32(q)}
+	r.rootPath = q == 0 // "http://host" or "http://host?x": the path is "/"
 	if string(text[:sp1]) == "HEAD" {
 		r.head = true
 	}
 	return nil
+}
+
+// absoluteFormPrefix returns the length of the "http://authority" or
+// "https://authority" that starts an absolute-form target, and false if t is
+// not one. The scheme is case-insensitive; the authority must be non-empty
+// and carry no userinfo (RFC 9110 §4.2.4 forbids it in http URIs, and an
+// '@' is how a request is made to look as if it were meant for another
+// host).
+func absoluteFormPrefix(t []byte) (int, bool) {
+	n := 0
+	switch {
+	case len(t) >= 7 && equalFoldString(t[:7], "http://"):
+		n = 7
+	case len(t) >= 8 && equalFoldString(t[:8], "https://"):
+		n = 8
+	default:
+		return 0, false
+	}
+	start := n
+	for n < len(t) && t[n] != '/' && t[n] != '?' {
+		if t[n] == '@' || t[n] == '#' {
+			return 0, false
+		}
+		n++
+	}
+	if n == start {
+		return 0, false
+	}
+	return n, true
 }
 
 // nextLine returns the line starting at pos without its terminator, and the

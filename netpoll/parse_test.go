@@ -61,6 +61,29 @@ func TestParseHead(t *testing.T) {
 	}
 }
 
+// TestParseAbsoluteForm: RFC 9112 §3.2.2 says a server must accept an
+// absolute-form target; routing then sees its path alone (issue 12, item 13).
+func TestParseAbsoluteForm(t *testing.T) {
+	for _, tc := range []struct{ target, path, query string }{
+		{"http://localhost:8080/v1/version", "/v1/version", ""},
+		{"HTTPS://h/v1/subscribe?after=3", "/v1/subscribe", "after=3"},
+		{"http://[::1]:1/a/b?", "/a/b", ""},
+		{"http://h", "/", ""},
+		{"http://h?x=1", "/", "x=1"},
+		{"/plain?y", "/plain", "y"},
+	} {
+		var r Request
+		head := "GET " + tc.target + " HTTP/1.1\r\nHost: h\r\n\r\n"
+		if err := parseHead([]byte(head), &r); err != nil {
+			t.Errorf("%q: %v", tc.target, err)
+			continue
+		}
+		if string(r.Path()) != tc.path || string(r.RawQuery()) != tc.query || string(r.Target()) != tc.target {
+			t.Errorf("%q: path %q query %q target %q, want %q %q", tc.target, r.Path(), r.RawQuery(), r.Target(), tc.path, tc.query)
+		}
+	}
+}
+
 func TestParseHeadRejects(t *testing.T) {
 	cases := map[string]*headError{
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n":                                         errObsFold,
@@ -71,7 +94,12 @@ func TestParseHeadRejects(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n":                              errBadContentLength,
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n": errLengthAndChunked,
 		"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n":                                   errExpectation,
-		"GET http://x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                            errBadTarget,
+		"GET x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                                   errBadTarget,
+		"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                             errBadTarget,
+		"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n":                                            errBadTarget,
+		"GET http://u@x/ HTTP/1.1\r\nHost: a\r\n\r\n":                                          errBadTarget,
+		"GET http:/x HTTP/1.1\r\nHost: a\r\n\r\n":                                              errBadTarget,
+		"GET http://x HTTP/1.1\r\n\r\n":                                                        errMissingHost,
 		"GET / HTTP/3.0\r\nHost: a\r\n\r\n":                                                    errVersion,
 		"GET / FOO\r\nHost: a\r\n\r\n":                                                         errMalformedRequestLine,
 		"G(T / HTTP/1.1\r\nHost: a\r\n\r\n":                                                    errMalformedRequestLine,
@@ -140,6 +168,43 @@ func TestChunkedDecoderPieces(t *testing.T) {
 	}
 }
 
+// strictChunkRefusals are chunked bodies that lenient parsers accept and a
+// proxy may read differently: bare LF line ends, bare CR or control bytes
+// in extensions and trailers (issue 12, item 14). Each must be refused.
+var strictChunkRefusals = []string{
+	"A\n0123456789\r\n0\r\n\r\n",         // bare LF after the size
+	"5\r\nhello\n0\r\n\r\n",              // bare LF after data
+	"5\r\nhello\r\n0\n\r\n",              // bare LF after the last size
+	"5\r\nhello\r\n0\r\n\n",              // bare LF as the final line
+	"5\r\nhello\r\n0\r\nT: v\n\r\n",      // bare LF after a trailer
+	"5;a=b\n\r\nhello\r\n0\r\n\r\n",      // bare LF in an extension
+	"5;a=b\rc\r\nhello\r\n0\r\n\r\n",     // bare CR in an extension
+	"5;a=\x00\r\nhello\r\n0\r\n\r\n",     // NUL in an extension
+	"5;a=\x7f\r\nhello\r\n0\r\n\r\n",     // DEL in an extension
+	"5;a=\x1b\r\nhello\r\n0\r\n\r\n",     // ESC in an extension
+	"5\r\nhello\r\n0\r\nT: a\rb\r\n\r\n", // bare CR in a trailer
+	"5\r\nhello\r\n0\r\nT: \x00\r\n\r\n", // NUL in a trailer
+	"5\r\nhello\r\n0\r\n\x01\r\n\r\n",    // control byte starting a trailer
+	"5\r\nhello\r\n0\r\n\rX\r\n",         // CR not followed by LF at the end
+	"5\rX\nhello\r\n0\r\n\r\n",           // CR not followed by LF after the size
+	"5\r\nhelloX\r\n0\r\n\r\n",           // data longer than its size
+}
+
+func TestChunkedDecoderStrict(t *testing.T) {
+	for _, in := range strictChunkRefusals {
+		for _, step := range []int{1, len(in) + 1} {
+			if _, done, err := decodeAll([]byte(in), step); err == nil {
+				t.Errorf("%q (step %d): accepted (done %v), want refused", in, step, done)
+			}
+		}
+	}
+	// Extensions and trailers with HTAB, SP and obs-text stay accepted.
+	ok := "5;a=\"b c\"\t;d\r\nhello\r\n0;x=\xff\r\nT:\tv \xe9\r\nU: w\r\n\r\n"
+	if out, done, err := decodeAll([]byte(ok), 1); err != nil || !done || string(out) != "hello" {
+		t.Errorf("%q: got %q done %v err %v, want hello", ok, out, done, err)
+	}
+}
+
 // FuzzParseHead checks the head parser against net/http: whatever we
 // accept, net/http's ReadRequest accepts with the same method, target,
 // protocol, header values and body framing. It also checks that finding
@@ -150,6 +215,8 @@ func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("\r\nGET /x?y HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"))
 	f.Add([]byte("PUT /v1/retention/p HTTP/1.1\r\nhost: h\r\nexpect: 100-continue\r\ncontent-length: 0\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: h\r\nA:\r\n\r\n"))
+	f.Add([]byte("GET http://h:80/v1/version?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"))
+	f.Add([]byte("GET HTTPS://h HTTP/1.1\r\nHost: h\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > 8<<10 {
 			return
@@ -213,7 +280,9 @@ func FuzzParseHead(f *testing.F) {
 func FuzzChunkedDecoder(f *testing.F) {
 	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"))
 	f.Add([]byte("1;x\r\na\r\n0\r\nT: v\r\n\r\n"))
-	f.Add([]byte("A\n0123456789\n0\n\n"))
+	for _, in := range strictChunkRefusals {
+		f.Add([]byte(in))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		whole, wholeDone, wholeErr := decodeAll(in, len(in)+1)
 		bytewise, byteDone, byteErr := decodeAll(in, 1)

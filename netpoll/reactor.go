@@ -100,7 +100,7 @@ func newReactor(srv *Server, id, cpu int) (*reactor, error) {
 		return nil, fmt.Errorf("netpoll reactor %d: add eventfd: %w", id, err)
 	}
 	cfg := &srv.cfg
-	sweep := min(cfg.IdleTimeout, cfg.HeaderTimeout, cfg.WriteStallTimeout) / 4
+	sweep := min(cfg.IdleTimeout, cfg.HeaderTimeout, cfg.WriteStallTimeout, cfg.BodyTimeout) / 4
 	sweep = max(min(sweep, 250*time.Millisecond), time.Millisecond)
 	return &reactor{
 		srv:           srv,
@@ -369,6 +369,7 @@ func (r *reactor) recycle(c *conn) {
 	c.dechunk.reset()
 	c.answered, c.closeAfter, c.eof, c.peerClosed, c.drained = false, false, false, false, false
 	c.headSince, c.lastActive, c.lastWrite, c.lingerEnd = 0, 0, 0, 0
+	c.emptyBytes, c.bodyStart, c.bodyRead = 0, 0, 0
 	c.stream, c.userState, c.inReady = nil, nil, false
 	if cap(c.scratch) > scratchKeepBytes {
 		c.scratch = nil
@@ -423,6 +424,10 @@ func (r *reactor) sweep() {
 			c.close(nil)
 		case c.state == stateBody && now-c.lastActive > int64(cfg.IdleTimeout):
 			c.close(nil)
+		case c.state == stateBody && c.bodyTooSlow(now):
+			// A body trickled in too slowly: 408, then close.
+			c.failBody(408, "request_timeout", "request body arrived too slowly")
+			r.runGuarded(c, false)
 		case c.state == stateDraining && c.shutWrite && now > c.lingerEnd:
 			c.close(nil)
 		case c.state == stateStream && r.stopping:

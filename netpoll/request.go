@@ -42,16 +42,27 @@ type Request struct {
 	paramName string // from the route pattern, "" when none
 	param     span
 	head      bool // HEAD request: responses carry no body
+	rootPath  bool // absolute-form target without a path: Path is "/"
 }
 
 // Method returns the request method exactly as sent ("GET").
 func (r *Request) Method() []byte { return r.method.of(r.buf) }
 
-// Target returns the request target as sent: path and query.
+// Target returns the request target as sent: path and query, or the
+// absolute URI of an absolute-form request.
 func (r *Request) Target() []byte { return r.target.of(r.buf) }
 
-// Path returns the path of the target, still percent-encoded.
-func (r *Request) Path() []byte { return r.path.of(r.buf) }
+// rootSlash is the path of an absolute-form target that has none.
+var rootSlash = []byte{'/'}
+
+// Path returns the path of the target, still percent-encoded. For an
+// absolute-form target ("http://host/a?b") it is the path alone ("/a").
+func (r *Request) Path() []byte {
+	if r.rootPath {
+		return rootSlash
+	}
+	return r.path.of(r.buf)
+}
 
 // RawQuery returns the query string without the '?', still encoded.
 func (r *Request) RawQuery() []byte { return r.query.of(r.buf) }

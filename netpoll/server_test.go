@@ -49,7 +49,7 @@ func TestErrorAnswers(t *testing.T) {
 	srv, addr := startServer(t, Config{}, echoRoutes())
 	defer func() {
 		st := srv.Stats()
-		if st.Responses[4] != 10 || st.Responses[5] != 3 || st.Accepted != 13 || st.Requests != 12 {
+		if st.Responses[4] != 13 || st.Responses[5] != 3 || st.Accepted != 16 || st.Requests != 15 {
 			t.Errorf("stats after the error cases: %+v", st)
 		}
 	}()
@@ -71,6 +71,9 @@ func TestErrorAnswers(t *testing.T) {
 		{"body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n", 413, "payload_too_large", ""},
 		{"unsupported TE", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented", ""},
 		{"bad chunk", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "bad_request", ""},
+		{"bare LF chunk line", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", 400, "bad_request", ""},
+		{"bare CR in chunk extension", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;a\rb\r\nabc\r\n0\r\n\r\n", 400, "bad_request", ""},
+		{"control byte in trailer", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: \x01\r\n\r\n", 400, "bad_request", ""},
 		{"header too large", "GET /hello HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 20000) + "\r\n\r\n", 431, "request_header_fields_too_large", ""},
 	}
 	for _, tc := range cases {

@@ -195,6 +195,78 @@ func TestTimeouts(t *testing.T) {
 	}
 }
 
+// trickle writes piece every 20 ms until the server closes the connection
+// (or 600 pieces, ~12s, pass) and returns what the server sent. The idle
+// timeout of the server under test is a minute, so only the timers under
+// test can close it.
+func trickle(t *testing.T, c net.Conn, piece string) (string, bool) {
+	t.Helper()
+	done := make(chan string, 1)
+	go func() {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		var sb strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			sb.Write(buf[:n])
+			if err != nil {
+				done <- sb.String()
+				return
+			}
+		}
+	}()
+	for range 600 {
+		c.Write([]byte(piece)) // an error means closed: the read side says so
+		select {
+		case out := <-done:
+			return out, true
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	c.Close()
+	return <-done, false
+}
+
+// TestSlowlorisEmptyLinesAndBody: a peer sending only "\r\n" every few
+// seconds, or a body trickled a byte at a time, used to escape both the
+// header and the idle timeout (issue 12, item 7).
+func TestSlowlorisEmptyLinesAndBody(t *testing.T) {
+	cfg := Config{IdleTimeout: time.Minute, HeaderTimeout: 200 * time.Millisecond, BodyTimeout: 200 * time.Millisecond, MinBodyRate: 1000}
+	_, addr := startServer(t, cfg, echoRoutes())
+
+	if out, closed := trickle(t, dial(t, addr), "\r\n"); !closed || out != "" {
+		t.Errorf("empty lines forever: closed %v, got %q; want closed without an answer", closed, out)
+	}
+
+	c := dial(t, addr)
+	mustWrite(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+	out, closed := trickle(t, c, "x")
+	if !closed || !strings.HasPrefix(out, "HTTP/1.1 408") || !strings.Contains(out, `"request_timeout"`) {
+		t.Errorf("trickled body: closed %v, got %q; want 408 request_timeout and close", closed, out)
+	}
+
+	c = dial(t, addr)
+	mustWrite(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	out, closed = trickle(t, c, "1\r\nx\r\n")
+	if !closed || !strings.HasPrefix(out, "HTTP/1.1 408") {
+		t.Errorf("trickled chunked body: closed %v, got %q; want 408 and close", closed, out)
+	}
+
+	// One stray CRLF after a body is free: the connection waits for its
+	// next request as any idle one does.
+	c = dial(t, addr)
+	br := bufio.NewReader(c)
+	mustWrite(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab\r\n")
+	if resp := readResponse(t, br, "POST"); resp.status != 200 || resp.body != "ab" {
+		t.Fatalf("echo: %d %q", resp.status, resp.body)
+	}
+	time.Sleep(600 * time.Millisecond) // three header timeouts
+	mustWrite(t, c, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp := readResponse(t, br, "GET"); resp.status != 200 {
+		t.Fatalf("request after a stray CRLF and a pause: %d", resp.status)
+	}
+}
+
 func TestMaxConnections(t *testing.T) {
 	srv, addr := startServer(t, Config{MaxConnections: 3}, echoRoutes())
 	var conns []net.Conn

@@ -94,6 +94,10 @@ func TestRestart(t *testing.T) {
 		if err != nil || !dup.Duplicate || dup.Version != 5 {
 			t.Errorf("re-sent request id of version 5 after restart: %+v %v, want duplicate at 5", dup, err)
 		}
+		// ... and answers with the leader id of the term that committed it.
+		if dup.LeaderID != before.LeaderID {
+			t.Errorf("duplicate answer after restart names leader %q, want the committing leader %q (current %q)", dup.LeaderID, before.LeaderID, after.LeaderID)
+		}
 		for i := range n2 {
 			res, err := s.C.Commit(ctx, client.NewTxn().Write([]byte(fmt.Sprint("after", i)), nil))
 			if err != nil {

@@ -130,7 +130,8 @@ func (s *server) configText() string {
 	case "disk", "fakes3":
 		sections["persist"] = append(sections["persist"], fmt.Sprintf("backend = %q", s.spec.backend), fmt.Sprintf("dir = %q", filepath.Join(s.dataDir, "data")))
 	case "s3":
-		sections["persist"] = append(sections["persist"], `backend = "s3"`, `bucket = "weaseldb"`,
+		// dir holds the status index beside the log, for S3 too.
+		sections["persist"] = append(sections["persist"], `backend = "s3"`, `bucket = "weaseldb"`, fmt.Sprintf("dir = %q", filepath.Join(s.dataDir, "data")),
 			fmt.Sprintf("endpoint = %q", "http://"+s.s3.addr), "use_path_style = true",
 			`access_key_id = "e2e"`, `secret_access_key = "e2e-secret"`, `request_timeout = "10s"`)
 	}

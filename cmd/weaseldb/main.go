@@ -40,7 +40,9 @@ OPTIONS
                          an error. Flags below override the file.
     --listen ADDR        client listener, host:port (default 127.0.0.1:8080)
     --data-dir DIR       directory for the disk log and the fakes3 store
-                         (default ./data)
+                         (default ./data), and for every backend the
+                         status index: request ids of the status window
+                         beyond [commit] status_memory_ids live in DIR/status
     --persist BACKEND    disk (default): segments fsynced to --data-dir;
                          s3: an S3 bucket ([persist] bucket, prefix, endpoint,
                          region; credentials from the standard AWS chain);
@@ -55,9 +57,11 @@ OPTIONS
 LIMITS (defaults; [server] section)
     key 8 KiB, value 128 KiB, request body 16 MiB, 10,000 preconditions and
     10,000 operations per commit (413 beyond); request head 16 KiB (431);
-    10,000 connections (503 beyond); header timeout 10s; idle timeout 120s;
-    a stream whose peer stops reading is closed after 30s; 10 MiB buffered
-    per subscriber before it is caught up from the log.
+    10,000 connections (503 beyond); header timeout 10s (empty lines
+    before a request count); a request body must arrive within 20s plus 1s
+    per 500 bytes (body_timeout, min_body_rate; 408 and close beyond); idle
+    timeout 120s; a stream whose peer stops reading is closed after 30s;
+    10 MiB buffered per subscriber before it is caught up from the log.
 
 SIGNALS
     SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,
@@ -70,8 +74,11 @@ EXIT STATUS
 ENVIRONMENT
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE, ...
                          the standard AWS chain, for --persist s3
-    WEASELDB_AUTH_TOKEN  bearer token required for commits and retention
-                         changes (see [server] auth_token_file)
+    WEASELDB_AUTH_TOKEN  bearer token required on every /v1/ route and
+                         /metrics, reads too (/healthz and /readyz stay
+                         open); set but empty is refused (exit 2). [server]
+                         auth_token_file takes precedence; a token file
+                         readable by group or others is warned about.
 `
 
 func main() {
@@ -105,7 +112,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(text)
 		return 0
 	}
-	return serve(cfg, stderr)
+	token, err := loadAuthToken(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "weaseldb: %v\n", err)
+		return 2
+	}
+	return serve(cfg, token, stderr)
 }
 
 type action int

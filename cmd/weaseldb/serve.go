@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -32,33 +33,33 @@ const shutdownGrace = 30 * time.Second
 
 // serve runs the server until SIGTERM/SIGINT (exit 0) or a fatal condition
 // such as being deposed by another leader (exit 1).
-func serve(cfg config.Config, stderr io.Writer) int {
+func serve(cfg config.Config, token authToken, stderr io.Writer) int {
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	slog.SetDefault(logger)
-	if err := run0(cfg, logger); err != nil {
+	if token.warning != "" {
+		logger.Warn(token.warning)
+	}
+	if err := run0(cfg, token.token, logger); err != nil {
 		logger.Error("weaseldb stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func run0(cfg config.Config, logger *slog.Logger) error {
+func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	start := time.Now()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	// Everything that can fail without touching the log comes first: the
-	// token, then every listener. A server that cannot serve (its port is
-	// taken, a bad address) must not create a data directory, write a
-	// segment or claim a shared log, which would depose a healthy leader
-	// (issue 14.1). Until the engine is open the API answers 503.
-	token, err := loadAuthToken(cfg)
-	if err != nil {
-		return err
-	}
+	// Every listener is bound before anything touches the log: a server
+	// that cannot serve (its port is taken, a bad address) must not create
+	// a data directory, write a segment or claim a shared log, which would
+	// depose a healthy leader (issue 14.1). The configuration and the token
+	// were checked before serve. Until the engine is open the API answers
+	// 503.
 	metrics := httpapi.NewMetrics()
 	api := httpapi.New(cfg, nil, nil, httpapi.Options{
-		AuthToken: token, AuthReads: cfg.Server.AuthReads, Logger: logger, Metrics: metrics,
+		AuthToken: token, Logger: logger, Metrics: metrics,
 	})
 	router, err := netpoll.NewRouter(api.Routes())
 	if err != nil {
@@ -248,6 +249,9 @@ func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) en
 		ConflictWindowVersions: c.ConflictWindowVersions,
 		StatusWindow:           c.StatusWindow.Duration,
 		StatusWindowVersions:   c.StatusWindowVersions,
+		StatusEntriesMax:       c.StatusMemoryIDs,
+		StatusDir:              filepath.Join(cfg.Persist.Dir, "status"),
+		StatusRunEntries:       c.StatusRunIDs,
 		TailBytes:              cfg.Subscribe.TailBytes,
 		DefaultKeepVersions:    cfg.Retention.DefaultKeepVersions,
 		TruncateInterval:       cfg.Retention.TruncateInterval.Duration,
@@ -266,26 +270,48 @@ func netConfig(cfg config.Config) netpoll.Config {
 		MaxHeaderBytes:       s.MaxHeaderBytes,
 		IdleTimeout:          s.IdleTimeout.Duration,
 		HeaderTimeout:        s.HeaderTimeout.Duration,
+		BodyTimeout:          s.BodyTimeout.Duration,
+		MinBodyRate:          s.MinBodyRate,
 		WriteStallTimeout:    s.WriteStallTimeout.Duration,
 		MaxStreamQueueBytes:  httpapi.StreamQueueBytes(cfg),
 	}
 }
 
+// authToken is the bearer token the server requires (empty: none) and a
+// warning to log once the logger exists.
+type authToken struct {
+	token, warning string
+}
+
 // loadAuthToken reads the bearer token from [server] auth_token_file or
-// WEASELDB_AUTH_TOKEN; empty means authentication is off.
-func loadAuthToken(cfg config.Config) (string, error) {
+// WEASELDB_AUTH_TOKEN; neither means authentication is off. An empty token
+// from either source is refused: a deployment that meant to set a token and
+// got an empty one must not run open (it is a configuration error, exit 2).
+// A token file that group or others may read gets a warning.
+func loadAuthToken(cfg config.Config) (authToken, error) {
 	if f := cfg.Server.AuthTokenFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return "", fmt.Errorf("server.auth_token_file: %w", err)
+			return authToken{}, fmt.Errorf("server.auth_token_file: %w", err)
 		}
 		token := strings.TrimSpace(string(b))
 		if token == "" {
-			return "", fmt.Errorf("server.auth_token_file %s: empty", f)
+			return authToken{}, fmt.Errorf("server.auth_token_file %s: empty (remove the setting to run without authentication)", f)
 		}
-		return token, nil
+		at := authToken{token: token}
+		if st, err := os.Stat(f); err == nil && st.Mode().Perm()&0o077 != 0 {
+			at.warning = fmt.Sprintf("server.auth_token_file %s is readable by group or others (mode %04o); chmod 600 it", f, st.Mode().Perm())
+		}
+		return at, nil
 	}
-	return strings.TrimSpace(os.Getenv("WEASELDB_AUTH_TOKEN")), nil
+	if v, ok := os.LookupEnv("WEASELDB_AUTH_TOKEN"); ok {
+		token := strings.TrimSpace(v)
+		if token == "" {
+			return authToken{}, errors.New("WEASELDB_AUTH_TOKEN is set but empty (unset it to run without authentication)")
+		}
+		return authToken{token: token}, nil
+	}
+	return authToken{}, nil
 }
 
 // startAdmin serves pprof on the admin listener, loopback only unless

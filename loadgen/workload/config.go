@@ -86,6 +86,7 @@ type Load struct {
 	SubDurable  bool          // subscribers ask durable=true (default) or durable=false
 	AdminRate   float64       // mixed admin load: GET /v1/status + /v1/version per second; 0 = none
 	Progress    bool          // a line on stderr every second
+	Token       string        // bearer token sent on every request; "" = none
 }
 
 // DefaultLoad is 64 connections, closed loop, 10s after 2s of warm-up.

@@ -39,6 +39,8 @@ func classify(out *Outcomes, status int, body []byte) uint64 {
 		default:
 			out.Status4xx++
 		}
+	case status == 307:
+		out.Redirected++
 	case status == 503:
 		out.Unavailable++
 	case status >= 500:
@@ -52,7 +54,7 @@ func classify(out *Outcomes, status int, body []byte) uint64 {
 // connWorker drives one connection: its generator, its recorder and the
 // newest version it has heard of (its read version).
 type connWorker struct {
-	addr     string
+	ends     *Endpoints
 	load     *Load // immutable
 	gen      *Generator
 	rec      *recorder
@@ -72,8 +74,15 @@ func (w *connWorker) appendRequest(c *wireConn, start int64) {
 	c.appendPost("/v1/commit", w.body)
 }
 
-func (w *connWorker) record(start int64, status int, body []byte) {
+// record counts one answer; it reports whether the answer was a 307 whose
+// leader is now the connection's target (the caller then reconnects).
+func (w *connWorker) record(start int64, status int, body []byte) (redirected bool) {
 	end := nowNanos()
+	if status == 307 {
+		if leader, ok := jsonString(body, "leader_url"); ok {
+			redirected = w.ends.Redirected(string(leader))
+		}
+	}
 	w.rec.mu.Lock()
 	v := classify(&w.rec.mu.out, status, body)
 	w.rec.mu.lat.Record(end - start)
@@ -81,7 +90,11 @@ func (w *connWorker) record(start int64, status int, body []byte) {
 	if v > w.version.Load() {
 		w.version.Store(v)
 	}
+	return redirected
 }
+
+// errRedirected ends a connection to a replica: reconnect to the leader.
+var errRedirected = errors.New("redirected to the leader")
 
 func (w *connWorker) countTransport(lost int) {
 	w.rec.mu.Lock()
@@ -92,8 +105,10 @@ func (w *connWorker) countTransport(lost int) {
 // run keeps the connection busy until ctx ends, reconnecting after errors.
 func (w *connWorker) run(ctx context.Context, schedule *openSchedule) {
 	for ctx.Err() == nil {
-		c, err := dialWire(w.addr, dialTimeout)
+		addr := w.ends.Addr()
+		c, err := dialWire(addr, w.load.Token, dialTimeout)
 		if err != nil {
+			w.ends.Failed(addr)
 			w.countTransport(1)
 			sleepCtx(ctx, reconnectBackoff)
 			continue
@@ -106,7 +121,7 @@ func (w *connWorker) run(ctx context.Context, schedule *openSchedule) {
 		}
 		stop()
 		c.close()
-		if err != nil && ctx.Err() == nil {
+		if err != nil && err != errRedirected && ctx.Err() == nil {
 			sleepCtx(ctx, reconnectBackoff)
 		}
 	}
@@ -122,8 +137,9 @@ func (w *connWorker) closedLoop(ctx context.Context, c *wireConn) error {
 	}
 	ring := w.starts[:k]
 	head, inFlight := 0, 0
+	redirected := false // stop sending, read what is in flight, reconnect
 	for ctx.Err() == nil {
-		for inFlight < k {
+		for inFlight < k && !redirected {
 			start := nowNanos()
 			ring[(head+inFlight)%k] = start
 			w.appendRequest(c, start)
@@ -141,9 +157,14 @@ func (w *connWorker) closedLoop(ctx context.Context, c *wireConn) error {
 				}
 				return err
 			}
-			w.record(ring[head], status, body)
+			if w.record(ring[head], status, body) {
+				redirected = true
+			}
 			head = (head + 1) % k
 			inFlight--
+			if redirected && inFlight == 0 {
+				return errRedirected
+			}
 			if c.closing {
 				return fmt.Errorf("server closed the connection")
 			}
@@ -193,7 +214,12 @@ func (w *connWorker) openLoop(ctx context.Context, c *wireConn, s *openSchedule)
 				readErr <- err
 				return
 			}
-			w.record(start, status, body)
+			if w.record(start, status, body) {
+				w.countTransport(len(pending)) // the rest were sent to the replica
+				c.close()
+				readErr <- errRedirected
+				return
+			}
 		}
 	}()
 	conn := int(w.gen.conn)

@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,7 +50,8 @@ type AdminLoad struct {
 	Latency    Quantiles `json:"latency"`
 }
 
-// Run drives the server at addr (host:port) with shape and load and returns
+// Run drives the server at addr (host:port, or a comma-separated list of a
+// leader and its replicas: see Endpoints) with shape and load and returns
 // the measured summary. Progress lines go to progress once a second (nil: none).
 func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.Writer) (*Result, error) {
 	if err := load.Validate(); err != nil {
@@ -65,8 +67,11 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	if err != nil {
 		return nil, err
 	}
-	base := "http://" + addr
-	if err := probe(ctx, base); err != nil {
+	ends, err := ParseEndpoints(addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := probe(ctx, ends, load.Token); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -78,14 +83,14 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	if load.Subscribers > 0 {
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: load.Subscribers, DisableCompression: true}}
 		for i := 0; i < load.Subscribers; i++ {
-			s := &subscriber{base: base, durable: load.SubDurable, runID: src.RunID(), rec: newRecorder(), gaps: &gaps, resubs: &resubs, client: hc}
+			s := &subscriber{ends: ends, token: load.Token, durable: load.SubDurable, runID: src.RunID(), rec: newRecorder(), gaps: &gaps, resubs: &resubs, client: hc}
 			subs = append(subs, s.rec)
 			wg.Go(func() { s.run(ctx) })
 		}
 	}
 	var admin *recorder
 	if load.AdminRate > 0 {
-		a := &adminWorker{addr: addr, rate: load.AdminRate, runID: src.RunID(), rec: newRecorder()}
+		a := &adminWorker{ends: ends, token: load.Token, rate: load.AdminRate, runID: src.RunID(), rec: newRecorder()}
 		admin = a.rec
 		wg.Go(func() { a.run(ctx) })
 	}
@@ -95,7 +100,7 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	}
 	workers := make([]*recorder, load.Connections)
 	for i := range workers {
-		w := &connWorker{addr: addr, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder()}
+		w := &connWorker{ends: ends, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder()}
 		workers[i] = w.rec
 		wg.Go(func() { w.run(ctx, schedule) })
 	}
@@ -134,22 +139,41 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	return res, nil
 }
 
-// probe checks that the server answers GET /v1/version before the load starts.
-func probe(ctx context.Context, base string) error {
+// probe checks that a server answers GET /v1/version before the load
+// starts, trying each endpoint in turn (a dead one moves the run to the
+// next).
+func probe(ctx context.Context, ends *Endpoints, token string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/version", nil)
+	var errs []error
+	for range ends.Addrs() {
+		addr := ends.Addr()
+		err := probeOne(ctx, addr, token)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+		ends.Failed(addr)
+	}
+	return errors.Join(errs...)
+}
+
+func probeOne(ctx context.Context, addr, token string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/v1/version", nil)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", base, err)
+		return fmt.Errorf("probe %s: %w", addr, err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("probe %s/v1/version: %w", base, err)
+		return fmt.Errorf("probe http://%s/v1/version: %w", addr, err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("probe %s/v1/version: status %d", base, resp.StatusCode)
+		return fmt.Errorf("probe http://%s/v1/version: status %d", addr, resp.StatusCode)
 	}
 	return nil
 }

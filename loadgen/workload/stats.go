@@ -15,6 +15,7 @@ type Outcomes struct {
 	LeaderChanged uint64 `json:"leader_changed"` // 409 reason leader_changed
 	Status4xx     uint64 `json:"status_4xx"`     // other 4xx: a loadgen or server bug
 	Unavailable   uint64 `json:"unavailable"`    // 503: server could not persist or is overloaded
+	Redirected    uint64 `json:"redirected"`     // 307: sent to a replica; the connection moves to the leader
 	Status5xx     uint64 `json:"status_5xx"`     // other 5xx
 	Transport     uint64 `json:"transport"`      // connection errors, malformed answers, lost in-flight requests
 }
@@ -34,6 +35,7 @@ func (o *Outcomes) add(p Outcomes) {
 	o.Unavailable += p.Unavailable
 	o.Status5xx += p.Status5xx
 	o.Transport += p.Transport
+	o.Redirected += p.Redirected
 }
 
 // recorder is one goroutine's latencies and outcomes. The owner records under

@@ -21,7 +21,8 @@ import (
 //
 // It also checks the stream's promise: prev_version chains with no gap.
 type subscriber struct {
-	base    string // http://host:port
+	ends    *Endpoints
+	token   string
 	durable bool
 	runID   string
 	rec     *recorder // lag; mu.n counts transaction events
@@ -44,7 +45,8 @@ func (s *subscriber) run(ctx context.Context) {
 }
 
 func (s *subscriber) follow(ctx context.Context, last *uint64) error {
-	url := s.base + "/v1/subscribe?durable=" + strconv.FormatBool(s.durable)
+	addr := s.ends.Addr()
+	url := "http://" + addr + "/v1/subscribe?durable=" + strconv.FormatBool(s.durable)
 	if *last > 0 {
 		url += "&after=" + strconv.FormatUint(*last, 10)
 	}
@@ -52,9 +54,18 @@ func (s *subscriber) follow(ctx context.Context, last *uint64) error {
 	if err != nil {
 		return fmt.Errorf("subscribe request: %w", err)
 	}
+	if *last > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(*last, 10))
+	}
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("subscribe: %w", err)
+		if ctx.Err() == nil {
+			s.ends.Failed(addr) // a takeover: follow on the next endpoint
+		}
+		return fmt.Errorf("subscribe %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
@@ -110,7 +121,8 @@ func (s *subscriber) transaction(data []byte, last *uint64) {
 // /v1/status (for a well-formed id nobody used: the answer is
 // not_committed, the full lookup path) in turn, at rate per second.
 type adminWorker struct {
-	addr  string
+	ends  *Endpoints
+	token string
 	rate  float64
 	runID string
 	rec   *recorder
@@ -120,8 +132,10 @@ func (a *adminWorker) run(ctx context.Context) {
 	statusPath := "/v1/status?request_id=lg" + a.runID + "-admin-not-a-commit-0000000000000000"
 	interval := time.Duration(float64(time.Second) / a.rate)
 	for ctx.Err() == nil {
-		c, err := dialWire(a.addr, dialTimeout)
+		addr := a.ends.Addr()
+		c, err := dialWire(addr, a.token, dialTimeout)
 		if err != nil {
+			a.ends.Failed(addr)
 			a.rec.mu.Lock()
 			a.rec.mu.out.Transport++
 			a.rec.mu.Unlock()

@@ -25,6 +25,7 @@ type wireConn struct {
 	nc      net.Conn // immutable; never nil
 	r       *bufio.Reader
 	host    string
+	auth    []byte // "Authorization: Bearer …\r\n" or empty; immutable
 	w       []byte // pending requests, written by flush
 	scratch []byte // bodies larger than the reader buffer, chunked bodies
 	closing bool   // the server said Connection: close
@@ -37,7 +38,7 @@ const (
 
 var errWireProtocol = errors.New("loadgen: malformed HTTP response")
 
-func dialWire(addr string, timeout time.Duration) (*wireConn, error) {
+func dialWire(addr, token string, timeout time.Duration) (*wireConn, error) {
 	nc, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
@@ -45,7 +46,11 @@ func dialWire(addr string, timeout time.Duration) (*wireConn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true) // Go's default, but say it: latency matters here
 	}
-	return newWireConn(nc, addr), nil
+	c := newWireConn(nc, addr)
+	if token != "" {
+		c.auth = []byte("Authorization: Bearer " + token + "\r\n")
+	}
+	return c, nil
 }
 
 func newWireConn(nc net.Conn, host string) *wireConn {
@@ -58,7 +63,9 @@ func (c *wireConn) appendPost(path string, body []byte) {
 	c.w = append(c.w, path...)
 	c.w = append(c.w, " HTTP/1.1\r\nHost: "...)
 	c.w = append(c.w, c.host...)
-	c.w = append(c.w, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	c.w = append(c.w, "\r\n"...)
+	c.w = append(c.w, c.auth...)
+	c.w = append(c.w, "Content-Type: application/json\r\nContent-Length: "...)
 	c.w = strconv.AppendInt(c.w, int64(len(body)), 10)
 	c.w = append(c.w, "\r\n\r\n"...)
 	c.w = append(c.w, body...)
@@ -70,7 +77,9 @@ func (c *wireConn) appendGet(path string) {
 	c.w = append(c.w, path...)
 	c.w = append(c.w, " HTTP/1.1\r\nHost: "...)
 	c.w = append(c.w, c.host...)
-	c.w = append(c.w, "\r\n\r\n"...)
+	c.w = append(c.w, "\r\n"...)
+	c.w = append(c.w, c.auth...)
+	c.w = append(c.w, "\r\n"...)
 }
 
 // flush writes every queued request.

@@ -63,7 +63,25 @@ type Fault struct {
 	// stored or deleted) and then have their connection closed without an
 	// answer: the client cannot know whether its write happened.
 	DropAfterApplyRate float64
+	// AnswerLatency is added after a request took effect and before its
+	// answer is sent; AnswerJitter adds a uniformly random extra in
+	// [0, AnswerJitter). With jitter, requests complete out of order twice
+	// over: the effects land in one order (Latency/LatencyJitter) and the
+	// answers arrive in another, possibly after the client gave up (the
+	// effect landed, the client saw a timeout).
+	AnswerLatency time.Duration
+	AnswerJitter  time.Duration
+	// LateApplyRate is the fraction held, body read, until the client gives
+	// up (its timeout, a closed connection), and applied only then: the
+	// write lands after its client saw it fail, the "effect lands, answer
+	// lost" of an S3 request that outlives its timeout. Held at most
+	// lateApplyHoldMax.
+	LateApplyRate float64
 }
+
+// lateApplyHoldMax bounds how long a LateApplyRate request waits for its
+// client to give up, so that a client without a timeout cannot hang it.
+const lateApplyHoldMax = 2 * time.Minute
 
 // Faults is the run-time switchboard of fault injection. All methods are
 // safe for concurrent use, including while requests are being served.
@@ -143,11 +161,12 @@ const (
 	verdictInternalError
 	verdictDrop
 	verdictDropAfterApply
+	verdictApplyLate
 )
 
 // admit waits out a pause and the configured latency and decides the fate
 // of one request. It returns ctx's error if the client went away.
-func (f *Faults) admit(ctx context.Context, op Op) (verdict, error) {
+func (f *Faults) admit(ctx context.Context, op Op) (verdict, time.Duration, error) {
 	f.requests[op].Add(1)
 	f.mu.Lock()
 	fault := f.mu.byOp[op]
@@ -157,7 +176,7 @@ func (f *Faults) admit(ctx context.Context, op Op) (verdict, error) {
 		select {
 		case <-resume:
 		case <-ctx.Done():
-			return verdictServe, ctx.Err()
+			return verdictServe, 0, ctx.Err()
 		}
 	}
 	delay := fault.Latency
@@ -170,7 +189,7 @@ func (f *Faults) admit(ctx context.Context, op Op) (verdict, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return verdictServe, ctx.Err()
+			return verdictServe, 0, ctx.Err()
 		}
 	}
 	v := verdictServe
@@ -183,11 +202,17 @@ func (f *Faults) admit(ctx context.Context, op Op) (verdict, error) {
 		v = verdictInternalError
 	case hit(fault.DropAfterApplyRate):
 		v = verdictDropAfterApply
+	case hit(fault.LateApplyRate):
+		v = verdictApplyLate
 	}
 	if v != verdictServe {
 		f.injected.Add(1)
 	}
-	return v, nil
+	answerDelay := fault.AnswerLatency
+	if fault.AnswerJitter > 0 {
+		answerDelay += time.Duration(rand.Int64N(int64(fault.AnswerJitter)))
+	}
+	return v, answerDelay, nil
 }
 
 func hit(rate float64) bool { return rate > 0 && rand.Float64() < rate }

@@ -2,6 +2,7 @@ package fakes3
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -137,7 +138,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Server", "WeaselDB-fakes3")
 
 	op, handler := s.route(req)
-	v, err := s.faults.admit(r.Context(), op)
+	v, answerDelay, err := s.faults.admit(r.Context(), op)
 	if err != nil {
 		return // the client went away while the request waited
 	}
@@ -156,8 +157,50 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		handler(req)
 		dropConnection(w)
 		return
+	case verdictApplyLate:
+		s.applyLate(req, w, handler)
+		return
 	}
+	if answerDelay <= 0 {
+		handler(req)
+		return
+	}
+	// The effect lands now; the answer waits (and is lost if the client
+	// gives up meanwhile).
+	held := &heldAnswer{header: w.Header(), status: http.StatusOK}
+	req.w = held
 	handler(req)
+	t := time.NewTimer(answerDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		return
+	}
+	w.WriteHeader(held.status)
+	w.Write(held.body.Bytes())
+}
+
+// applyLate reads the whole body, waits for the client to give up, then
+// applies the request with its answer discarded: a write that lands after
+// its client saw it fail.
+func (s *Server) applyLate(req *request, w http.ResponseWriter, handler func(*request)) {
+	body, err := io.ReadAll(req.r.Body)
+	if err != nil {
+		return // the body never arrived whole: no effect
+	}
+	t := time.NewTimer(lateApplyHoldMax)
+	select {
+	case <-req.r.Context().Done():
+	case <-t.C:
+	}
+	t.Stop()
+	r := req.r.WithContext(context.WithoutCancel(req.r.Context()))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	req.r = r
+	req.w = &discardWriter{header: make(http.Header)}
+	handler(req)
+	dropConnection(w)
 }
 
 func (s *Server) route(req *request) (Op, func(*request)) {
@@ -668,6 +711,16 @@ func etagMatches(header, etag string) bool {
 }
 
 func (s *Server) deleteObject(req *request) {
+	if im := req.r.Header.Get("If-Match"); im != "" {
+		// Conditional delete: only the object with this ETag goes; a
+		// missing key succeeds (nothing to delete), another ETag is 412.
+		if err := s.store.removeIfMatch(req.bucket, req.key, im); err != nil {
+			s.storeFailure(req, err)
+			return
+		}
+		req.w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	if err := s.store.remove(req.bucket, req.key); err != nil {
 		s.storeFailure(req, err)
 		return
@@ -738,6 +791,18 @@ func dropConnection(w http.ResponseWriter) {
 	}
 	w.WriteHeader(http.StatusInternalServerError)
 }
+
+// heldAnswer records an answer to send later (Fault.AnswerLatency). Its
+// header is the real writer's: nothing is sent before WriteHeader.
+type heldAnswer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldAnswer) Header() http.Header         { return h.header }
+func (h *heldAnswer) Write(p []byte) (int, error) { return h.body.Write(p) }
+func (h *heldAnswer) WriteHeader(status int)      { h.status = status }
 
 // discardWriter swallows an answer that is never to be sent.
 type discardWriter struct{ header http.Header }

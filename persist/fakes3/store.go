@@ -312,6 +312,21 @@ func (s *store) put(bucketName string, o *object, cond putCondition) error {
 	return nil
 }
 
+// removeIfMatch deletes key if its ETag matches ifMatch, in one atomic
+// step with the check; a missing key succeeds.
+func (s *store) removeIfMatch(bucketName, key, ifMatch string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.mu.buckets[bucketName]
+	if b == nil {
+		return errNoSuchBucket
+	}
+	if old, ok := b.objects.Get(&object{key: key}); ok && !etagMatches(ifMatch, old.etag) {
+		return errETagMismatch
+	}
+	return s.removeLocked(b, key)
+}
+
 // remove deletes key; deleting a missing key succeeds, as in S3.
 func (s *store) remove(bucketName string, keys ...string) error {
 	s.mu.Lock()
@@ -320,6 +335,10 @@ func (s *store) remove(bucketName string, keys ...string) error {
 	if b == nil {
 		return errNoSuchBucket
 	}
+	return s.removeLocked(b, keys...)
+}
+
+func (s *store) removeLocked(b *bucket, keys ...string) error {
 	removedFile := false
 	for _, key := range keys {
 		if _, ok := b.objects.Delete(&object{key: key}); !ok {

@@ -43,10 +43,10 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.log = open(os.path.join(self.dir, "server.log"), "ab")
 
-    def start(self) -> None:
+    def start(self, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen([BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir",
                                       os.path.join(self.dir, "data"), "--persist", "disk"],
-                                     stdout=self.log, stderr=self.log)
+                                     stdout=self.log, stderr=self.log, env={**os.environ, **(env or {})})
         c = weaseldb.Client(self.url, timeout=2, max_attempts=1)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

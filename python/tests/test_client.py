@@ -1,5 +1,6 @@
 """The Python client and admin library against the in-memory fake server."""
 
+import socket
 import threading
 import unittest
 
@@ -55,10 +56,39 @@ class ClientTest(unittest.TestCase):
         self.assertEqual((self.fake.commit_calls, self.fake.status_calls, len(self.fake.txns)), (3, 2, 1))
 
     def test_outcome_unknown(self):
-        c = weaseldb.Client("http://127.0.0.1:1", timeout=1, max_attempts=2, backoff_min=0.001, backoff_max=0.002)
+        # A server that reads every request and closes without answering:
+        # the commit may have happened and /v1/status cannot say.
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        self.addCleanup(ls.close)
+
+        def black_hole():
+            while True:
+                try:
+                    conn, _ = ls.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+        threading.Thread(target=black_hole, daemon=True).start()
+        c = weaseldb.Client(f"http://127.0.0.1:{ls.getsockname()[1]}", timeout=1, max_attempts=2,
+                            backoff_min=0.001, backoff_max=0.002, outcome_wait=0.01)
         with self.assertRaises(weaseldb.OutcomeUnknownError) as cm:
             c.commit(operations=[weaseldb.write("k", "v")], request_id="r" * 24)
         self.assertEqual(cm.exception.request_id, "r" * 24)
+
+    def test_refused_connection_is_not_an_answer_lost(self):
+        # 13.8: the commit never left, so it is not "answer lost" and no
+        # status is asked; the error names the server URL.
+        c = weaseldb.Client("http://127.0.0.1:1", timeout=1, max_attempts=2, backoff_min=0.001, backoff_max=0.002)
+        with self.assertRaises(weaseldb.WeaselDBConnectionError) as cm:
+            c.commit(operations=[weaseldb.write("k", "v")], request_id="r" * 24)
+        self.assertNotIsInstance(cm.exception, weaseldb.OutcomeUnknownError)
+        self.assertFalse(cm.exception.sent)
+        self.assertIn("http://127.0.0.1:1", str(cm.exception))
+        self.assertIn("not sent", str(cm.exception))
+        self.assertNotIn("answer lost", str(cm.exception))
 
     def test_status(self):
         r = self.c.commit(operations=[weaseldb.write("k", "v")])

@@ -17,7 +17,7 @@ from .client import (Checkpoint, Client, CommitResult, Event, Operation, Reset, 
 from .encoding import b64, delete, point_read, range_delete, range_read, unb64, write
 from .errors import (BadRequestError, ConflictError, FutureVersionError, GapError, GoneError, LeaderChangedError,
                      MethodNotAllowedError, NotCommittedError, NotFoundError, OutcomeUnknownError,
-                     PayloadTooLargeError, ServerError, TooManyRequestsError, TooOldError, UnavailableError,
+                     PayloadTooLargeError, ServerError, TooManyRequestsError, TooOldError, UnauthorizedError, UnavailableError,
                      UnsupportedMediaTypeError, WeaselDBConnectionError, WeaselDBError)
 
 __all__ = [
@@ -26,6 +26,6 @@ __all__ = [
     "WeaselDBError", "WeaselDBConnectionError", "NotCommittedError", "ConflictError", "TooOldError",
     "LeaderChangedError", "BadRequestError", "FutureVersionError", "NotFoundError", "MethodNotAllowedError",
     "GoneError", "PayloadTooLargeError", "UnsupportedMediaTypeError", "TooManyRequestsError", "ServerError",
-    "UnavailableError", "OutcomeUnknownError", "GapError",
+    "UnavailableError", "UnauthorizedError", "OutcomeUnknownError", "GapError",
 ]
 __version__ = "0.1.0"

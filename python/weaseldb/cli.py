@@ -49,10 +49,18 @@ def _key(s: str) -> bytes:
     return encoding.parse_display(s)
 
 
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, timeout=args.timeout, token=args.token)
+
+
+def _admin(args: argparse.Namespace) -> Admin:
+    return Admin(args.url, timeout=args.timeout, token=args.token)
+
+
 # -- commands ------------------------------------------------------------------
 
 def cmd_version(args: argparse.Namespace) -> int:
-    v = Client(args.url, timeout=args.timeout).version()
+    v = _client(args).version()
     _out({"version": v.version, "leader_id": v.leader_id})
     return EXIT_OK
 
@@ -117,7 +125,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
         body["request_id"] = args.request_id
     if args.leader_id:
         body["leader_id"] = args.leader_id
-    c = Client(args.url, timeout=args.timeout)
+    c = _client(args)
     try:
         r = c.commit_body(body)
     except NotCommittedError as e:
@@ -136,7 +144,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    st = Client(args.url, timeout=args.timeout).status(args.request_id, args.min_version)
+    st = _client(args).status(args.request_id, args.min_version)
     res: dict[str, Any] = {"request_id": st.request_id, "status": st.status}
     if st.version is not None:
         res["version"] = st.version
@@ -153,7 +161,7 @@ def _describe_op(op: Any) -> str:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    c = Client(args.url, timeout=args.timeout)
+    c = _client(args)
     n = 0
     begin = _key(args.begin) if args.begin is not None else None
     end = _key(args.end) if args.end is not None else None
@@ -191,7 +199,7 @@ def _op_json(o: Any) -> dict[str, Any]:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    a = Admin(args.url, timeout=args.timeout)
+    a = _admin(args)
     if args.action == "list":
         p = a.list_policies()
         _out({"policies": [{"policy_id": x.policy_id, "version": x.version} for x in p.policies],
@@ -208,7 +216,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    a = Admin(args.url, timeout=args.timeout)
+    a = _admin(args)
     if args.raw:
         text = a.metrics_text()
         for line in text.splitlines():
@@ -232,7 +240,7 @@ def _fmt(v: float | None, unit: str = "", scale: float = 1.0, prec: int = 1) -> 
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    a = Admin(args.url, timeout=args.timeout)
+    a = _admin(args)
     prev = None
     i = 0
     while args.iterations is None or i < args.iterations:
@@ -273,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=os.environ.get("WEASELDB_URL", DEFAULT_URL),
                    help="server URL (default: $WEASELDB_URL or %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request attempt (default 10)")
+    p.add_argument("--token", default=None,
+                   help="bearer token sent as 'Authorization: Bearer TOKEN' (default: $WEASELDB_AUTH_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("version", help="latest committed version and leader id")

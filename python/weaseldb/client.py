@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import secrets
 import socket
@@ -23,7 +24,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import encoding
 from .encoding import BytesLike
@@ -32,6 +33,8 @@ from .errors import (GapError, OutcomeUnknownError, TooManyRequestsError, Weasel
 from .sse import SSEParser
 
 _TRANSIENT = (OSError, http.client.HTTPException)
+
+ENV_AUTH_TOKEN = "WEASELDB_AUTH_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -121,51 +124,117 @@ def decode_operation(o: dict[str, Any]) -> Operation:
     return Operation(str(t), encoding.unb64(o["key"]))
 
 
+@dataclass(frozen=True)
+class _Endpoint:
+    url: str  # scheme://host:port[/prefix], no trailing slash
+    scheme: str
+    host: str
+    port: int
+    prefix: str
+
+
+def _endpoint(url: str) -> _Endpoint:
+    u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    if u.scheme not in ("http", "https"):
+        raise ValueError(f"url {url!r}: scheme must be http or https")
+    if not u.hostname:
+        raise ValueError(f"url {url!r}: no host")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
+    prefix = u.path.rstrip("/")
+    return _Endpoint(f"{u.scheme}://{host}:{port}{prefix}", u.scheme, u.hostname, port, prefix)
+
+
+def split_urls(urls: str | Iterable[str]) -> list[str]:
+    """``"http://a:8080,http://b:8080"`` or a list -> the list of URLs."""
+    items = urls.split(",") if isinstance(urls, str) else list(urls)
+    return [u.strip() for u in items if u and u.strip()]
+
+
+_REDIRECTS_MAX = 5
+
+
 class Client:
-    """Client of one WeaselDB server, e.g. ``Client("http://127.0.0.1:8080")``.
+    """Client of a WeaselDB server, e.g. ``Client("http://127.0.0.1:8080")``.
+
+    ``url`` may name several endpoints, a leader and its replicas
+    (``"http://a:8080,http://b:8080"`` or a list): requests go to the
+    current one and move to the next on a connection error; a 307 from a
+    replica is followed to its Location with the same method, body and
+    token, and that leader is used until a connection to it fails.
 
     ``timeout`` bounds each request attempt (seconds); ``max_attempts``
     bounds retries of transient failures; backoff between attempts is
     exponential with full jitter between ``backoff_min`` and ``backoff_max``.
+    ``token`` is sent as ``Authorization: Bearer <token>`` on every request;
+    None (the default) reads ``$WEASELDB_AUTH_TOKEN``, "" sends none.
+    ``outcome_wait`` bounds how long a commit whose answer was lost keeps
+    asking /v1/status while no server answers (seconds; longer than a
+    leader takeover).
     """
 
-    def __init__(self, url: str, timeout: float = 10.0, max_attempts: int = 5,
-                 backoff_min: float = 0.05, backoff_max: float = 2.0) -> None:
-        u = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
-        if u.scheme not in ("http", "https"):
-            raise ValueError(f"url {url!r}: scheme must be http or https")
-        if not u.hostname:
-            raise ValueError(f"url {url!r}: no host")
-        self.url = url
-        self._scheme, self._host = u.scheme, u.hostname
-        self._port = u.port or (443 if u.scheme == "https" else 80)
-        self._prefix = u.path.rstrip("/")
+    def __init__(self, url: str | Iterable[str], timeout: float = 10.0, max_attempts: int = 5,
+                 backoff_min: float = 0.05, backoff_max: float = 2.0, token: str | None = None,
+                 outcome_wait: float = 15.0) -> None:
+        urls = split_urls(url)
+        if not urls:
+            raise ValueError("url: no server URL given")
+        self._endpoints = [_endpoint(u) for u in urls]
+        self.url = ",".join(e.url for e in self._endpoints)
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.backoff_min, self.backoff_max = backoff_min, max(backoff_min, backoff_max)
+        self.outcome_wait = outcome_wait
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._cur = 0  # guarded by _lock
+        self._leader: _Endpoint | None = None  # guarded by _lock: learned from a 307
+        if token is None:
+            token = os.environ.get(ENV_AUTH_TOKEN, "")
+        self._auth = {"Authorization": "Bearer " + token.strip()} if token.strip() else {}
 
     # -- plumbing -------------------------------------------------------------
 
-    def _new_conn(self, timeout: float | None) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-        return cls(self._host, self._port, timeout=timeout)
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoint URLs, as given."""
+        return [e.url for e in self._endpoints]
 
-    def _conn(self) -> http.client.HTTPConnection:
-        c = getattr(self._local, "conn", None)
+    def _target(self) -> _Endpoint:
+        with self._lock:
+            return self._leader or self._endpoints[self._cur % len(self._endpoints)]
+
+    def _failed(self, ep: _Endpoint) -> None:
+        """A connection to ep failed: forget it as leader, or move to the
+        next endpoint (unless another thread already did)."""
+        with self._lock:
+            if self._leader is not None:
+                if self._leader == ep:
+                    self._leader = None
+                return
+            if self._endpoints[self._cur % len(self._endpoints)] == ep:
+                self._cur = (self._cur + 1) % len(self._endpoints)
+
+    def _new_conn(self, ep: _Endpoint, timeout: float | None) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if ep.scheme == "https" else http.client.HTTPConnection
+        return cls(ep.host, ep.port, timeout=timeout)
+
+    def _conns(self) -> dict[str, http.client.HTTPConnection]:
+        c = getattr(self._local, "conns", None)
         if c is None:
-            c = self._local.conn = self._new_conn(self.timeout)
+            c = self._local.conns = {}
         return c
 
-    def _drop_conn(self) -> None:
-        c = getattr(self._local, "conn", None)
+    def _drop_conn(self, ep: _Endpoint) -> None:
+        c = self._conns().pop(ep.url, None)
         if c is not None:
             c.close()
-            self._local.conn = None
 
     def close(self) -> None:
-        """Close this thread's connection (others close when their threads end)."""
-        self._drop_conn()
+        """Close this thread's connections (others close when their threads end)."""
+        for c in self._conns().values():
+            c.close()
+        self._conns().clear()
 
     def __enter__(self) -> "Client":
         return self
@@ -179,22 +248,85 @@ class Client:
         d = max(d, floor)
         return d / 2 + random.random() * d / 2
 
+    def _connect(self, conn: http.client.HTTPConnection, ep: _Endpoint) -> None:
+        """Open conn's socket now, so that a failure to connect (the request
+        never left) is told apart from a failure after sending."""
+        if conn.sock is not None:
+            return
+        try:
+            conn.connect()
+        except _TRANSIENT as e:
+            handshake = ep.scheme == "https" and conn.sock is not None  # TCP up, TLS failed
+            conn.close()
+            if handshake:
+                raise WeaselDBConnectionError(
+                    f"{ep.url}: TLS handshake failed ({e.__class__.__name__}: {e}); does the server speak "
+                    f"HTTPS? (use http:// for a plain server)", sent=False, retryable=False) from None
+            raise WeaselDBConnectionError(f"{ep.url}: cannot connect: {e.__class__.__name__}: {e}",
+                                          sent=False) from None
+
+    def _exchange(self, conn: http.client.HTTPConnection, ep: _Endpoint, method: str, path: str,
+                  body: bytes | None, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """Send one request on conn (connected first) and return the response
+        with its body unread; transport errors become WeaselDBConnectionError
+        naming the URL, and move the client off ep."""
+        try:
+            self._connect(conn, ep)
+            conn.request(method, ep.prefix + path, body=body, headers=headers)
+            return conn.getresponse()
+        except WeaselDBConnectionError as e:
+            if e.retryable:
+                self._failed(ep)
+            raise
+        except _TRANSIENT as e:
+            conn.close()
+            self._failed(ep)
+            raise WeaselDBConnectionError(f"{method} {ep.url}{path}: {e.__class__.__name__}: {e}") from None
+
+    def _redirect(self, ep: _Endpoint, status: int, hdrs: dict[str, str]) -> tuple[_Endpoint, str] | None:
+        """The endpoint and path a 307/308 answer sends us to, remembered as
+        the leader; None when it is not a usable redirect."""
+        loc = hdrs.get("location")
+        if status not in (307, 308) or not loc:
+            return None
+        u = urllib.parse.urlsplit(urllib.parse.urljoin(ep.url + "/", loc))
+        if u.scheme not in ("http", "https") or not u.netloc:
+            return None
+        leader = _endpoint(f"{u.scheme}://{u.netloc}")
+        with self._lock:
+            self._leader = leader
+        return leader, u.path + ("?" + u.query if u.query else "")
+
     def raw_request(self, method: str, path: str, body: bytes | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        """Send one request as is and return (status, headers, body); no
-        retries, no error mapping. For tests and tools."""
-        hdrs = dict(headers or {})
-        conn = self._conn()
-        try:
-            conn.request(method, self._prefix + path, body=body, headers=hdrs)
-            resp = conn.getresponse()
-            data = resp.read()
-        except _TRANSIENT as e:
-            self._drop_conn()
-            raise WeaselDBConnectionError(f"{method} {path}: {e.__class__.__name__}: {e}") from None
-        if resp.will_close:
-            self._drop_conn()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        """Send one request and return (status, headers, body); 307s are
+        followed, nothing is retried, no error mapping. For tests and tools."""
+        hdrs = {**self._auth, **(headers or {})}
+        ep = self._target()
+        for _ in range(_REDIRECTS_MAX + 1):
+            conns = self._conns()
+            conn = conns.get(ep.url)
+            if conn is None:
+                conn = conns[ep.url] = self._new_conn(ep, self.timeout)
+            try:
+                resp = self._exchange(conn, ep, method, path, body, hdrs)
+                data = resp.read()
+            except WeaselDBConnectionError:
+                self._drop_conn(ep)
+                raise
+            except _TRANSIENT as e:
+                self._drop_conn(ep)
+                self._failed(ep)
+                raise WeaselDBConnectionError(f"{method} {ep.url}{path}: {e.__class__.__name__}: {e}") from None
+            if resp.will_close:
+                self._drop_conn(ep)
+            rh = {k.lower(): v for k, v in resp.getheaders()}
+            rh["x-weaseldb-url"] = ep.url
+            nxt = self._redirect(ep, resp.status, rh)
+            if nxt is None:
+                return resp.status, rh, data
+            ep, path = nxt
+        return resp.status, rh, data
 
     def _once(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """One attempt: JSON in, JSON out; non-2xx raises the mapped error."""
@@ -203,7 +335,7 @@ class Client:
         if body is not None:
             payload = json.dumps(body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
-        status, _, data = self.raw_request(method, path, payload, headers)
+        status, hdrs, data = self.raw_request(method, path, payload, headers)
         parsed: Any = None
         if data:
             try:
@@ -211,19 +343,23 @@ class Client:
             except ValueError:
                 parsed = None
         if status // 100 != 2:
-            raise error_from_answer(status, parsed, data)
+            err = error_from_answer(status, parsed, data)
+            err.url = hdrs.get("x-weaseldb-url")
+            raise err
         if data and parsed is None:
-            raise WeaselDBConnectionError(f"{method} {path}: answer is not JSON: {data[:200]!r}")
+            raise WeaselDBConnectionError(f"{method} {hdrs.get('x-weaseldb-url')}{path}: answer is not JSON: "
+                                          f"{data[:200]!r}")
         return status, parsed
 
     @staticmethod
     def _transient(e: WeaselDBError) -> bool:
-        return isinstance(e, WeaselDBConnectionError) or isinstance(e, TooManyRequestsError) or (
-            e.status is not None and e.status >= 500)
+        if isinstance(e, WeaselDBConnectionError):
+            return e.retryable
+        return isinstance(e, TooManyRequestsError) or (e.status is not None and e.status >= 500)
 
     def _idempotent(self, method: str, path: str, body: Any = None) -> Any:
         last: WeaselDBError | None = None
-        for attempt in range(self.max_attempts):
+        for attempt in range(max(self.max_attempts, len(self._endpoints) + 1)):
             if attempt:
                 time.sleep(self.backoff(attempt))
             try:
@@ -291,7 +427,7 @@ class Client:
         body = dict(body)
         rid = body.setdefault("request_id", new_request_id())
         last: WeaselDBError | None = None
-        for attempt in range(self.max_attempts):
+        for attempt in range(max(self.max_attempts, len(self._endpoints) + 1)):
             if attempt:
                 time.sleep(self.backoff(attempt))
             try:
@@ -303,6 +439,12 @@ class Client:
             except TooManyRequestsError as e:
                 last = e  # shed before processing: certainly not committed
                 continue
+            except WeaselDBConnectionError as e:
+                if not e.retryable:
+                    raise
+                last = e
+                if not e.sent:
+                    continue  # never left: send again (to the next endpoint) without asking
             except WeaselDBError as e:
                 if not self._transient(e):
                     raise
@@ -311,24 +453,31 @@ class Client:
             if st.status == "committed":
                 return CommitResult(rid, int(st.version or 0), None, False, True)
         assert last is not None
+        if isinstance(last, WeaselDBConnectionError) and not last.sent:
+            raise WeaselDBConnectionError(f"commit {rid} not sent: {last}", sent=False)
         raise last
 
     def _resolve(self, rid: str, cause: WeaselDBError) -> StatusInfo:
-        """Ask /v1/status until committed or not_committed."""
+        """Ask /v1/status (on whichever server leads now: 307s are followed)
+        until committed or not_committed; give up when no server has
+        answered for ``outcome_wait`` seconds (and at least twice)."""
         failures = polls = 0
+        failing_since: float | None = None
         while True:
             try:
                 st = self.status(rid)
             except WeaselDBError as e:
                 failures += 1
-                if failures >= 2:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                if failures >= 2 and time.monotonic() - failing_since >= self.outcome_wait:
                     raise OutcomeUnknownError(f"commit {rid}: answer lost ({cause}); status failed: {e}", rid) from None
             else:
                 if st.status in ("committed", "not_committed"):
                     return st
                 if st.status != "in_flight":
                     raise OutcomeUnknownError(f"commit {rid}: unknown status {st.status!r}", rid)
-                failures, polls = 0, polls + 1
+                failures, polls, failing_since = 0, polls + 1, None
                 if polls >= 100:
                     raise OutcomeUnknownError(f"commit {rid}: still in flight after {polls} polls", rid)
             time.sleep(self.backoff(min(polls + failures, 6)))
@@ -337,22 +486,28 @@ class Client:
 
     def subscribe(self, after: int | None = None, durable: bool = True, begin: BytesLike | None = None,
                   end: BytesLike | None = None, idle_timeout: float = 45.0,
-                  max_reconnects: int | None = None) -> Iterator[Event]:
+                  max_reconnects: int | None = None, retry_for: float | None = None,
+                  on_retry: Callable[[int, float, str], None] | None = None) -> Iterator[Event]:
         """Generator of :class:`Transaction` and :class:`Checkpoint` events.
 
         Reconnects with Last-Event-ID after drops (backoff with jitter, at
-        least the server's retry hint), checks that each transaction's
-        prev_version chains (else :class:`GapError`). ``after=None`` pins the
-        start with /v1/version. With ``durable=False`` it resumes from the
-        last checkpoint after a reconnect, yielding :class:`Reset` first if
-        it had yielded transactions beyond it. Permanent answers (410 gone,
-        400) are raised. ``max_reconnects`` bounds consecutive failed
-        connections (None: unbounded).
+        least the server's retry hint), to the next endpoint when a server is
+        gone, so it goes on across a leader takeover; checks that each
+        transaction's prev_version chains (else :class:`GapError`).
+        ``after=None`` pins the start with /v1/version. With
+        ``durable=False`` it resumes from the last checkpoint after a
+        reconnect, yielding :class:`Reset` first if it had yielded
+        transactions beyond it. Permanent answers (410 gone, 400) are
+        raised. ``max_reconnects`` bounds consecutive failed connections and
+        ``retry_for`` the seconds without a connection (None: unbounded);
+        ``on_retry(failures, delay, reason)`` is called before each wait.
         """
         position = self.version().version if after is None else int(after)
         delivered = position
         failures = 0
         retry_hint = 0.0
+        last_ok = time.monotonic()
+        last_err = ""
         q: dict[str, str] = {}
         if not durable:
             q["durable"] = "false"
@@ -363,29 +518,25 @@ class Client:
         while True:
             if failures:
                 if max_reconnects is not None and failures > max_reconnects:
-                    raise WeaselDBConnectionError(f"subscribe: {failures} consecutive failed connections")
-                time.sleep(self.backoff(failures, retry_hint))
+                    raise WeaselDBConnectionError(f"subscribe: {failures} consecutive failed connections "
+                                                  f"(last: {last_err})")
+                if retry_for is not None and time.monotonic() - last_ok >= retry_for:
+                    raise WeaselDBConnectionError(f"subscribe: no stream for {retry_for:g}s (last: {last_err})")
+                delay = self.backoff(failures, retry_hint)
+                if on_retry is not None:
+                    on_retry(failures, delay, last_err)
+                time.sleep(delay)
             q["after"] = str(position)
-            conn = self._new_conn(idle_timeout)
+            conns: list[http.client.HTTPConnection] = []
             try:
-                try:
-                    conn.request("GET", self._prefix + "/v1/subscribe?" + urllib.parse.urlencode(q),
-                                 headers={"Accept": "text/event-stream", "Last-Event-ID": str(position)})
-                    resp = conn.getresponse()
-                except _TRANSIENT:
-                    failures += 1
-                    continue
-                if resp.status != 200:
-                    data = resp.read()
-                    try:
-                        parsed = json.loads(data)
-                    except ValueError:
-                        parsed = None
-                    err = error_from_answer(resp.status, parsed, data)
+                resp, ep, err = self._open_stream("/v1/subscribe?" + urllib.parse.urlencode(q), {
+                    **self._auth, "Accept": "text/event-stream", "Last-Event-ID": str(position)}, idle_timeout, conns)
+                if err is not None:
                     if not self._transient(err):
                         raise err
-                    failures += 1
+                    last_err, failures = str(err), failures + 1
                     continue
+                assert resp is not None and ep is not None
                 if not durable and delivered > position:
                     delivered = position
                     yield Reset(position)
@@ -394,10 +545,13 @@ class Client:
                 while True:
                     try:
                         chunk = resp.read1(65536)
-                    except (_TRANSIENT + (socket.timeout,)):
-                        chunk = b""
+                    except (_TRANSIENT + (socket.timeout,)) as e:
+                        chunk, last_err = b"", f"{ep.url}: stream broke: {e.__class__.__name__}: {e}"
+                    else:
+                        last_err = f"{ep.url}: stream ended"
                     if not chunk:
                         failures += 1
+                        last_ok = time.monotonic()  # connected until now
                         break
                     for ev in parser.feed(chunk):
                         if ev.event == "transaction":
@@ -422,4 +576,35 @@ class Client:
                     if parser.retry_ms is not None:
                         retry_hint = parser.retry_ms / 1000.0
             finally:
-                conn.close()
+                for conn in conns:
+                    conn.close()
+
+    def _open_stream(self, path: str, headers: dict[str, str], timeout: float,
+                     conns: list[http.client.HTTPConnection]
+                     ) -> tuple[http.client.HTTPResponse | None, _Endpoint | None, WeaselDBError | None]:
+        """GET path on a fresh connection (appended to conns), following
+        307s: (response, endpoint) on 200, else (None, None, error)."""
+        ep = self._target()
+        for _ in range(_REDIRECTS_MAX + 1):
+            conn = self._new_conn(ep, timeout)
+            conns.append(conn)
+            try:
+                resp = self._exchange(conn, ep, "GET", path, None, headers)
+                if resp.status == 200:
+                    return resp, ep, None
+                data = resp.read()
+            except WeaselDBConnectionError as e:
+                return None, None, e
+            except _TRANSIENT as e:
+                return None, None, WeaselDBConnectionError(f"GET {ep.url}{path}: {e.__class__.__name__}: {e}")
+            nxt = self._redirect(ep, resp.status, {k.lower(): v for k, v in resp.getheaders()})
+            if nxt is None:
+                try:
+                    parsed = json.loads(data)
+                except ValueError:
+                    parsed = None
+                err = error_from_answer(resp.status, parsed, data)
+                err.url = ep.url
+                return None, None, err
+            ep, path = nxt
+        return None, None, WeaselDBConnectionError(f"GET {path}: more than {_REDIRECTS_MAX} redirects")

@@ -21,6 +21,7 @@ class WeaselDBError(Exception):
         self.status = status
         self.code = code
         self.body: dict[str, Any] = body or {}
+        self.url: str | None = None  # the server that answered, when known
 
     def __str__(self) -> str:
         if self.status is None:
@@ -33,7 +34,18 @@ class WeaselDBError(Exception):
 
 
 class WeaselDBConnectionError(WeaselDBError):
-    """The server could not be reached or the connection broke."""
+    """The server could not be reached or the connection broke.
+
+    ``sent`` is False when the request provably never left (the connection
+    was refused or could not be made): a commit is then not "answer lost".
+    ``retryable`` is False for failures that a retry cannot fix (a TLS
+    handshake with a server that speaks plain HTTP).
+    """
+
+    def __init__(self, message: str, sent: bool = True, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.retryable = retryable
 
 
 class NotCommittedError(WeaselDBError):
@@ -82,6 +94,10 @@ class BadRequestError(WeaselDBError):
 
 class FutureVersionError(BadRequestError):
     """400 with reason future_version: a version no server has assigned."""
+
+
+class UnauthorizedError(WeaselDBError):
+    """401: the server wants a bearer token (``token=`` or $WEASELDB_AUTH_TOKEN)."""
 
 
 class NotFoundError(WeaselDBError):
@@ -136,7 +152,7 @@ class GapError(WeaselDBError):
 
 
 _BY_STATUS: dict[int, type[WeaselDBError]] = {
-    400: BadRequestError, 404: NotFoundError, 405: MethodNotAllowedError, 409: ConflictError,
+    400: BadRequestError, 401: UnauthorizedError, 404: NotFoundError, 405: MethodNotAllowedError, 409: ConflictError,
     410: GoneError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError,
     429: TooManyRequestsError, 503: UnavailableError,
 }

@@ -1,7 +1,8 @@
 // Package security checks the real weaseldb binary's bearer-token
-// authentication (token from the environment or a file; required for
-// commits and retention changes, for reads only with auth_reads; 401 with a
-// JSON error and no state change otherwise), TLS on the client listener with
+// authentication (token from the environment or a file; required on every
+// /v1/ route and /metrics, reads too; 401 with a JSON error, WWW-Authenticate
+// and no state change otherwise; an empty token refused at start), TLS on
+// the client listener with
 // a certificate generated in the test, and that the pprof admin listener
 // refuses a non-loopback address.
 package security
@@ -14,6 +15,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -36,10 +39,10 @@ func TestMain(m *testing.M) { harness.Main(m, &bin) }
 
 const token = "s3cret-token-for-tests-0123456789"
 
-func startAuth(t *testing.T, authReads, fromFile bool) *harness.Server {
+func startAuth(t *testing.T, fromFile bool) *harness.Server {
 	t.Helper()
 	o := harness.Options{Bin: bin, DataDir: t.TempDir()}
-	cfg := fmt.Sprintf("[server]\nauth_reads = %v\n", authReads)
+	cfg := "[server]\n"
 	if fromFile {
 		f := filepath.Join(t.TempDir(), "token")
 		if err := os.WriteFile(f, []byte(token+"\n"), 0o600); err != nil {
@@ -79,13 +82,14 @@ var commitBody = []byte(`{"operations":[{"type":"write","key":"a2V5","value":"dg
 func TestAuth(t *testing.T) {
 	for _, fromFile := range []bool{false, true} {
 		t.Run(fmt.Sprintf("token from file %v", fromFile), func(t *testing.T) {
-			srv := startAuth(t, false, fromFile)
+			srv := startAuth(t, fromFile)
 			ctx := context.Background()
-			hc := &http.Client{Timeout: 10 * time.Second}
+			hc := &http.Client{Timeout: 10 * time.Second, Transport: bearer{token, http.DefaultTransport}}
 			v0, err := harness.Version(ctx, hc, srv.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
+			hc = &http.Client{Timeout: 10 * time.Second}
 			for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}, {"Authorization", "Bearer " + token + "x"}, {"Authorization", token}} {
 				var b errBody
 				code, err := harness.Do(ctx, hc, "POST", srv.URL+"/v1/commit", commitBody, &b, h...)
@@ -96,17 +100,12 @@ func TestAuth(t *testing.T) {
 				expect401(t, fmt.Sprintf("retention DELETE with %q", h), code, b, err)
 			}
 			// Nothing changed.
-			if v, err := harness.Version(ctx, hc, srv.URL); err != nil || v.Version != v0.Version {
-				t.Fatalf("after refused commits: version %+v %v, want %d", v, err, v0.Version)
-			}
-			// Reads are open without auth_reads.
-			for _, path := range []string{"/v1/version", "/v1/retention/", "/metrics", "/healthz", "/readyz", "/v1/status?request_id=aaaaaaaaaaaaaaaaaaaaaaaa"} {
-				if code, err := harness.Do(ctx, hc, "GET", srv.URL+path, nil, nil); err != nil || code != 200 {
-					t.Errorf("GET %s without a token: HTTP %d %v, want 200", path, code, err)
-				}
+			auth := []string{"Authorization", "Bearer " + token}
+			var v harness.VersionInfo
+			if code, err := harness.Do(ctx, hc, "GET", srv.URL+"/v1/version", nil, &v, auth...); err != nil || code != 200 || v.Version != v0.Version {
+				t.Fatalf("after refused commits: version %d %+v %v, want %d", code, v, err, v0.Version)
 			}
 			// The right token works, through the Go client too.
-			auth := []string{"Authorization", "Bearer " + token}
 			var ans harness.CommitAnswer
 			if code, err := harness.Do(ctx, hc, "POST", srv.URL+"/v1/commit", commitBody, &ans, auth...); err != nil || code != 200 || ans.Version != v0.Version+1 {
 				t.Fatalf("commit with the token: HTTP %d %+v %v", code, ans, err)
@@ -143,17 +142,39 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(r)
 }
 
+// TestAuthReads: with a token set, every read needs it too, /metrics
+// included, and every 401 says WWW-Authenticate: Bearer (issues 13.6,
+// 12.16). The probes stay open.
 func TestAuthReads(t *testing.T) {
-	srv := startAuth(t, true, false)
+	srv := startAuth(t, false)
 	ctx := context.Background()
 	hc := &http.Client{Timeout: 10 * time.Second}
 	auth := []string{"Authorization", "Bearer " + token}
-	for _, path := range []string{"/v1/version", "/v1/retention/", "/v1/retention/p", "/metrics", "/v1/status?request_id=aaaaaaaaaaaaaaaaaaaaaaaa", "/v1/subscribe?after=0"} {
-		var b errBody
-		code, err := harness.Do(ctx, hc, "GET", srv.URL+path, nil, &b)
-		expect401(t, "GET "+path+" without a token", code, b, err)
+	reads := []string{"/v1/version", "/v1/retention/", "/v1/retention/p", "/metrics",
+		"/v1/status?request_id=aaaaaaaaaaaaaaaaaaaaaaaa", "/v1/subscribe?after=0"}
+	for _, path := range reads {
+		for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}} {
+			req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i+1 < len(h); i += 2 {
+				req.Header.Set(h[i], h[i+1])
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b errBody
+			derr := json.NewDecoder(resp.Body).Decode(&b)
+			resp.Body.Close()
+			expect401(t, fmt.Sprintf("GET %s with %q", path, h), resp.StatusCode, b, derr)
+			if wa := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(wa, "Bearer") {
+				t.Errorf("GET %s with %q: WWW-Authenticate %q, want Bearer", path, h, wa)
+			}
+		}
 	}
-	for _, path := range []string{"/v1/version", "/v1/retention/", "/metrics"} {
+	for _, path := range []string{"/v1/version", "/v1/retention/", "/metrics", "/v1/status?request_id=aaaaaaaaaaaaaaaaaaaaaaaa"} {
 		if code, err := harness.Do(ctx, hc, "GET", srv.URL+path, nil, nil, auth...); err != nil || code != 200 {
 			t.Errorf("GET %s with the token: HTTP %d %v", path, code, err)
 		}
@@ -163,6 +184,69 @@ func TestAuthReads(t *testing.T) {
 		if code, err := harness.Do(ctx, hc, "GET", srv.URL+path, nil, nil); err != nil || code != 200 {
 			t.Errorf("GET %s without a token: HTTP %d %v, want 200", path, code, err)
 		}
+	}
+}
+
+// TestAuthEmptyToken: an empty token, from the environment or a file, is
+// refused at start with exit 2 and one line naming its source, before any
+// data is opened (issue 12.12).
+func TestAuthEmptyToken(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "w.toml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("[server]\nauth_token_file = %q\n", empty)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		what string
+		env  []string
+		args []string
+		want string
+	}{
+		{"empty WEASELDB_AUTH_TOKEN", []string{"WEASELDB_AUTH_TOKEN="}, nil, "WEASELDB_AUTH_TOKEN is set but empty"},
+		{"blank WEASELDB_AUTH_TOKEN", []string{"WEASELDB_AUTH_TOKEN=  "}, nil, "WEASELDB_AUTH_TOKEN is set but empty"},
+		{"empty token file", nil, []string{"--config", cfgFile}, "auth_token_file " + empty + ": empty"},
+	} {
+		dir := filepath.Join(t.TempDir(), "data")
+		// Bounded: a server that accepts the token runs until killed.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := exec.CommandContext(ctx, bin, append([]string{"--listen", "127.0.0.1:0", "--data-dir", dir}, c.args...)...)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("%s: %v, want exit status 2\n%s", c.what, err, out)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+			t.Errorf("%s: output %q, want one line containing %q", c.what, out, c.want)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%s: the data directory was created before the token was checked", c.what)
+		}
+	}
+}
+
+// TestAuthTokenFileMode: a token file readable by others is warned about.
+func TestAuthTokenFileMode(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte(token), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: fmt.Sprintf("[server]\nauth_token_file = %q\n", f)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Kill()
+	if log := srv.Log(); !strings.Contains(log, "readable by group or others") || !strings.Contains(log, `"level":"WARN"`) {
+		t.Errorf("no warning about a world-readable token file:\n%s", log)
 	}
 }
 

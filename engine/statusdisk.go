@@ -1,0 +1,327 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"weaseldb/persist/statusruns"
+	"weaseldb/tx"
+)
+
+// statusDisk is the on-disk part of the status index: the runs of
+// persist/statusruns in a directory beside the log, written and merged by
+// one background goroutine (the spiller) so that stage 1 never waits on
+// the disk except to read a run when its filter says an id may be there.
+//
+// Stage 1 owns the run list. It cuts the memory FIFO's durable entries
+// into a run every runEntries entries (only versions already durable in
+// the log: a run never names a version a crash could take back), installs
+// finished runs, merges mergeFanIn runs of one size class into one
+// (so a 100M-version window is a few dozen runs, not hundreds: a lookup
+// that misses costs one filter probe per run), and deletes runs that fell
+// below the floor. Runs cover contiguous versions [first, last], oldest
+// first, so after a restart the log is read only after the last run.
+type statusDisk struct {
+	dir        *statusruns.Dir
+	logger     *slog.Logger
+	runEntries int
+
+	runs     []*statusruns.Run // installed, oldest first, contiguous
+	covered  tx.Version        // last version covered by runs installed or being written
+	sentPos  uint64            // FIFO positions below were handed to the spiller
+	diskPos  uint64            // FIFO positions below are in installed runs
+	writing  bool              // a write job is outstanding
+	mergeIn  []*statusruns.Run // inputs of the outstanding merge (still in runs)
+	failures int
+
+	jobs    chan spillJob
+	results chan spillResult
+	stopped chan struct{}
+}
+
+const (
+	mergeFanIn = 8
+	spillQueue = 1024 // more than runs ever exist: stage 1 never waits to hand out a job
+)
+
+type spillKind uint8
+
+const (
+	spillWrite spillKind = iota
+	spillMerge
+	spillRemove
+)
+
+type spillJob struct {
+	kind        spillKind
+	first, last tx.Version
+	entries     []statusruns.Entry
+	endPos      uint64            // write: FIFO position after the chunk
+	runs        []*statusruns.Run // merge inputs, or runs to remove
+}
+
+type spillResult struct {
+	job spillJob
+	run *statusruns.Run
+	err error
+}
+
+func newStatusDisk(dir *statusruns.Dir, runEntries int, logger *slog.Logger) *statusDisk {
+	d := &statusDisk{
+		dir: dir, logger: logger, runEntries: runEntries,
+		jobs: make(chan spillJob, spillQueue), results: make(chan spillResult, spillQueue),
+		stopped: make(chan struct{}),
+	}
+	go d.spiller()
+	return d
+}
+
+// spiller runs the disk work, one job at a time, in order.
+func (d *statusDisk) spiller() {
+	defer close(d.stopped)
+	for job := range d.jobs {
+		res := spillResult{job: job}
+		switch job.kind {
+		case spillWrite:
+			res.run, res.err = d.dir.Write(uint64(job.first), uint64(job.last), job.entries)
+		case spillMerge:
+			res.run, res.err = d.dir.Merge(job.runs)
+		case spillRemove:
+			if err := d.dir.Remove(job.runs...); err != nil {
+				d.logger.Warn("status index: remove expired run failed", "err", err)
+			}
+			continue
+		}
+		d.results <- res
+	}
+}
+
+// lookup searches the runs holding versions below memLow (newest first)
+// for h; a hit at or below floor is out of the window.
+func (d *statusDisk) lookup(h idHash, memLow, floor tx.Version) (tx.Version, bool, error) {
+	for i := len(d.runs) - 1; i >= 0; i-- {
+		r := d.runs[i]
+		if tx.Version(r.First) >= memLow {
+			continue
+		}
+		if tx.Version(r.Last) <= floor {
+			break
+		}
+		e, ok, err := r.Lookup(h.a, h.b)
+		if err != nil {
+			return 0, false, err
+		}
+		if ok && tx.Version(e.Version) > floor {
+			return tx.Version(e.Version), true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+// expiredThrough returns the newest version of the runs below memory whose
+// entries are all older than cutoff (the time window's start), oldest
+// first; 0 if none.
+func (d *statusDisk) expiredThrough(memLow tx.Version, cutoff int64) tx.Version {
+	var v tx.Version
+	for _, r := range d.runs {
+		if tx.Version(r.Last) >= memLow || r.MaxTime >= cutoff {
+			break
+		}
+		v = tx.Version(r.Last)
+	}
+	return v
+}
+
+// maintain is stage 1's turn of the disk work, once per batch: install
+// finished jobs, delete runs below the floor, hand out the next write and
+// merge, and let memory drop entries that are on disk.
+func (s *statusIndex) maintain(durable tx.Version) {
+	d := s.disk
+	for {
+		select {
+		case res := <-d.results:
+			s.installResult(res)
+			continue
+		default:
+		}
+		break
+	}
+	s.removeExpiredRuns()
+	if !d.writing && s.tail-max(d.sentPos, s.head) >= uint64(d.runEntries) {
+		s.startWrite(durable, d.runEntries)
+	}
+	if len(d.mergeIn) == 0 {
+		s.startMerge()
+	}
+	for s.len() > s.entriesMax && s.head < d.diskPos {
+		s.evictOldest(false)
+	}
+}
+
+func (s *statusIndex) installResult(res spillResult) {
+	d := s.disk
+	switch res.job.kind {
+	case spillWrite:
+		d.writing = false
+		if res.err != nil {
+			d.failures++
+			if d.failures == 1 || d.failures%100 == 0 {
+				d.logger.Warn("status index: writing a run failed; its ids stay in memory, retried",
+					"first", uint64(res.job.first), "last", uint64(res.job.last), "failures", d.failures, "err", res.err)
+			}
+			// Retry from the same place: nothing after it was sent.
+			d.sentPos = min(d.sentPos, d.diskPos)
+			d.covered = res.job.first - 1
+			return
+		}
+		d.failures = 0
+		d.runs = append(d.runs, res.run)
+		d.diskPos = max(d.diskPos, res.job.endPos)
+	case spillMerge:
+		inputs := d.mergeIn
+		d.mergeIn = nil
+		if res.err != nil {
+			d.logger.Warn("status index: merging runs failed; they stay as they are", "first", res.job.runs[0].First, "err", res.err)
+			return
+		}
+		i := slices.Index(d.runs, inputs[0])
+		d.runs = slices.Replace(d.runs, i, i+len(inputs), res.run)
+		d.jobs <- spillJob{kind: spillRemove, runs: inputs}
+	}
+}
+
+func (s *statusIndex) removeExpiredRuns() {
+	d := s.disk
+	n := 0
+	for n < len(d.runs) && tx.Version(d.runs[n].Last) <= s.floor && !slices.Contains(d.mergeIn, d.runs[n]) {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	gone := slices.Clone(d.runs[:n])
+	d.runs = slices.Delete(d.runs, 0, n)
+	d.jobs <- spillJob{kind: spillRemove, runs: gone}
+}
+
+// startWrite hands the memory entries with versions in (covered, durable]
+// to the spiller as the next run, if at least min of them are there.
+func (s *statusIndex) startWrite(durable tx.Version, min int) {
+	d := s.disk
+	from := max(d.sentPos, s.head)
+	end := s.tail
+	for end > from && s.at(end-1).version > durable {
+		end--
+	}
+	if end-from < uint64(min) || durable <= d.covered {
+		return
+	}
+	entries := make([]statusruns.Entry, 0, end-from)
+	for p := from; p < end; p++ {
+		e := s.at(p)
+		entries = append(entries, statusruns.Entry{A: e.hash.a, B: e.hash.b, Version: uint64(e.version), Time: e.time})
+	}
+	job := spillJob{kind: spillWrite, first: d.covered + 1, last: durable, entries: entries, endPos: end}
+	d.covered = durable
+	d.sentPos = end
+	d.writing = true
+	d.jobs <- job
+}
+
+// sizeClass groups runs for merging: runEntries × 8^class entries or less.
+func (d *statusDisk) sizeClass(r *statusruns.Run) int {
+	c, limit := 0, d.runEntries
+	for r.Count > limit && c < 16 {
+		c++
+		limit *= mergeFanIn
+	}
+	return c
+}
+
+// startMerge merges the oldest mergeFanIn consecutive runs of one size
+// class, if there are that many.
+func (s *statusIndex) startMerge() {
+	d := s.disk
+	for i := 0; i+mergeFanIn <= len(d.runs); i++ {
+		c := d.sizeClass(d.runs[i])
+		j := i + 1
+		for j < len(d.runs) && j-i < mergeFanIn && d.sizeClass(d.runs[j]) == c {
+			j++
+		}
+		if j-i == mergeFanIn {
+			d.mergeIn = slices.Clone(d.runs[i:j])
+			d.jobs <- spillJob{kind: spillMerge, runs: d.mergeIn}
+			return
+		}
+	}
+}
+
+// flush writes every memory entry up to durable into a run and waits for
+// the spiller to finish everything; then closes the runs and the
+// directory. Called by Close once the pipeline is drained (stage 1 has
+// exited), so that a restart reads almost nothing from the log.
+func (s *statusIndex) closeDisk(durable tx.Version) error {
+	d := s.disk
+	var errs []error
+	for d.writing || len(d.mergeIn) > 0 {
+		s.installResult(<-d.results)
+	}
+	s.removeExpiredRuns()
+	s.startWrite(durable, 1)
+	if d.writing {
+		res := <-d.results
+		s.installResult(res)
+		if res.err != nil {
+			errs = append(errs, res.err)
+		}
+	}
+	close(d.jobs)
+	<-d.stopped
+	for _, r := range d.runs {
+		r.Close()
+	}
+	d.runs = nil
+	if err := d.dir.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("status index: close: %w", err)
+	}
+	return nil
+}
+
+// spillNow writes the memory entries up to durable as a run if there are
+// runEntries of them, and waits for it (Open, reading a long log tail).
+func (s *statusIndex) spillNow(durable tx.Version) error {
+	d := s.disk
+	if s.tail-max(d.sentPos, s.head) < uint64(d.runEntries) {
+		return nil
+	}
+	s.startWrite(durable, d.runEntries)
+	if !d.writing {
+		return nil
+	}
+	res := <-d.results
+	s.installResult(res)
+	if res.err != nil {
+		return res.err
+	}
+	for s.len() > s.entriesMax && s.head < d.diskPos {
+		s.evictOldest(false)
+	}
+	return nil
+}
+
+// abandon stops the spiller and closes the runs and the directory without
+// writing anything more (Open failed).
+func (d *statusDisk) abandon() {
+	close(d.jobs)
+	<-d.stopped // results is buffered beyond what can be outstanding
+	for _, r := range d.runs {
+		r.Close()
+	}
+	d.runs = nil
+	d.dir.Close()
+}

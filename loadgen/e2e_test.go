@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// weaseldbForTest builds the real server (or takes $WEASELDB_TEST_BIN) and
+// starts it with env on a free loopback port; it is stopped at the end.
+func weaseldbForTest(t *testing.T, env ...string) string {
+	t.Helper()
+	bin := os.Getenv("WEASELDB_TEST_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "weaseldb")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/weaseldb")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./cmd/weaseldb: %v\n%s", err, out)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "--listen", addr, "--data-dir", filepath.Join(t.TempDir(), "data"), "--persist", "disk")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("server log:\n%s", log.String())
+		}
+	})
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return addr
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("weaseldb exited before ready")
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("weaseldb not ready within 60s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// replicaFront answers every request 307 to the same path on leader, with
+// the body a replica sends, and counts what it answered.
+func replicaFront(t *testing.T, leader string) (addr string, redirects *atomic.Int64) {
+	redirects = new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirects.Add(1)
+		w.Header().Set("Location", "http://"+leader+r.URL.RequestURI())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		fmt.Fprintf(w, `{"error":"not_leader","message":"this server is a replica","leader_url":"http://%s"}`, leader)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String(), redirects
+}
+
+// Several endpoints and a token against the real server: the first
+// endpoint refuses connections, the second is a replica answering 307; the
+// run must end on the leader with the token accepted (no 401), committing.
+func TestEndpointsTokenAndRedirectAgainstRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real server")
+	}
+	const token = "loadgen-test-token-0001"
+	leader := weaseldbForTest(t, "WEASELDB_AUTH_TOKEN="+token)
+	front, redirects := replicaFront(t, leader)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+
+	var out, errOut bytes.Buffer
+	code := run([]string{"--addr", down + ",http://" + front, "--token", token, "--connections", "2",
+		"--duration", "500ms", "--warmup", "0s", "--keys", "100", "--subscribers", "1", "--json", "--quiet"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var s Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	o := s.Run.Outcomes
+	if o.OK == 0 || o.Status4xx != 0 {
+		t.Fatalf("outcomes %+v; want commits and no 4xx (a 401 would be one)", o)
+	}
+	if redirects.Load() == 0 || o.Redirected == 0 {
+		t.Fatalf("the replica front was never asked: the down endpoint did not move the run on")
+	}
+	if s.Server == nil {
+		t.Fatalf("no /metrics scrape with the token: %s", s.ServerError)
+	}
+
+	// The token from the environment.
+	t.Setenv("WEASELDB_AUTH_TOKEN", token)
+	out.Reset()
+	if code := run([]string{"--addr", leader, "--connections", "1", "--duration", "200ms", "--warmup", "0s", "--json", "--quiet"}, &out, &errOut); code != 0 {
+		t.Fatalf("with $WEASELDB_AUTH_TOKEN: exit %d: %s", code, errOut.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil || s.Run.Outcomes.OK == 0 || s.Run.Outcomes.Status4xx != 0 {
+		t.Fatalf("with $WEASELDB_AUTH_TOKEN: %v %+v", err, s.Run)
+	}
+
+	// Without the token every commit is refused.
+	t.Setenv("WEASELDB_AUTH_TOKEN", "")
+	out.Reset()
+	errOut.Reset()
+	run([]string{"--addr", leader, "--connections", "1", "--duration", "200ms", "--warmup", "0s", "--json", "--quiet"}, &out, &errOut)
+	if err := json.Unmarshal(out.Bytes(), &s); err == nil && s.Run != nil && s.Run.Outcomes.OK != 0 {
+		t.Fatalf("commits without the token were accepted: %+v", s.Run.Outcomes)
+	}
+}

@@ -1,0 +1,205 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// commitN commits n empty-write transactions one by one and returns the
+// last version.
+func commitN(t *testing.T, s *server, n int) uint64 {
+	t.Helper()
+	var v uint64
+	for i := 0; i < n; i++ {
+		status, o := s.commitRaw(`{"operations":[{"type":"write","key":"` + b64("k") + `","value":"` + b64("v") + `"}]}`)
+		v = wantCommitted(t, "commit", status, o)
+	}
+	return v
+}
+
+// waitTruncationIntervals gives the truncator (truncate_interval 50ms) many
+// chances to run. Nothing is asserted about time: on a slow machine the
+// check after it may pass without truncation having run, never fail.
+func waitTruncationIntervals() { time.Sleep(time.Second) }
+
+// wantLogFromStart checks that after=0 still streams from version 1.
+func wantLogFromStart(t *testing.T, s *server, what string) {
+	t.Helper()
+	st, status, o := s.subscribeRaw("after=0")
+	if st == nil {
+		t.Fatalf("%s: subscribe after=0: %d %v (the log was truncated)", what, status, o)
+	}
+	defer st.close()
+	if tx := st.nextTx(); tx.Version != 1 || tx.PrevVersion != 0 {
+		t.Fatalf("%s: first event after 0: %+v", what, tx)
+	}
+	status, o = s.doJSON("GET", "/v1/retention/", "", nil)
+	if status != 200 || o.num("oldest_retained_version") != 0 {
+		t.Fatalf("%s: retention list %d %v, want oldest_retained_version 0", what, status, o)
+	}
+}
+
+// TestRetentionFuturePolicy (issue 13.1): a policy above the latest version
+// is a 400 future_version and is not stored; and a future policy found in
+// the policy file (an older server wrote it) keeps the log whole instead of
+// cutting it to its newest segment.
+func TestRetentionFuturePolicy(t *testing.T) {
+	s := startServer(t, spec{conf: conf{"retention": {`truncate_interval = "50ms"`}}})
+	if v := commitN(t, s, 3); v != 3 {
+		t.Fatalf("after three commits the log is at %d, want 3", v)
+	}
+	status, o := s.doJSON("PUT", "/v1/retention/backup", "application/json", []byte(`{"version":100}`))
+	wantError(t, "policy at 100 with the log at 3", status, o, 400, "bad_request")
+	if o.str("reason") != "future_version" {
+		t.Errorf("policy at 100: reason %q, want future_version (%v)", o.str("reason"), o)
+	}
+	status, o = s.doJSON("GET", "/v1/retention/backup", "", nil)
+	wantError(t, "the refused policy", status, o, 404, "not_found")
+	commitN(t, s, 2)
+	waitTruncationIntervals()
+	wantLogFromStart(t, s, "after a refused future policy")
+
+	// Defence in depth: the policy file says 1,000,000.
+	s.stop(syscall.SIGKILL)
+	policyFile := filepath.Join(s.dataDir, "data", "retention.json")
+	if err := os.WriteFile(policyFile, []byte(`{"policies":{"old":1000000}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	commitN(t, s, 5)
+	waitTruncationIntervals()
+	wantLogFromStart(t, s, "with a future policy in the policy file")
+	if !strings.Contains(s.proc.logText(), "retention policy above the durable version") {
+		t.Errorf("no warning about the future policy in the log:\n%s", s.proc.tail(20))
+	}
+
+	// A policy exactly at the latest version is fine (it truncates).
+	v := s.version()
+	status, o = s.doJSON("PUT", "/v1/retention/now", "application/json", []byte(`{"version":`+itoa(v)+`}`))
+	if status != 200 || o.num("version") != v {
+		t.Fatalf("policy at the latest version %d: %d %v", v, status, o)
+	}
+}
+
+// TestStrictQuery (issue 13.2): unknown, repeated or unparsable query
+// parameters are a 400 naming them, on every route.
+func TestStrictQuery(t *testing.T) {
+	s := startServer(t, spec{})
+	id := "strict-query-request-0001"
+	for _, c := range []struct{ method, path, name string }{
+		{"GET", "/v1/subscribe?aftr=3", "aftr"},
+		{"GET", "/v1/subscribe?after=0&after=0", "after"},
+		{"GET", "/v1/subscribe?after=x", "after"},
+		{"GET", "/v1/subscribe?durable=maybe", "durable"},
+		{"GET", "/v1/version?x=1", "x"},
+		{"GET", "/v1/status?request_id=" + id + "&foo=1", "foo"},
+		{"GET", "/v1/status?request_id=" + id + "&request_id=" + id, "request_id"},
+		{"GET", "/v1/status?request_id=" + id + "&min_version=-1", "min_version"},
+		{"POST", "/v1/commit?dry_run=1", "dry_run"},
+		{"GET", "/v1/retention/?all=1", "all"},
+		{"GET", "/v1/retention/p?x", "x"},
+		{"PUT", "/v1/retention/p?x=1", "x"},
+		{"DELETE", "/v1/retention/p?x=1", "x"},
+		{"GET", "/healthz?verbose=1", "verbose"},
+		{"GET", "/readyz?verbose=1", "verbose"},
+		{"GET", "/metrics?name=x", "name"},
+	} {
+		var body []byte
+		if c.method == "POST" || c.method == "PUT" {
+			body = []byte(`{}`)
+		}
+		status, o := s.doJSON(c.method, c.path, "application/json", body)
+		wantError(t, c.method+" "+c.path, status, o, 400, "bad_request")
+		if !strings.HasPrefix(o.str("message"), c.name+": ") {
+			t.Errorf("%s %s: message %q does not start with %q", c.method, c.path, o.str("message"), c.name+": ")
+		}
+	}
+	if status, o := s.doJSON("POST", "/v1/commit?dry_run=1", "application/json", []byte(`{}`)); status == 200 {
+		t.Errorf("a refused commit committed: %v", o)
+	}
+	if v := s.version(); v != 0 {
+		t.Errorf("refused requests changed the log: version %d", v)
+	}
+	// Defined parameters still work, with a trailing '&'.
+	st, status, o := s.subscribeRaw("after=0&durable=true&")
+	if st == nil {
+		t.Fatalf("subscribe with defined parameters: %d %v", status, o)
+	}
+	st.close()
+	if status, o := s.doJSON("GET", "/v1/status?request_id="+id+"&min_version=0", "", nil); status != 200 || o.str("status") != "not_committed" {
+		t.Errorf("status with defined parameters: %d %v", status, o)
+	}
+}
+
+// TestClaimRequestID (issue 13.3): the empty transaction a restarted
+// leader claims the log with is streamed with a generated request id.
+func TestClaimRequestID(t *testing.T) {
+	s := startServer(t, spec{})
+	v := commitN(t, s, 2)
+	s.restart()
+	st, status, o := s.subscribeRaw("after=" + itoa(v))
+	if st == nil {
+		t.Fatalf("subscribe: %d %v", status, o)
+	}
+	claim := st.nextTx()
+	if claim.Version != v+1 || len(claim.Operations) != 0 {
+		t.Fatalf("first transaction after a restart: %+v, want the claim at %d with no operations", claim, v+1)
+	}
+	if len(claim.RequestID) != 36 {
+		t.Errorf("claim request_id %q, want a generated 36-character UUID", claim.RequestID)
+	}
+}
+
+// TestVersionRole (issue 13.4): /v1/version and /readyz say the server
+// leads.
+func TestVersionRole(t *testing.T) {
+	s := startServer(t, spec{})
+	status, o := s.doJSON("GET", "/v1/version", "", nil)
+	if status != 200 || o.str("role") != "leader" || len(o.str("leader_id")) != 32 {
+		t.Fatalf("GET /v1/version: %d %v, want role leader and a leader_id", status, o)
+	}
+	status, o = s.doJSON("GET", "/readyz", "", nil)
+	if status != 200 || o.str("role") != "leader" {
+		t.Fatalf("GET /readyz: %d %v, want role leader", status, o)
+	}
+}
+
+// TestRequestsMetric (issue 13.5): one counter of answers by route and
+// code, whose series appear with their first answer.
+func TestRequestsMetric(t *testing.T) {
+	s := startServer(t, spec{})
+	series := func() []string {
+		var out []string
+		for _, line := range strings.Split(s.metricsText(), "\n") {
+			if strings.HasPrefix(line, "weaseldb_http_requests_total{") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	first := series()
+	for _, l := range first {
+		if !strings.Contains(l, `route="metrics"`) && !strings.Contains(l, `route="health"`) {
+			t.Errorf("series before any API request: %s", l)
+		}
+	}
+	s.doJSON("GET", "/v1/version", "", nil)
+	s.doJSON("GET", "/v1/version?x=1", "", nil)
+	s.doJSON("GET", "/v1/retention/none", "", nil)
+	if v := metricValue(t, s, `weaseldb_http_requests_total{code="200",route="version"}`); v != 1 {
+		t.Errorf("version 200: %v, want 1", v)
+	}
+	if v := metricValue(t, s, `weaseldb_http_requests_total{code="400",route="version"}`); v != 1 {
+		t.Errorf("version 400: %v, want 1", v)
+	}
+	if v := metricValue(t, s, `weaseldb_http_requests_total{code="404",route="retention"}`); v != 1 {
+		t.Errorf("retention 404: %v, want 1", v)
+	}
+	if n := len(series()); n > 6 {
+		t.Errorf("%d series after four kinds of answer, want only those that happened:\n%s", n, strings.Join(series(), "\n"))
+	}
+}
