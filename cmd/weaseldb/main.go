@@ -21,6 +21,7 @@ const usage = `NAME
 SYNOPSIS
     weaseldb [--config FILE] [--listen ADDR] [--data-dir DIR]
              [--persist disk|s3|fakes3] [--admin-listen ADDR]
+             [--advertise-url URL]
     weaseldb --print-config [flags...]
     weaseldb --version
     weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
@@ -50,6 +51,12 @@ OPTIONS
                          reached through the real S3 client (development).
     --admin-listen ADDR  admin listener with /debug/pprof/ (default off;
                          loopback only unless [admin] allow_remote = true)
+    --advertise-url URL  where other servers and clients reach this one
+                         ([server] advertise_url; default http://, or
+                         https:// with TLS, + the bound --listen address,
+                         127.0.0.1 for an unspecified host). With the s3
+                         backend the leader writes it in its lease and
+                         replicas redirect commits there.
     --print-config       print the effective configuration as TOML and exit
     --version            print the version and exit
     -h, --help           this text
@@ -63,13 +70,26 @@ LIMITS (defaults; [server] section)
     timeout 120s; a stream whose peer stops reading is closed after 30s;
     10 MiB buffered per subscriber before it is caught up from the log.
 
+REPLICAS AND FAILOVER (s3 and fakes3 backends; docs/operations.md)
+    Several servers may share one bucket and prefix: one leads and renews a
+    lease object (<prefix>/leader); the others are replicas that follow the
+    log, serve /v1/version, durable /v1/subscribe and retention reads, and
+    answer commits, status queries and retention changes 307 to the leader
+    (/readyz 503). When the lease has not changed for [persist]
+    lease_timeout (default 3s, by the replica's own clock) a replica takes
+    over. A leader that loses the log becomes a replica; it does not exit.
+    [persist] lease_renew_interval (default 500ms, at most half the
+    timeout) and replica_poll_interval (default 200ms) tune the rest.
+
 SIGNALS
     SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,
                      answer it, close streams, exit 0.
 
 EXIT STATUS
-    0 clean shutdown; 1 runtime failure (including being deposed by another
-    leader); 2 bad usage or configuration.
+    0 clean shutdown; 1 runtime failure (a listener that cannot be bound,
+    the log unreachable, or, on the disk backend, being deposed by another
+    leader); 2 bad usage or configuration. Nothing is written before every
+    listener is bound.
 
 ENVIRONMENT
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE, ...
@@ -139,6 +159,7 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) 
 	dataDir := fs.String("data-dir", "", "")
 	backend := fs.String("persist", "", "")
 	adminListen := fs.String("admin-listen", "", "")
+	advertiseURL := fs.String("advertise-url", "", "")
 	printConfig := fs.Bool("print-config", false, "")
 	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -167,6 +188,9 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) 
 	}
 	if *backend != "" {
 		cfg.Persist.Backend = *backend
+	}
+	if *advertiseURL != "" {
+		cfg.Server.AdvertiseURL = *advertiseURL
 	}
 	if *adminListen != "" {
 		cfg.Admin.Listen = *adminListen
