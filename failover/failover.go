@@ -316,13 +316,17 @@ func (n *Node) renew(ctx context.Context, eng *engine.Engine) string {
 		return fmt.Sprintf("lease not renewed for %s (lease_timeout %s): a replica may have taken over",
 			time.Since(renewedAt).Round(time.Millisecond), n.cfg.LeaseTimeout)
 	}
+	// A renewal slower than the timeout is worthless: replicas act on
+	// their clocks meanwhile. Bound it so the loop checks again.
+	rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTimeout)
+	defer cancel()
 	start := time.Now()
 	next := n.lease
 	next.Renewals++
 	next.RenewedAt = start.UTC()
-	etag, err := n.log.WriteLease(ctx, next, n.leaseETag)
+	etag, err := n.log.WriteLease(rctx, next, n.leaseETag)
 	if errors.Is(err, s3log.ErrLeaseChanged) {
-		cur, curETag, found, rerr := n.log.ReadLease(ctx)
+		cur, curETag, found, rerr := n.log.ReadLease(rctx)
 		switch {
 		case rerr != nil:
 			err = rerr
@@ -331,7 +335,7 @@ func (n *Node) renew(ctx context.Context, eng *engine.Engine) string {
 		default:
 			// An earlier term's lease (the one we replaced, renewed once
 			// more by a leader that does not know yet), or none: take it.
-			etag, err = n.log.WriteLease(ctx, next, curETag)
+			etag, err = n.log.WriteLease(rctx, next, curETag)
 		}
 	}
 	if err != nil {
@@ -393,7 +397,9 @@ func (n *Node) runReplica(ctx context.Context) {
 		case <-ticker.C:
 		}
 		n.followOnce(ctx, eng)
-		lease, etag, found, err := n.log.ReadLease(ctx)
+		rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTimeout)
+		lease, etag, found, err := n.log.ReadLease(rctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				n.cfg.Logger.Warn("failover: replica could not read the lease", "err", err)

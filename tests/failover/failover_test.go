@@ -4,7 +4,9 @@
 //
 // Figures (time to the first commit acknowledged by the new leader) are
 // logged, never asserted. WEASELDB_FAILOVER_ROUNDS=N repeats the kill
-// test N times (default 1) for a longer run.
+// test N times (default 1) for a longer run. With WEASELDB_S3COMPAT_ENDPOINT
+// (and _BUCKET, _ACCESS, _SECRET, as scripts/s3compat.sh sets them) the
+// servers share that S3-compatible service instead of a fake S3.
 package failover_test
 
 import (
@@ -30,6 +32,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"weaseldb/tests/internal/harness"
 )
 
@@ -37,7 +43,10 @@ var bin string
 
 func TestMain(m *testing.M) { harness.Main(m, &bin) }
 
-const bucket = "wfail"
+// s3Target is where the servers' log lives.
+type s3Target struct {
+	url, bucket, access, secret string
+}
 
 // fakeS3 is a `weaseldb fakes3` process.
 type fakeS3 struct {
@@ -45,9 +54,19 @@ type fakeS3 struct {
 	cmd *exec.Cmd
 }
 
+func startS3(t *testing.T) s3Target {
+	t.Helper()
+	if ep := os.Getenv("WEASELDB_S3COMPAT_ENDPOINT"); ep != "" {
+		return s3Target{url: ep, bucket: os.Getenv("WEASELDB_S3COMPAT_BUCKET"),
+			access: os.Getenv("WEASELDB_S3COMPAT_ACCESS"), secret: os.Getenv("WEASELDB_S3COMPAT_SECRET")}
+	}
+	f := startFakeS3(t)
+	return s3Target{url: f.url, bucket: "wfail", access: "test", secret: "test"}
+}
+
 func startFakeS3(t *testing.T) *fakeS3 {
 	t.Helper()
-	cmd := exec.Command(bin, "fakes3", "--listen", "127.0.0.1:0", "--buckets", bucket, "--dir", t.TempDir())
+	cmd := exec.Command(bin, "fakes3", "--listen", "127.0.0.1:0", "--buckets", "wfail", "--dir", t.TempDir())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -79,30 +98,30 @@ func startFakeS3(t *testing.T) *fakeS3 {
 // operator gets without tuning.
 const leaseTimeout = 3 * time.Second
 
-func serverConfig(s3url, prefix string) string {
+func serverConfig(s3 s3Target, prefix string) string {
 	return fmt.Sprintf(`[persist]
 backend = "s3"
 bucket = %q
 prefix = %q
 endpoint = %q
 use_path_style = true
-access_key_id = "test"
-secret_access_key = "test"
+access_key_id = %q
+secret_access_key = %q
 request_timeout = "5s"
 [commit]
 conflict_window = "30s"
-`, bucket, prefix, s3url)
+`, s3.bucket, prefix, s3.url, s3.access, s3.secret)
 }
 
-// cluster is a prefix of the fake S3 and the servers started on it.
+// cluster is a prefix of the S3 target and the servers started on it.
 type cluster struct {
 	t      *testing.T
-	s3     *fakeS3
+	s3     s3Target
 	prefix string
 }
 
 func newCluster(t *testing.T) *cluster {
-	return &cluster{t: t, s3: startFakeS3(t), prefix: "p" + strconv.Itoa(rand.IntN(1e9))}
+	return &cluster{t: t, s3: startS3(t), prefix: "failover/" + t.Name() + "-" + strconv.Itoa(rand.IntN(1e9))}
 }
 
 func (c *cluster) start(extra ...string) *harness.Server {
@@ -115,7 +134,7 @@ func (c *cluster) start(extra ...string) *harness.Server {
 }
 
 func (c *cluster) tryStart(extra ...string) (*harness.Server, error) {
-	s, err := harness.Start(harness.Options{Bin: bin, DataDir: c.t.TempDir(), Config: serverConfig(c.s3.url, c.prefix), Args: extra})
+	s, err := harness.Start(harness.Options{Bin: bin, DataDir: c.t.TempDir(), Config: serverConfig(c.s3, c.prefix), Args: extra})
 	if err != nil {
 		return nil, err
 	}
@@ -164,19 +183,20 @@ func waitRole(t *testing.T, url, role string, within time.Duration) harness.Vers
 	return last
 }
 
-// segmentKeys lists the segment objects of the prefix (path-style, the
-// fake S3 needs no signature).
+// segmentKeys lists the segment objects of the prefix, with the real S3
+// client.
 func (c *cluster) segmentKeys(t *testing.T) []string {
 	t.Helper()
-	resp, err := hc.Get(c.s3.url + "/" + bucket + "?list-type=2&prefix=" + c.prefix + "/log/")
+	client := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(c.s3.url), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(c.s3.access, c.s3.secret, "")})
+	out, err := client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{
+		Bucket: aws.String(c.s3.bucket), Prefix: aws.String(c.prefix + "/log/")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	var keys []string
-	for _, part := range strings.Split(string(b), "<Key>")[1:] {
-		keys = append(keys, part[:strings.Index(part, "</Key>")])
+	for _, o := range out.Contents {
+		keys = append(keys, aws.ToString(o.Key))
 	}
 	return keys
 }
