@@ -106,7 +106,7 @@ type Persist struct {
 	// FakeS3PutLatency adds latency to every PUT of the in-process fake S3
 	// (backend fakes3 only), to rehearse real S3 latencies; default 0.
 	FakeS3PutLatency Duration `toml:"fakes3_put_latency"`
-	// Replicas and failover (s3 and fakes3 backends; see docs/operations.md).
+	// Replicas and failover (s3 backend; see docs/operations.md).
 	LeaseTimeout        Duration `toml:"lease_timeout"`         // a replica takes over when the leader's lease has not changed for this long (its own clock); default 3s
 	LeaseRenewInterval  Duration `toml:"lease_renew_interval"`  // how often the leader renews its lease; default 500ms
 	ReplicaPollInterval Duration `toml:"replica_poll_interval"` // how often a replica lists new segments and reads the lease; default 200ms

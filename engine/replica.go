@@ -129,6 +129,9 @@ func (e *Engine) refreshPolicies(ctx context.Context) {
 	r.mu.Lock()
 	r.mu.policies = maps.Clone(policies)
 	r.mu.Unlock()
+	if oldest := e.shared.OldestRetained(); uint64(oldest) > r.oldest.Load() {
+		r.oldest.Store(uint64(oldest))
+	}
 }
 
 // applyFollowed applies one segment that continues the followed run:

@@ -176,12 +176,17 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	n.noteLease(lease, etag, found)
-	if !found {
+	if !found || lease.Released {
 		// No leader: stand for election by creating the lease
-		// (If-None-Match: *). Of servers started together exactly one
-		// creates it; the others follow. The winner then claims the log.
+		// (If-None-Match: *, or If-Match on the released one). Of servers
+		// started together exactly one writes it; the others follow. The
+		// winner then claims the log.
 		provisional := s3log.Lease{URL: n.cfg.AdvertiseURL, RenewedAt: time.Now().UTC()}
-		etag, err := n.log.WriteLease(ctx, provisional, "")
+		prev := ""
+		if found {
+			prev = etag
+		}
+		etag, err := n.log.WriteLease(ctx, provisional, prev)
 		if errors.Is(err, s3log.ErrLeaseChanged) {
 			if lease, etag, found, err = n.log.ReadLease(ctx); err != nil {
 				return err
@@ -201,6 +206,7 @@ func (n *Node) start(ctx context.Context) error {
 		case !errors.Is(err, persist.ErrFenced):
 			return err
 		}
+		n.lease, n.leaseETag, n.leaseSeen = s3log.Lease{}, "", false
 		// Another server started at the same time and claimed first.
 		n.cfg.Logger.Info("failover: another server claimed the log first; following it", "err", err)
 	}
@@ -410,11 +416,14 @@ func (n *Node) runReplica(ctx context.Context) {
 		n.mu.Lock()
 		stale := time.Since(n.mu.leaseSeenAt)
 		n.mu.Unlock()
-		if stale < n.cfg.LeaseTimeout {
+		if stale < n.cfg.LeaseTimeout && !lease.Released {
 			continue
 		}
 		reason := fmt.Sprintf("lease unchanged for %s (lease_timeout %s)", stale.Round(time.Millisecond), n.cfg.LeaseTimeout)
-		if !found {
+		switch {
+		case lease.Released:
+			reason = "the leader released its lease (clean shutdown)"
+		case !found:
 			reason = fmt.Sprintf("no lease for %s (lease_timeout %s)", stale.Round(time.Millisecond), n.cfg.LeaseTimeout)
 		}
 		if n.takeOver(ctx, eng, reason) {
@@ -459,4 +468,24 @@ func (n *Node) takeOver(ctx context.Context, eng *engine.Engine, reason string) 
 	n.leaseETag = staleETag
 	n.becomeLeader(ctx, eng, reason)
 	return true
+}
+
+// Release gives up the lease of a leader that stops cleanly (its engine
+// closed, everything acknowledged is stored), so that a replica takes over
+// at once instead of after lease_timeout. A replica has nothing to release.
+func (n *Node) Release(ctx context.Context) {
+	if Role(n.role.Load()) != RoleLeader || n.leaseETag == "" {
+		return
+	}
+	released := n.lease
+	released.Renewals++
+	released.RenewedAt = time.Now().UTC()
+	released.Released = true
+	rctx, cancel := context.WithTimeout(ctx, n.cfg.LeaseTimeout)
+	defer cancel()
+	if _, err := n.log.WriteLease(rctx, released, n.leaseETag); err != nil {
+		n.cfg.Logger.Warn("failover: could not release the lease; replicas take over after lease_timeout", "err", err)
+		return
+	}
+	n.cfg.Logger.Info("failover: lease released", "leader_id", released.LeaderID)
 }

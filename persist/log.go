@@ -197,4 +197,8 @@ type Shared interface {
 	// also forgets indexed segments deleted by the leader's truncation.
 	// Poll stops at the first gap: a segment still in flight fills it later.
 	Poll(ctx context.Context, maxBytes int, accept func(SegmentHeader) bool) ([][]byte, error)
+
+	// OldestRetained is Recovery.OldestRetained of the indexed run as Poll
+	// last saw it (it follows the leader's truncation).
+	OldestRetained() tx.Version
 }

@@ -70,14 +70,15 @@ LIMITS (defaults; [server] section)
     timeout 120s; a stream whose peer stops reading is closed after 30s;
     10 MiB buffered per subscriber before it is caught up from the log.
 
-REPLICAS AND FAILOVER (s3 and fakes3 backends; docs/operations.md)
+REPLICAS AND FAILOVER (s3 backend; docs/operations.md)
     Several servers may share one bucket and prefix: one leads and renews a
     lease object (<prefix>/leader); the others are replicas that follow the
     log, serve /v1/version, durable /v1/subscribe and retention reads, and
     answer commits, status queries and retention changes 307 to the leader
     (/readyz 503). When the lease has not changed for [persist]
     lease_timeout (default 3s, by the replica's own clock) a replica takes
-    over. A leader that loses the log becomes a replica; it does not exit.
+    over (at once when the leader released it on SIGTERM). A leader that
+    loses the log becomes a replica; it does not exit.
     [persist] lease_renew_interval (default 500ms, at most half the
     timeout) and replica_poll_interval (default 200ms) tune the rest.
 

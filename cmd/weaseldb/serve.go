@@ -104,7 +104,10 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	ecfg := engineConfig(cfg, logger, metrics)
 	var node *failover.Node
 	var eng *engine.Engine
-	if shared, ok := backend.log.(*s3log.Log); ok {
+	// Replicas and failover need a log other servers can reach: the s3
+	// backend. The in-process fake S3 of --persist fakes3 lives and dies
+	// with this server, so it runs alone like the disk backend.
+	if shared, ok := backend.log.(*s3log.Log); ok && cfg.Persist.Backend == "s3" {
 		node = failover.New(failover.Config{
 			Engine:        ecfg,
 			AdvertiseURL:  cfg.Advertise(addr),
@@ -159,6 +162,9 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	defer cancel()
 	if err := eng.Close(grace); err != nil && runErr == nil {
 		runErr = fmt.Errorf("drain pipeline: %w", err)
+	} else if node != nil && runErr == nil {
+		// Everything acknowledged is stored: hand the log over now.
+		node.Release(grace)
 	}
 	api.CloseSubscribers(grace)
 	if err := closeListeners(grace); err != nil && runErr == nil {

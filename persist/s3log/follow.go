@@ -165,6 +165,13 @@ func (l *Log) Poll(ctx context.Context, maxBytes int, accept func(persist.Segmen
 	return out, nil
 }
 
+// OldestRetained implements persist.Shared.
+func (l *Log) OldestRetained() tx.Version {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return persist.Recovery{Segments: l.mu.index}.OldestRetained()
+}
+
 // pruneTruncated drops from the index the segments that are no longer
 // stored below the oldest stored one (the leader truncated them).
 func (l *Log) pruneTruncated(ctx context.Context) error {

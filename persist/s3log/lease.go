@@ -43,6 +43,10 @@ type Lease struct {
 	// RenewedAt is the writer's wall clock, for people reading the object;
 	// no server compares it with its own clock.
 	RenewedAt time.Time `json:"renewed_at"`
+	// Released marks a lease its leader gave up on a clean shutdown: a
+	// replica takes over at once, a starting server claims the log
+	// without waiting for the lease to go stale.
+	Released bool `json:"released,omitempty"`
 }
 
 // LeaseKey returns the lease object's key.

@@ -173,6 +173,9 @@ func testFollow(t *testing.T, cfg Config) {
 	if _, err := replica.ReadFrom(ctx, 2, 1<<20); !errors.Is(err, persist.ErrNotFound) {
 		t.Fatalf("replica ReadFrom(2) after truncation: %v, want ErrNotFound", err)
 	}
+	if got := replica.OldestRetained(); got != 6 {
+		t.Fatalf("replica OldestRetained after truncation = %d, want 6", got)
+	}
 	// Observe never deletes: a discarded tail stays for the leader.
 	if err := leader.Append(ctx, logtest.Segment(20, 20, "a")); err != nil {
 		t.Fatal(err)

@@ -719,3 +719,25 @@ func waitLeaderURL(t *testing.T, url, leader string) {
 	}
 	t.Fatalf("%s names leader %q, want %s", url, v.LeaderURL, leader)
 }
+
+// TestCleanStopHandsOver: a leader stopped with SIGTERM drains its pipeline
+// and releases its lease; a replica takes over without waiting for the
+// lease to go stale (its log says why), and every acknowledged commit is
+// there.
+func TestCleanStopHandsOver(t *testing.T) {
+	c := newCluster(t)
+	a := c.start()
+	b := c.start()
+	waitRole(t, b.URL, "replica", 30*time.Second)
+	last := commitOnce(t, a.URL, rid("clean", 0))
+	if err := a.Stop(30 * time.Second); err != nil {
+		t.Fatalf("leader's clean stop: %v", err)
+	}
+	waitRole(t, b.URL, "leader", 30*time.Second)
+	if !strings.Contains(b.Log(), "the leader released its lease") {
+		t.Errorf("the replica did not take over on the released lease:\n%s", tailLines(b.Log(), 10))
+	}
+	if v := version(t, b.URL); v.Version <= last.Version {
+		t.Fatalf("new leader at %d, the last acknowledged commit was %d", v.Version, last.Version)
+	}
+}
