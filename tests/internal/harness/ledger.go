@@ -77,8 +77,8 @@ type Check struct {
 //     request_id: a committed one answers duplicate with its version, a
 //     not-committed one commits once and then answers duplicate.
 //
-// Transactions without operations whose request id no committer sent are the
-// claims a new leader writes; they are skipped. Lost commits are resolved in the
+// Transactions without a request id and without operations are the claims a
+// new leader writes; they are skipped. Lost commits are resolved in the
 // ledger, so a later Verify checks them as acknowledged or absent.
 func (led *Ledger) Verify(ctx context.Context, hc *http.Client, url string, rng *rand.Rand) (Check, error) {
 	var it Check
@@ -193,10 +193,10 @@ func checkLog(log []Txn, oldest, recovered uint64, led *Ledger) error {
 		if t.Version != want || t.PrevVersion != want-1 {
 			return fmt.Errorf("log not contiguous at index %d: version %d prev %d, want %d prev %d", i, t.Version, t.PrevVersion, want, want-1)
 		}
-		if _, known := led.recs[t.RequestID]; len(t.Operations) == 0 && !known {
+		if _, sent := led.recs[t.RequestID]; !sent && len(t.Operations) == 0 {
 			// The empty transaction a new leader writes to claim the log
-			// (engine.claimLeadership): one per start or takeover, with a
-			// generated request id no committer sent.
+			// (engine.claimLeadership): one per start, under a request id
+			// the server generated.
 			continue
 		}
 		if prev, dup := seen[t.RequestID]; dup {
