@@ -348,6 +348,27 @@ func TestTwoStartedAtOnce(t *testing.T) {
 	if resp, err := hc.Get(replica.URL + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("replica /healthz: %v %v", resp, err)
 	}
+	// Each reports its role in /metrics, with the leader's term id (the
+	// replica learns it from the lease at its next poll).
+	lv := version(t, leader.URL)
+	for _, s := range []struct{ url, role string }{{leader.URL, "leader"}, {replica.URL, "replica"}} {
+		want := fmt.Sprintf(`weaseldb_role{leader_id=%q,role=%q} 1`, lv.LeaderID, s.role)
+		var b []byte
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			resp, err := hc.Get(s.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), want) {
+				break
+			}
+		}
+		if !strings.Contains(string(b), want) || !strings.Contains(string(b), "weaseldb_lease_age_seconds") {
+			t.Errorf("%s /metrics lacks %s or the lease age", s.url, want)
+		}
+	}
 }
 
 // committer sends commits with request ids, following 307 (the Go client
