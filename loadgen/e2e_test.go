@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,4 +144,39 @@ func TestEndpointsTokenAndRedirectAgainstRealServer(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &s); err == nil && s.Run != nil && s.Run.Outcomes.OK != 0 {
 		t.Fatalf("commits without the token were accepted: %+v", s.Run.Outcomes)
 	}
+}
+
+// TestFailoverScenario: --spawn --backend s3 starts a fake S3, a leader and
+// a replica; --kill-leader-after SIGKILLs the leader; the replica takes
+// over and the run reports a commit gap (its size is not asserted).
+func TestFailoverScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real server")
+	}
+	bin := os.Getenv("WEASELDB_TEST_BIN")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "weaseldb")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/weaseldb")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./cmd/weaseldb: %v\n%s", err, out)
+		}
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"--spawn", "--weaseldb", bin, "--backend", "s3", "--replicas", "1", "--kill-leader-after", "1s",
+		"--connections", "4", "--duration", "8s", "--warmup", "0s", "--request-id", "--json", "--quiet"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var s Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if s.Run.CommitGapMs <= 0 || s.Run.Outcomes.OK == 0 {
+		t.Fatalf("commit gap %v ms, %d ok; want a gap and commits", s.Run.CommitGapMs, s.Run.Outcomes.OK)
+	}
+	if !strings.Contains(errOut.String(), "SIGKILL the leader") {
+		t.Fatalf("the leader was not killed: %s", errOut.String())
+	}
+	t.Logf("commit gap across the SIGKILL: %.0f ms (%d commits acknowledged)", s.Run.CommitGapMs, s.Run.Outcomes.OK)
 }

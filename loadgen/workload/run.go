@@ -31,7 +31,7 @@ type Result struct {
 	Subscribers *SubResult `json:"subscribers,omitempty"`
 	// CommitGapMs is the longest time in the measured phase with no commit
 	// answered 200 (Load.CommitGap), sampled every millisecond.
-	CommitGapMs float64 `json:"commit_gap_ms,omitempty"`
+	CommitGapMs float64    `json:"commit_gap_ms,omitempty"`
 	Admin       *AdminLoad `json:"admin,omitempty"`
 }
 
