@@ -155,7 +155,13 @@ func (a *API) leaderEngine(ex *netpoll.Exchange, route routeID) *engine.Engine {
 		a.respondError(ex, route, 503, "unavailable", "this server is a replica and knows of no leader yet; retry shortly")
 		return nil
 	}
-	loc := append([]byte(leader), ex.Request().Target()...)
+	// The same path and query on the leader (not Target: an absolute-form
+	// target names this server).
+	req := ex.Request()
+	loc := append([]byte(leader), req.Path()...)
+	if q := req.RawQuery(); len(q) > 0 {
+		loc = append(append(loc, '?'), q...)
+	}
 	b := jsonstream.AppendError(ex.Scratch(), "not_leader", []byte("this server is a replica; send this request to the leader at "+leader))
 	b = appendField(b[:len(b)-1], "leader_url")
 	b = jsonstream.AppendString(b, []byte(leader))

@@ -336,6 +336,16 @@ func TestTwoStartedAtOnce(t *testing.T) {
 	if resp.StatusCode != 307 || resp.Header.Get("Location") != leader.URL+"/v1/commit" {
 		t.Fatalf("commit on the replica: %d Location %q, want 307 to %s/v1/commit", resp.StatusCode, resp.Header.Get("Location"), leader.URL)
 	}
+	// A status query keeps its query string.
+	const statusPath = "/v1/status?request_id=status-query-0000000001"
+	resp, err = (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(replica.URL + statusPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 307 || resp.Header.Get("Location") != leader.URL+statusPath {
+		t.Fatalf("status on the replica: %d Location %q, want 307 to %s", resp.StatusCode, resp.Header.Get("Location"), leader.URL+statusPath)
+	}
 	resp, err = hc.Get(replica.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
