@@ -555,14 +555,10 @@ func TestPausedLeader(t *testing.T) {
 	a.Cmd.Process.Signal(syscall.SIGCONT)
 	stopped = false
 	resumed := time.Now()
-	av := waitRole(t, a.URL, "replica", 30*time.Second)
+	av, demoted := pollRole(a.URL, "replica", 30*time.Second)
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	wg.Wait()
-	if av.LeaderURL == a.URL {
-		t.Errorf("paused leader as a replica names itself as the leader")
-	}
-	waitLeaderURL(t, a.URL, b.URL)
 	// Every 200 from a carries a's term and a version below b's claim.
 	log, err := harness.ReadLog(context.Background(), hc, b.URL, 0, bv.Version)
 	if err != nil {
@@ -578,14 +574,19 @@ func TestPausedLeader(t *testing.T) {
 	if claim == 0 {
 		t.Fatalf("no transaction of b's term %s in its log to %d", bv.LeaderID, bv.Version)
 	}
-	after := 0
+	after, bad := 0, 0
 	for _, k := range acks {
 		if k.leaderID != aTerm || k.version >= claim {
-			t.Errorf("paused leader acknowledged %s at version %d (term %s) after b's claim at %d", k.rid, k.version, k.leaderID, claim)
+			if bad++; bad <= 3 {
+				t.Errorf("SPLIT BRAIN: paused leader acknowledged %s at version %d (term %s) after b's claim at %d", k.rid, k.version, k.leaderID, claim)
+			}
 		}
 		if k.at.After(resumed) {
 			after++
 		}
+	}
+	if bad > 0 {
+		t.Fatalf("SPLIT BRAIN: %d acknowledgements of the paused leader at or after the new leader's claim", bad)
 	}
 	t.Logf("paused leader: %d commits acknowledged, %d of them after SIGCONT (all before b's claim at %d)", len(acks), after, claim)
 	vctx, vcancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -593,6 +594,29 @@ func TestPausedLeader(t *testing.T) {
 	if _, err := led.Verify(vctx, hc, b.URL, nil); err != nil {
 		t.Fatal(err)
 	}
+	if !demoted {
+		t.Fatalf("the paused leader did not become a replica within 30s of SIGCONT (last %+v)", av)
+	}
+	if av.LeaderURL == a.URL {
+		t.Errorf("paused leader as a replica names itself as the leader")
+	}
+	waitLeaderURL(t, a.URL, b.URL)
+}
+
+// pollRole polls /v1/version until the server reports role, bounded; it
+// reports the last answer and whether the role was reached.
+func pollRole(url, role string, within time.Duration) (harness.VersionInfo, bool) {
+	deadline := time.Now().Add(within)
+	var last harness.VersionInfo
+	for time.Now().Before(deadline) {
+		v, err := harness.Version(context.Background(), hc, url)
+		if err == nil && v.Role == role {
+			return v, true
+		}
+		last = v
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last, false
 }
 
 // sseEvent is one raw SSE transaction event.
