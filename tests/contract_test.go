@@ -203,3 +203,37 @@ func TestRequestsMetric(t *testing.T) {
 		t.Errorf("%d series after four kinds of answer, want only those that happened:\n%s", n, strings.Join(series(), "\n"))
 	}
 }
+
+// TestRetentionRouteErrors (issue 13.11): GET /v1/retention without the
+// slash is served; error bodies name the field without Go internals; 413
+// states the limit; 415 has the --json hint.
+func TestRetentionRouteErrors(t *testing.T) {
+	s := startServer(t, spec{})
+	status, o := s.doJSON("GET", "/v1/retention", "", nil)
+	if status != 200 || o.num("oldest_retained_version") != 0 || o["policies"] == nil {
+		t.Fatalf("GET /v1/retention: %d %v", status, o)
+	}
+	for _, c := range []struct{ body, want string }{
+		{``, "body: empty"},
+		{`{"version":1,"x":2}`, "x: unknown field"},
+		{`{"version":"1"}`, "version: must be"},
+		{`{"version":1`, "body: ends before"},
+	} {
+		status, o := s.doJSON("PUT", "/v1/retention/p", "application/json", []byte(c.body))
+		wantError(t, "PUT "+c.body, status, o, 400, "bad_request")
+		if msg := o.str("message"); !strings.HasPrefix(msg, c.want) || strings.Contains(msg, "json:") || strings.Contains(msg, "EOF") {
+			t.Errorf("PUT %q: message %q, want it to start with %q and hold no Go internals", c.body, msg, c.want)
+		}
+	}
+	big := `{"version":0` + strings.Repeat(" ", 70<<10) + `}`
+	status, o = s.doJSON("PUT", "/v1/retention/p", "application/json", []byte(big))
+	wantError(t, "PUT of 70 KiB", status, o, 413, "payload_too_large")
+	if !strings.Contains(o.str("message"), "65536 bytes") {
+		t.Errorf("413 message %q does not state the limit", o.str("message"))
+	}
+	status, o = s.doJSON("PUT", "/v1/retention/p", "application/x-www-form-urlencoded", []byte(`{"version":0}`))
+	wantError(t, "PUT as a form", status, o, 415, "unsupported_media_type")
+	if !strings.Contains(o.str("message"), "--json") {
+		t.Errorf("415 message %q lacks the curl --json hint", o.str("message"))
+	}
+}
