@@ -80,6 +80,18 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// SetBuildInfo registers weaseldb_build_info{version,revision,goversion} 1,
+// the Prometheus convention for "which build is this".
+func (m *Metrics) SetBuildInfo(version, revision, goVersion string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "weaseldb_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	m.Registry.MustRegister(g)
+}
+
 // attach connects the metrics to the API (engine stats, subscribers).
 func (m *Metrics) attach(a *API) {
 	m.api = a

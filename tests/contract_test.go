@@ -1,8 +1,13 @@
 package tests
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -235,5 +240,66 @@ func TestRetentionRouteErrors(t *testing.T) {
 	wantError(t, "PUT as a form", status, o, 415, "unsupported_media_type")
 	if !strings.Contains(o.str("message"), "--json") {
 		t.Errorf("415 message %q lacks the curl --json hint", o.str("message"))
+	}
+}
+
+// TestBuildInfoAndLogFlags (issue 13.12): --version names the revision and
+// the Go version, /metrics has weaseldb_build_info, --log-format text and
+// --log-level work and bad values exit 2, and the ready line carries a few
+// settings as attributes instead of the whole configuration.
+func TestBuildInfoAndLogFlags(t *testing.T) {
+	out, err := exec.Command(binPath, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+	re := regexp.MustCompile(`^weaseldb \S+ \(revision [^,()]+(, [^,()]+)?, ` + regexp.QuoteMeta(runtime.Version()) + `\)\n$`)
+	if !re.Match(out) {
+		t.Errorf("--version printed %q, want %s", out, re)
+	}
+	for _, args := range [][]string{{"--log-level", "loud"}, {"--log-format", "yaml"}} {
+		out, err := exec.Command(binPath, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), args[0]) {
+			t.Errorf("%v: %v %q, want exit 2 and one line naming %s", args, err, out, args[0])
+		}
+	}
+
+	s := startServer(t, spec{})
+	var ready map[string]any
+	for _, line := range strings.Split(s.proc.logText(), "\n") {
+		if strings.Contains(line, `"weaseldb ready"`) {
+			if err := json.Unmarshal([]byte(line), &ready); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, ok := ready["config"]; ok {
+		t.Errorf("the ready line embeds the whole configuration: %v", ready)
+	}
+	for _, k := range []string{"listen", "version", "revision", "role", "backend", "data_dir", "auth", "recovered_version"} {
+		if _, ok := ready[k]; !ok {
+			t.Errorf("the ready line lacks %q: %v", k, ready)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^weaseldb_build_info\{goversion="` + regexp.QuoteMeta(runtime.Version()) + `",revision="[^"]+",version="[^"]+"\} 1$`).MatchString(s.metricsText()) {
+		t.Errorf("no weaseldb_build_info sample in /metrics")
+	}
+
+	// Text logs at debug level.
+	p, err := launch(binPath, "--config", s.cfgPath, "--data-dir", t.TempDir(), "--log-format", "text", "--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(syscall.SIGKILL)
+	eventually(t, "a text ready line", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("exited: %s", p.tail(10))
+		default:
+		}
+		return strings.Contains(p.logText(), `msg="weaseldb ready"`)
+	})
+	if strings.Contains(p.logText(), `{"time"`) {
+		t.Errorf("JSON lines with --log-format text:\n%s", p.tail(10))
 	}
 }
