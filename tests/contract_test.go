@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -301,5 +303,56 @@ func TestBuildInfoAndLogFlags(t *testing.T) {
 	})
 	if strings.Contains(p.logText(), `{"time"`) {
 		t.Errorf("JSON lines with --log-format text:\n%s", p.tail(10))
+	}
+}
+
+// TestS3MissingBucket (issue 13.10): a bucket that does not exist fails the
+// start at once (no retry loop) naming the bucket and the endpoint; every
+// line the server writes is structured JSON (the SDK logs through slog);
+// and a bucket name S3 refuses fails config validation with exit 2.
+func TestS3MissingBucket(t *testing.T) {
+	dir := t.TempDir()
+	fake, err := startFakeS3(filepath.Join(dir, "s3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.stop(syscall.SIGTERM)
+	endpoint := "http://" + fake.addr
+	cfgFile := filepath.Join(dir, "w.toml")
+	write := func(bucket string) {
+		text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\npin_threads = false\n\n[persist]\nbackend = \"s3\"\nbucket = %q\nendpoint = %q\nuse_path_style = true\naccess_key_id = \"e2e\"\nsecret_access_key = \"e2e-secret\"\n", bucket, endpoint)
+		if err := os.WriteFile(cfgFile, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func() (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, binPath, "--config", cfgFile).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("weaseldb with a bad bucket: %v, want a failing exit\n%s", err, out)
+		}
+		return ee.ExitCode(), string(out)
+	}
+
+	write("missing-bucket")
+	code, out := run()
+	if code == 0 || !strings.Contains(out, `missing-bucket`) || !strings.Contains(out, endpoint) || !strings.Contains(out, "does not exist") {
+		t.Errorf("missing bucket: exit %d, want a failure naming the bucket and %s:\n%s", code, endpoint, out)
+	}
+	if strings.Contains(out, "retrying") {
+		t.Errorf("a missing bucket was retried:\n%s", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("a line that is not a JSON log record: %q", line)
+		}
+	}
+
+	write("Weasel_DB")
+	code, out = run()
+	if code != 2 || !strings.Contains(out, "persist.bucket") {
+		t.Errorf("bucket name S3 refuses: exit %d, want 2 naming persist.bucket:\n%s", code, out)
 	}
 }

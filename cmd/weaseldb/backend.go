@@ -48,7 +48,7 @@ func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, m 
 	case "s3":
 		l, err := s3log.Open(ctx, s3Config(cfg, logger, m))
 		if err != nil {
-			return nil, fmt.Errorf("persist s3 bucket %q: %w", p.Bucket, err)
+			return nil, fmt.Errorf("persist s3: %w", err)
 		}
 		return &backend{log: l}, nil
 	case "fakes3":
@@ -85,6 +85,7 @@ func s3Config(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) s3log.
 		MaxConnsPerHost:  max(p.MaxConnections, cfg.Commit.MaxInFlight),
 		IdleConnTimeout:  p.IdleConnTimeout.Duration,
 		RetryMaxAttempts: p.MaxAttempts,
+		EC2IMDS:          p.EC2IMDS,
 		Logger:           logger,
 		OnRequest: func(op s3log.Op, elapsed time.Duration, err error) {
 			latency.WithLabelValues(op.String()).Observe(elapsed.Seconds())
