@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -355,4 +357,101 @@ func TestS3MissingBucket(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "persist.bucket") {
 		t.Errorf("bucket name S3 refuses: exit %d, want 2 naming persist.bucket:\n%s", code, out)
 	}
+}
+
+// TestObservabilityMetrics (issue 13.13): the log position is
+// weaseldb_log_version; subscriber lag is a histogram in versions and in
+// seconds; a subscriber dropped for not reading and truncation runs are
+// counted.
+func TestObservabilityMetrics(t *testing.T) {
+	value := strings.Repeat("v", 120<<10)
+	body := `{"operations":[{"type":"write","key":"` + b64("k") + `","value":"` + b64(value) + `"}]}`
+
+	// Lag: a subscriber that never reads (the default 30s stall timeout
+	// keeps it connected) falls behind once the socket buffers are full.
+	s := startServer(t, spec{conf: conf{"subscribe": {`buffer_bytes = 65536`}}})
+	text := s.metricsText()
+	if strings.Contains(text, "\nweaseldb_version{") {
+		t.Errorf("the old weaseldb_version family is still exported")
+	}
+	if !strings.Contains(text, `weaseldb_log_version{kind="durable"} 0`) {
+		t.Errorf("no weaseldb_log_version{kind=\"durable\"}")
+	}
+	stalled := func(s *server) net.Conn {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).SetReadBuffer(4096)
+		if _, err := conn.Write([]byte("GET /v1/subscribe?after=0 HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the stalled subscriber is registered", func() bool {
+			return metricValue(t, s, "weaseldb_subscribers") == 1
+		})
+		return conn
+	}
+	stalled(s)
+	lagged := false
+	for i := 0; i < 300 && !lagged; i++ { // at most ~36 MB, far beyond socket buffers
+		status, o := s.commitRaw(body)
+		wantCommitted(t, "big commit", status, o)
+		lagged = metricValue(t, s, "weaseldb_subscriber_lag_versions_max") > 0
+	}
+	if !lagged {
+		t.Fatalf("a subscriber that reads nothing never lagged:\n%s", s.metricsText())
+	}
+	if v := metricValue(t, s, "weaseldb_subscriber_lag_versions_count"); v != 1 {
+		t.Errorf("lag histogram count %v, want 1 (one subscriber)", v)
+	}
+	if v := metricValue(t, s, "weaseldb_subscriber_lag_seconds_count"); v != 1 {
+		t.Errorf("lag seconds histogram count %v, want 1", v)
+	}
+	if v := metricValue(t, s, "weaseldb_subscriber_lag_seconds_max"); v <= 0 {
+		t.Errorf("lag seconds max %v with a lagging subscriber, want > 0", v)
+	}
+
+	// Dropped: the same with a short stall timeout.
+	s = startServer(t, spec{conf: conf{
+		"server":    {`write_stall_timeout = "500ms"`},
+		"subscribe": {`buffer_bytes = 65536`},
+		"retention": {`truncate_interval = "50ms"`},
+	}})
+	stalled(s)
+	for i := 0; i < 300 && metricValue(t, s, "weaseldb_subscribers_dropped_total") == 0; i++ {
+		status, o := s.commitRaw(body)
+		wantCommitted(t, "big commit", status, o)
+	}
+	eventually(t, "the stalled subscriber is dropped and counted", func() bool {
+		return metricValue(t, s, "weaseldb_subscribers_dropped_total") == 1 && metricValue(t, s, "weaseldb_subscribers") == 0
+	})
+
+	// Truncation is counted.
+	v := s.version()
+	if status, o := s.doJSON("PUT", "/v1/retention/p", "application/json", []byte(`{"version":`+itoa(v-1)+`}`)); status != 200 {
+		t.Fatalf("PUT policy: %d %v", status, o)
+	}
+	eventually(t, "a truncation is counted", func() bool {
+		return metricValue(t, s, "weaseldb_retention_truncations_total") >= 1
+	})
+	text = s.metricsText() // one scrape: a later run may move both
+	oldest, got := sampleIn(t, text, "weaseldb_retention_oldest_retained_version"), sampleIn(t, text, "weaseldb_retention_truncated_versions_total")
+	if got != oldest || oldest == 0 {
+		t.Errorf("truncated versions %v, want the oldest retained version %v", got, oldest)
+	}
+}
+
+// sampleIn returns the value of one sample line in a scrape, 0 if absent.
+func sampleIn(t *testing.T, text, sample string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("metric %s: %v", sample, err)
+	}
+	return v
 }
