@@ -48,17 +48,17 @@ type subscriber struct {
 	end     []byte
 	filter  bool
 
-	cursor   tx.Version // every version <= cursor has been sent (or skipped)
-	prevSent tx.Version // version of the last transaction sent, for prev_version
-	lastCP   tx.Version // committed_version of the last checkpoint sent
+	cursor   tx.Version    // every version <= cursor has been sent (or skipped)
+	prevSent tx.Version    // version of the last transaction sent, for prev_version
+	lastCP   tx.Version    // committed_version of the last checkpoint sent
 	cursorAt atomic.Uint64 // cursor once its events are in the stream queue, for /metrics
 	// caughtUpAt is when (unix nanos) the subscriber last held every
 	// transaction then available to it, for the lag-in-seconds metric.
 	caughtUpAt atomic.Int64
 	out        []byte
-	ops      []tx.Operation
-	segs     [][]byte
-	reader   persist.SegmentReader
+	ops        []tx.Operation
+	segs       [][]byte
+	reader     persist.SegmentReader
 }
 
 // serveSubscribe answers GET /v1/subscribe: validates the position and the
