@@ -455,3 +455,24 @@ func sampleIn(t *testing.T, text, sample string) float64 {
 	}
 	return v
 }
+
+// TestFakeS3CLI (issue 13.14): `weaseldb fakes3` follows the main
+// binary's conventions.
+func TestFakeS3CLI(t *testing.T) {
+	out, err := exec.Command(binPath, "fakes3", "--help").Output()
+	if err != nil || !strings.Contains(string(out), "SYNOPSIS") || !strings.Contains(string(out), "--listen ADDR") {
+		t.Errorf("fakes3 --help: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binPath, "fakes3", "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "weaseldb fakes3 ") || !strings.Contains(string(out), "revision") {
+		t.Errorf("fakes3 --version: %v %q", err, out)
+	}
+	cmd := exec.Command(binPath, "fakes3", "-bogus")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("fakes3 -bogus: %v, stderr %q; want exit 2 and one line", err, stderr.String())
+	}
+}

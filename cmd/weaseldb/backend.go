@@ -14,6 +14,7 @@ import (
 
 	"weaseldb/config"
 	"weaseldb/httpapi"
+	"weaseldb/internal/buildinfo"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/disk"
@@ -154,5 +155,5 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 
 // runFakeS3 runs the standalone fake S3 server (weaseldb fakes3 ...).
 func runFakeS3(args []string, stdout, stderr io.Writer) int {
-	return fakes3.Main(args)
+	return fakes3.Main(args, buildinfo.Read(version, revision).Line("weaseldb fakes3"))
 }
