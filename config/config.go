@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"weaseldb/persist"
 )
 
 // Config is the whole configuration. Field comments give the unit and the
@@ -95,6 +97,10 @@ type Persist struct {
 	MaxConnections  int      `toml:"max_connections"`   // S3 HTTP connection pool; default 64
 	IdleConnTimeout Duration `toml:"idle_conn_timeout"` // default 90s
 	MaxAttempts     int      `toml:"max_attempts"`      // SDK retryer attempts per operation; default 5
+	// EC2IMDS lets the AWS SDK ask EC2 instance metadata (credentials,
+	// region) although endpoint is set; default false. Without an endpoint
+	// the standard AWS chain, IMDS included, applies either way.
+	EC2IMDS bool `toml:"ec2_imds"`
 	// FakeS3PutLatency adds latency to every PUT of the in-process fake S3
 	// (backend fakes3 only), to rehearse real S3 latencies; default 0.
 	FakeS3PutLatency Duration `toml:"fakes3_put_latency"`
@@ -287,6 +293,14 @@ func (c *Config) Validate() error {
 		v.nonEmpty("persist.bucket", p.Bucket)
 	default:
 		v.add(fmt.Sprintf("persist.backend = %q: want one of disk, s3, fakes3", p.Backend))
+	}
+	if p.Bucket != "" {
+		if err := persist.ValidBucketName(p.Bucket); err != nil {
+			v.add("persist.bucket: " + err.Error())
+		}
+	}
+	if p.Endpoint != "" && !strings.HasPrefix(p.Endpoint, "http://") && !strings.HasPrefix(p.Endpoint, "https://") {
+		v.add(fmt.Sprintf("persist.endpoint = %q: must start with http:// or https://", p.Endpoint))
 	}
 	if strings.Contains(p.Prefix, "//") || strings.HasPrefix(p.Prefix, "/") || strings.HasSuffix(p.Prefix, "/") {
 		v.add(fmt.Sprintf("persist.prefix = %q: no leading, trailing or doubled '/'", p.Prefix))

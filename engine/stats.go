@@ -22,6 +22,9 @@ type counters struct {
 	segmentErrors atomic.Uint64
 	inflight      atomic.Int64
 
+	truncations       atomic.Uint64 // truncation runs that removed something
+	truncatedVersions atomic.Uint64 // sum of how far oldest_retained moved up
+
 	conflictKeys  atomic.Int64
 	conflictBytes atomic.Int64
 	statusEntries atomic.Int64
@@ -65,6 +68,10 @@ type Stats struct {
 	OldestRetained     tx.Version
 	PersistenceFailing bool
 	Deposed            bool
+	// TruncationsTotal counts truncation runs that removed segments;
+	// TruncatedVersionsTotal how many versions they removed in all.
+	TruncationsTotal       uint64
+	TruncatedVersionsTotal uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -93,5 +100,7 @@ func (e *Engine) Stats() Stats {
 	s.OldestRetained = e.OldestRetained()
 	s.PersistenceFailing = e.failing.Load()
 	s.Deposed = e.deposedFlag.Load()
+	s.TruncationsTotal = c.truncations.Load()
+	s.TruncatedVersionsTotal = c.truncatedVersions.Load()
 	return s
 }

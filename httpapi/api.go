@@ -116,6 +116,7 @@ func (a *API) Routes() []netpoll.Route {
 		{Method: "POST", Path: "/v1/commit", Handler: &commitHandler{api: a}, MaxBodyBytes: int64(a.limits.MaxBodyBytes)},
 		{Method: "GET", Path: "/v1/status", Handler: g(routeStatus, paramsStatus, a.serveStatus), MaxBodyBytes: small},
 		{Method: "GET", Path: "/v1/subscribe", Handler: g(routeSubscribe, paramsSubscribe, a.serveSubscribe), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention", Handler: g(routeRetention, paramsNone, a.serveRetentionList), MaxBodyBytes: small},
 		{Method: "GET", Path: "/v1/retention/", Handler: g(routeRetention, paramsNone, a.serveRetentionList), MaxBodyBytes: small},
 		{Method: "GET", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionGet), MaxBodyBytes: small},
 		{Method: "PUT", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionPut), MaxBodyBytes: small},

@@ -48,14 +48,17 @@ type subscriber struct {
 	end     []byte
 	filter  bool
 
-	cursor   tx.Version // every version <= cursor has been sent (or skipped)
-	prevSent tx.Version // version of the last transaction sent, for prev_version
-	lastCP   tx.Version // committed_version of the last checkpoint sent
-	cursorAt atomic.Uint64
-	out      []byte
-	ops      []tx.Operation
-	segs     [][]byte
-	reader   persist.SegmentReader
+	cursor   tx.Version    // every version <= cursor has been sent (or skipped)
+	prevSent tx.Version    // version of the last transaction sent, for prev_version
+	lastCP   tx.Version    // committed_version of the last checkpoint sent
+	cursorAt atomic.Uint64 // cursor once its events are in the stream queue, for /metrics
+	// caughtUpAt is when (unix nanos) the subscriber last held every
+	// transaction then available to it, for the lag-in-seconds metric.
+	caughtUpAt atomic.Int64
+	out        []byte
+	ops        []tx.Operation
+	segs       [][]byte
+	reader     persist.SegmentReader
 }
 
 // serveSubscribe answers GET /v1/subscribe: validates the position and the
@@ -136,6 +139,7 @@ func (a *API) serveSubscribe(ex *netpoll.Exchange, _ []byte) {
 	}
 	s.cursor, s.prevSent, s.lastCP = after, after, 0
 	s.cursorAt.Store(uint64(after))
+	s.caughtUpAt.Store(time.Now().UnixNano())
 	a.met.countResponse(routeSubscribe, 200)
 	s.stream = ex.StartStream(200, "text/event-stream",
 		netpoll.Header{Name: "Cache-Control", Value: []byte("no-cache")},
@@ -198,6 +202,11 @@ func (a *API) CloseSubscribers(ctx context.Context) {
 func (s *subscriber) run() {
 	a := s.api
 	defer a.removeSubscriber(s)
+	defer func() {
+		if errors.Is(s.stream.Err(), netpoll.ErrWriteStalled) {
+			a.met.subscribersDropped.Add(1) // its peer stopped reading
+		}
+	}()
 	defer s.stream.Close()
 	tail := a.eng.Tail()
 	cpEvery := a.cfg.Subscribe.CheckpointInterval.Duration
@@ -205,6 +214,7 @@ func (s *subscriber) run() {
 	defer ticker.Stop()
 	idleSince := time.Now()
 	for {
+		readAt := time.Now().UnixNano()
 		segs, wait, err := tail.Read(s.cursor, s.durable, s.segs[:0])
 		s.segs = segs[:0]
 		switch {
@@ -230,6 +240,7 @@ func (s *subscriber) run() {
 		if !s.flush() {
 			return
 		}
+		s.caughtUpAt.Store(readAt) // it has everything the tail held at readAt
 		if sent {
 			idleSince = time.Now()
 			continue
@@ -368,7 +379,6 @@ func (s *subscriber) appendCheckpoint(v tx.Version) {
 // timeout) while the stream queue is full. It returns false when the stream
 // is over.
 func (s *subscriber) flush() bool {
-	s.cursorAt.Store(uint64(s.cursor))
 	pending := s.out
 	for len(pending) > 0 {
 		// A piece never exceeds half the stream queue, so even an event
@@ -389,6 +399,7 @@ func (s *subscriber) flush() bool {
 		}
 	}
 	s.out = s.out[:0]
+	s.cursorAt.Store(uint64(s.cursor))
 	return true
 }
 

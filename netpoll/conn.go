@@ -414,7 +414,7 @@ func (c *conn) startRequest() {
 	}
 	c.route = res.route
 	if c.req.contentLength > c.route.maxBody {
-		c.appendErrorResponse(413, "payload_too_large", "request body exceeds the limit of this path", nil, &c.r.errBuf)
+		c.appendErrorResponse(413, "payload_too_large", c.route.tooLarge, nil, &c.r.errBuf)
 		c.endRequest()
 		return
 	}
@@ -473,7 +473,7 @@ func (c *conn) feedBody() bool {
 	if len(chunk) > 0 {
 		c.bodySeen += int64(len(chunk))
 		if c.bodySeen > c.route.maxBody {
-			c.failBody(413, "payload_too_large", "request body exceeds the limit of this path")
+			c.failBody(413, "payload_too_large", c.route.tooLarge)
 			return false
 		}
 		c.route.handler.ServeBody(&c.ex, chunk)

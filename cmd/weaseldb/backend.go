@@ -14,6 +14,7 @@ import (
 
 	"weaseldb/config"
 	"weaseldb/httpapi"
+	"weaseldb/internal/buildinfo"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/disk"
@@ -48,7 +49,7 @@ func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, m 
 	case "s3":
 		l, err := s3log.Open(ctx, s3Config(cfg, logger, m))
 		if err != nil {
-			return nil, fmt.Errorf("persist s3 bucket %q: %w", p.Bucket, err)
+			return nil, fmt.Errorf("persist s3: %w", err)
 		}
 		return &backend{log: l}, nil
 	case "fakes3":
@@ -85,6 +86,7 @@ func s3Config(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) s3log.
 		MaxConnsPerHost:  max(p.MaxConnections, cfg.Commit.MaxInFlight),
 		IdleConnTimeout:  p.IdleConnTimeout.Duration,
 		RetryMaxAttempts: p.MaxAttempts,
+		EC2IMDS:          p.EC2IMDS,
 		Logger:           logger,
 		OnRequest: func(op s3log.Op, elapsed time.Duration, err error) {
 			latency.WithLabelValues(op.String()).Observe(elapsed.Seconds())
@@ -153,5 +155,5 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 
 // runFakeS3 runs the standalone fake S3 server (weaseldb fakes3 ...).
 func runFakeS3(args []string, stdout, stderr io.Writer) int {
-	return fakes3.Main(args)
+	return fakes3.Main(args, buildinfo.Read(version, revision).Line("weaseldb fakes3"))
 }

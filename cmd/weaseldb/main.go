@@ -7,13 +7,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"weaseldb/config"
+	"weaseldb/internal/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+// version and revision are set at build time with -ldflags "-X
+// main.version=... -X main.revision=..." (the Makefile sets revision to
+// `git rev-parse HEAD`; the toolchain's own VCS stamp wins when present).
+var (
+	version  = "0.1.0-dev"
+	revision = ""
+)
 
 const usage = `NAME
     weaseldb - a transaction log with optimistic concurrency control
@@ -21,6 +28,7 @@ const usage = `NAME
 SYNOPSIS
     weaseldb [--config FILE] [--listen ADDR] [--data-dir DIR]
              [--persist disk|s3|fakes3] [--admin-listen ADDR]
+             [--log-level debug|info|warn|error] [--log-format json|text]
     weaseldb --print-config [flags...]
     weaseldb --version
     weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
@@ -50,8 +58,13 @@ OPTIONS
                          reached through the real S3 client (development).
     --admin-listen ADDR  admin listener with /debug/pprof/ (default off;
                          loopback only unless [admin] allow_remote = true)
+    --log-level LEVEL    least severe log level written: debug, info (default),
+                         warn or error
+    --log-format FORMAT  json (default: one JSON object per line) or text
+                         (key=value lines)
     --print-config       print the effective configuration as TOML and exit
-    --version            print the version and exit
+    --version            print the version, VCS revision and Go version, and
+                         exit
     -h, --help           this text
 
 LIMITS (defaults; [server] section)
@@ -90,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "fakes3" {
 		return runFakeS3(args[1:], stdout, stderr)
 	}
-	cfg, action, err := parseFlags(args, stderr)
+	cfg, action, logOpts, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -101,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch action {
 	case actionVersion:
-		fmt.Fprintf(stdout, "weaseldb %s\n", version)
+		fmt.Fprintln(stdout, buildinfo.Read(version, revision).Line("weaseldb"))
 		return 0
 	case actionPrintConfig:
 		text, err := cfg.TOML(true)
@@ -117,7 +130,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weaseldb: %v\n", err)
 		return 2
 	}
-	return serve(cfg, token, stderr)
+	return serve(cfg, token, logOpts, stderr)
 }
 
 type action int
@@ -128,9 +141,49 @@ const (
 	actionPrintConfig
 )
 
+// logOptions say how the server logs (--log-level, --log-format).
+type logOptions struct {
+	level slog.Level
+	text  bool
+}
+
+// newLogger builds the server's logger on w.
+func (o logOptions) newLogger(w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: o.level}
+	if o.text {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+// parseLogOptions checks --log-level and --log-format.
+func parseLogOptions(level, format string) (logOptions, error) {
+	var o logOptions
+	switch level {
+	case "debug":
+		o.level = slog.LevelDebug
+	case "info":
+		o.level = slog.LevelInfo
+	case "warn":
+		o.level = slog.LevelWarn
+	case "error":
+		o.level = slog.LevelError
+	default:
+		return o, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "text":
+		o.text = true
+	default:
+		return o, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+	return o, nil
+}
+
 // parseFlags builds the effective configuration: defaults, then the file,
 // then flags, then validation.
-func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) {
+func parseFlags(args []string, stderr io.Writer) (config.Config, action, logOptions, error) {
 	fs := flag.NewFlagSet("weaseldb", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -141,22 +194,29 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) 
 	adminListen := fs.String("admin-listen", "", "")
 	printConfig := fs.Bool("print-config", false, "")
 	showVersion := fs.Bool("version", false, "")
+	logLevel := fs.String("log-level", "info", "")
+	logFormat := fs.String("log-format", "json", "")
+	var lo logOptions
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return config.Config{}, actionServe, err
+			return config.Config{}, actionServe, lo, err
 		}
-		return config.Config{}, actionServe, fmt.Errorf("%w (see weaseldb --help)", err)
+		return config.Config{}, actionServe, lo, fmt.Errorf("%w (see weaseldb --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return config.Config{}, actionServe, fmt.Errorf("unexpected argument %q (see weaseldb --help)", fs.Arg(0))
+		return config.Config{}, actionServe, lo, fmt.Errorf("unexpected argument %q (see weaseldb --help)", fs.Arg(0))
 	}
 	if *showVersion {
-		return config.Config{}, actionVersion, nil
+		return config.Config{}, actionVersion, lo, nil
+	}
+	lo, err := parseLogOptions(*logLevel, *logFormat)
+	if err != nil {
+		return config.Config{}, actionServe, lo, err
 	}
 	cfg := config.Default()
 	if *configFile != "" {
 		if err := cfg.LoadFile(*configFile); err != nil {
-			return cfg, actionServe, err
+			return cfg, actionServe, lo, err
 		}
 	}
 	if *listen != "" {
@@ -172,10 +232,10 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) 
 		cfg.Admin.Listen = *adminListen
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, actionServe, err
+		return cfg, actionServe, lo, err
 	}
 	if *printConfig {
-		return cfg, actionPrintConfig, nil
+		return cfg, actionPrintConfig, lo, nil
 	}
-	return cfg, actionServe, nil
+	return cfg, actionServe, lo, nil
 }

@@ -20,6 +20,7 @@ import (
 	"weaseldb/config"
 	"weaseldb/engine"
 	"weaseldb/httpapi"
+	"weaseldb/internal/buildinfo"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/tlsfront"
@@ -31,8 +32,8 @@ const shutdownGrace = 30 * time.Second
 
 // serve runs the server until SIGTERM/SIGINT (exit 0) or a fatal condition
 // such as being deposed by another leader (exit 1).
-func serve(cfg config.Config, token authToken, stderr io.Writer) int {
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+func serve(cfg config.Config, token authToken, lo logOptions, stderr io.Writer) int {
+	logger := lo.newLogger(stderr)
 	slog.SetDefault(logger)
 	if token.warning != "" {
 		logger.Warn(token.warning)
@@ -49,7 +50,9 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	build := buildinfo.Read(version, revision)
 	metrics := httpapi.NewMetrics()
+	metrics.SetBuildInfo(build.Version, build.ShortRevision(), build.GoVersion)
 	backend, err := openBackend(ctx, cfg, logger, metrics)
 	if err != nil {
 		return err
@@ -86,12 +89,21 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 		return err
 	}
 	api.SetReady(true)
-	effective, _ := cfg.TOML(true)
-	logger.Info("weaseldb ready",
-		"listen", addr.String(), "backend", cfg.Persist.Backend, "version", version,
-		"leader_id", eng.LeaderID(), "recovered_version", uint64(eng.Version()),
+	// The settings that matter when reading a log, not the whole
+	// configuration (--print-config shows that).
+	attrs := []any{"listen", addr.String(), "version", build.Version, "revision", build.ShortRevision(),
+		"leader_id", eng.LeaderID(), "role", string(eng.Role()), "recovered_version", uint64(eng.Version()),
 		"oldest_retained_version", uint64(eng.OldestRetained()),
-		"startup_seconds", time.Since(start).Seconds(), "config", string(effective))
+		"startup_seconds", time.Since(start).Seconds(), "backend", cfg.Persist.Backend}
+	switch cfg.Persist.Backend {
+	case "s3":
+		attrs = append(attrs, "bucket", cfg.Persist.Bucket, "prefix", cfg.Persist.Prefix, "endpoint", cfg.Persist.Endpoint)
+	default:
+		attrs = append(attrs, "data_dir", cfg.Persist.Dir)
+	}
+	attrs = append(attrs, "auth", token != "", "tls", cfg.Server.TLSCertFile != "", "metrics", cfg.Metrics.Enabled,
+		"admin_listen", cfg.Admin.Listen)
+	logger.Info("weaseldb ready", attrs...)
 
 	var runErr error
 	select {

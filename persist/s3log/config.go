@@ -80,8 +80,16 @@ type Config struct {
 	// metrics; it must not block.
 	OnRequest func(op Op, elapsed time.Duration, err error)
 
-	// Logger receives recovery reports (discarded segments) and ambiguous
-	// write resolutions. Nil: slog.Default().
+	// EC2IMDS lets the AWS SDK ask EC2 instance metadata (for credentials
+	// and region) although Endpoint is set. With an Endpoint (an
+	// S3-compatible server, a fake) the default is not to: off EC2 the
+	// probe only waits for timeouts and logs warnings. Without an Endpoint
+	// the standard AWS chain, IMDS included, applies either way.
+	EC2IMDS bool
+
+	// Logger receives recovery reports (discarded segments), ambiguous
+	// write resolutions and the AWS SDK's own log lines (at Debug for its
+	// debug classification, else Warn). Nil: slog.Default().
 	Logger *slog.Logger
 }
 

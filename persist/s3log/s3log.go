@@ -78,9 +78,11 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 
 	"weaseldb/persist"
 	"weaseldb/tx"
@@ -213,6 +215,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(cfg.Region))
 	}
+	loadOpts = append(loadOpts, config.WithLogger(sdkLogger{cfg.Logger}))
+	if cfg.Endpoint != "" && !cfg.EC2IMDS {
+		loadOpts = append(loadOpts, config.WithEC2IMDSClientEnableState(imds.ClientDisabled))
+	}
 	if cfg.AccessKeyID != "" {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
@@ -230,10 +236,60 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 	})
+	if awsCfg.Credentials != nil {
+		// Fail the start at once, naming the fix, rather than retrying
+		// every operation on a chain that has no credentials to give.
+		if _, err := awsCfg.Credentials.Retrieve(ctx); err != nil {
+			return nil, fmt.Errorf("s3log: no AWS credentials (set [persist] access_key_id and secret_access_key, or the AWS environment): %w", err)
+		}
+	}
+	if err := checkBucket(ctx, client, cfg); err != nil {
+		return nil, err
+	}
 	p := cfg.keyPrefix()
 	l := &Log{cfg: cfg, client: client, segPrefix: p + "log/",
 		policyKey: p + "retention.json", putSlots: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger}
 	return l, nil
+}
+
+// ErrNoSuchBucket: the configured bucket does not exist at the endpoint.
+// It is permanent (no retry will create it): Open fails at once.
+var ErrNoSuchBucket = errors.New("s3log: no such bucket")
+
+// checkBucket asks S3 whether the bucket exists (HeadBucket), so that a
+// wrong bucket or endpoint fails the start at once, naming both, instead
+// of after every retry of the first listing. Any other failure (the
+// endpoint is briefly unreachable, HeadBucket is not permitted) is left to
+// the operations that follow, which retry.
+func checkBucket(ctx context.Context, client *s3.Client, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.OperationTimeout)
+	defer cancel()
+	_, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(cfg.Bucket)})
+	if err == nil {
+		return nil
+	}
+	var nf *types.NotFound
+	if errors.As(err, &nf) || apiCode(err) == "NoSuchBucket" || apiCode(err) == "NotFound" || httpStatus(err) == http.StatusNotFound {
+		where := cfg.Endpoint
+		if where == "" {
+			where = "AWS"
+		}
+		return fmt.Errorf("%w: bucket %q does not exist at %s (create it, or fix [persist] bucket and endpoint)", ErrNoSuchBucket, cfg.Bucket, where)
+	}
+	cfg.Logger.Debug("s3log: HeadBucket failed; the first operation will tell", "bucket", cfg.Bucket, "err", err)
+	return nil
+}
+
+// sdkLogger routes the AWS SDK's log lines through slog, so they are
+// structured like every other line instead of plain "SDK ... WARN" text.
+type sdkLogger struct{ log *slog.Logger }
+
+func (s sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	level := slog.LevelWarn
+	if c == logging.Debug {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "s3log: aws sdk: "+fmt.Sprintf(format, v...))
 }
 
 // Stats returns a snapshot of the counters.

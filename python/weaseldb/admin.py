@@ -16,7 +16,8 @@ and otherwise for the first family whose name contains the given words
 - commit latency histogram: ``weaseldb_commit_latency_seconds``
   (words: commit, latency|duration, histogram type)
 - subscribers: ``weaseldb_subscribers`` (words: subscribers)
-- subscriber lag in versions: ``weaseldb_subscriber_lag_versions``
+- subscriber lag in versions: ``weaseldb_subscriber_lag_versions_max`` (the
+  worst open subscriber; ``weaseldb_subscriber_lag_versions`` is a histogram)
   (words: subscriber, lag)
 
 Version, leader and oldest retained version come from the API itself.
@@ -36,7 +37,7 @@ from .errors import WeaselDBError, error_from_answer
 COMMITS = "weaseldb_commits_total"
 COMMIT_LATENCY = "weaseldb_commit_latency_seconds"
 SUBSCRIBERS = "weaseldb_subscribers"
-SUBSCRIBER_LAG = "weaseldb_subscriber_lag_versions"
+SUBSCRIBER_LAG = "weaseldb_subscriber_lag_versions_max"
 
 
 @dataclass(frozen=True)
