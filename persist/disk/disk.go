@@ -221,6 +221,7 @@ type Log struct {
 		queue   []*appendReq
 		failed  error // sticky: a failed fdatasync
 		writing bool  // the writer goroutine runs
+		claimed bool  // an Append succeeded since Recover
 		recovered,
 		closed bool
 	}
@@ -374,7 +375,28 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("disk: append segment %d: %w", h.First, err)
 	}
+	l.mu.Lock()
+	l.mu.claimed = true
+	l.mu.Unlock()
 	return nil
+}
+
+// DeleteDiscarded implements persist.Log. The disk backend's fence is the
+// exclusive LOCK taken by Open: no other server can share the directory, so
+// holding the lock is winning the log, and Recover already tombstoned the
+// discarded frames and cut the torn tail (it must, before the writer
+// appends after them). There is nothing left to delete; like every
+// backend, it refuses to be called before a claim was stored.
+func (l *Log) DeleteDiscarded(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.checkLocked(); err != nil {
+		return err
+	}
+	if !l.mu.claimed {
+		return errors.New("disk: DeleteDiscarded before a claim was stored: only the winner of the log may delete")
+	}
+	return ctx.Err()
 }
 
 // admitLocked checks that a segment starting at first may be queued.

@@ -14,28 +14,42 @@
 //     connection errors and 409 ConditionalRequestConflict; there is no
 //     client-side retry quota, because the pipeline already bounds the
 //     requests in flight.
+//     An Append whose First names a segment the last Recover discarded
+//     (a torn tail, a returned term's orphan) replaces it with If-Match:
+//     <the ETag Recover read> instead: of two servers claiming over the
+//     same orphan exactly one wins, and a live leader's If-None-Match PUT
+//     of that name keeps failing throughout.
 //  2. Ambiguous writes: a retried PUT may be answered 412 because its own
 //     earlier attempt was stored and only the answer was lost (a dropped
 //     connection, a timeout, a 500 after the write). The Log watches every
 //     failed attempt; when one of them may have taken effect (anything but
 //     503 and 409 ConditionalRequestConflict, which S3 answers before
 //     writing), a 412 or a final failure is resolved by reading the object
-//     back: our exact bytes mean the Append succeeded, other bytes mean
-//     fenced, a missing object means the error stands. Otherwise a 412 is
-//     final: ErrFenced. The ambiguity outlives the call: when such an
-//     Append fails (a timeout while S3 held the PUT, which it stores later),
-//     the pipeline's retry of the same segment is a new Append, and its 412
-//     is resolved by read-back too (Log.mu.mayExist). The read-back cannot tell our write from another
-//     writer's identical bytes; two leaders never write identical bytes
-//     (the segment carries the leader id), so this only matters to tests
-//     that rewrite a segment verbatim while connections drop.
+//     back: our segment means the Append succeeded, another means fenced,
+//     a missing object means the error stands. Otherwise a 412 is final:
+//     ErrFenced. The ambiguity outlives the call: when such an Append fails
+//     (a timeout while S3 held the PUT, which it stores later), the retry
+//     of the same segment is a new Append, and its 412 is resolved by
+//     read-back too (Log.mu.mayExist). "Our segment" is its identity, not
+//     its bytes: the same leader id, First, Last and count (sameSegment).
+//     The pipeline retries with the very bytes it first wrote, but a
+//     start-up retried after a timed-out claim (cmd/weaseldb openEngine)
+//     encodes its claim again with a new timestamp; the leader id, stable
+//     for the process (engine.Config.LeaderID), says it is ours. Two
+//     servers never share a leader id.
 //  3. Recover: paged ListObjectsV2 of "<prefix>/log/", then a GetObject of
 //     every segment (MaxInFlight at once) validated with
 //     persist.DecodeSegmentHeader: the checksum covers the whole segment,
 //     and a corrupt segment in the middle must be found (ErrCorruption),
 //     not served later. Recovery therefore reads the whole retained log;
-//     retention keeps that bounded. persist.PlanRecovery decides, and the
-//     discarded segments are deleted with DeleteObjects.
+//     retention keeps that bounded. persist.PlanRecovery decides. Recover
+//     deletes nothing (see persist's package doc): it remembers the
+//     discarded keys with the ETags it read.
+//  3a. DeleteDiscarded, once this Log's claim is stored: a DeleteObject
+//     with If-Match: <ETag> per discarded key, so that only the very
+//     object recovery judged is deleted; a key another server rewrote
+//     since (412) is left alone. A store that does not implement
+//     conditional deletes (501) gets a plain delete, with a warning.
 //  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then a
 //     GetObject per segment (in parallel), each validated. A segment that
 //     vanished meanwhile (truncated) is ErrNotFound.
@@ -64,6 +78,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -163,7 +178,14 @@ type Log struct {
 		// that may have taken effect (a timeout, a dropped connection): the
 		// pipeline retries such an Append with a new call, whose 412 must
 		// be resolved by read-back too, not taken as fencing.
-		mayExist  map[tx.Version]struct{}
+		mayExist map[tx.Version]struct{}
+		// discarded maps the Firsts of the segments the last Recover
+		// discarded to the ETags it read ("" when unreadable): deleted by
+		// DeleteDiscarded, replaced conditionally by an Append of the name.
+		discarded map[tx.Version]string
+		// claimed: an Append succeeded since the last Recover (this Log
+		// won the log), which DeleteDiscarded requires.
+		claimed   bool
 		recovered bool
 		closed    bool
 	}
@@ -348,8 +370,9 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		keys[i] = l.segmentKey(s.First)
 	}
 	stored := make([]persist.StoredSegment, len(listed))
+	etags := make([]string, len(listed))
 	err = l.forEachParallel(ctx, len(keys), func(ctx context.Context, i int) error {
-		data, err := l.get(ctx, keys[i])
+		data, etag, err := l.getETag(ctx, keys[i])
 		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
 			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
 			return nil
@@ -359,6 +382,7 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		}
 		h, herr := persist.DecodeSegmentHeader(data)
 		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
+		etags[i] = etag
 		return nil
 	})
 	if err != nil {
@@ -368,14 +392,16 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	if err != nil {
 		return persist.Recovery{}, fmt.Errorf("s3log: recover s3://%s/%s: %w", l.cfg.Bucket, l.segPrefix, err)
 	}
-	var doomed []string
-	for _, d := range rec.Discarded {
-		l.log.Warn("s3log: recovery discarded a segment that was never acknowledged (after a gap, or torn/corrupt at the tail)",
-			"first", d.First, "last", d.Last, "bytes", d.Bytes, "key", l.segmentKey(d.First))
-		doomed = append(doomed, l.segmentKey(d.First))
+	etagOf := make(map[tx.Version]string, len(listed))
+	for i, s := range listed {
+		etagOf[s.First] = etags[i]
 	}
-	if err := l.deleteKeys(ctx, doomed); err != nil {
-		return persist.Recovery{}, fmt.Errorf("s3log: recover: delete discarded segments: %w", err)
+	discarded := make(map[tx.Version]string, len(rec.Discarded))
+	for _, d := range rec.Discarded {
+		// Not deleted here: this server has not won the log yet.
+		l.log.Warn("s3log: recovery discards a segment that was never acknowledged (after a gap, or torn/corrupt at the tail); deleted once this server's claim is stored",
+			"first", d.First, "last", d.Last, "bytes", d.Bytes, "key", l.segmentKey(d.First))
+		discarded[d.First] = etagOf[d.First]
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -383,6 +409,8 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		return persist.Recovery{}, errors.New("s3log: log is closed")
 	}
 	l.mu.index = slices.Clone(rec.Segments)
+	l.mu.discarded = discarded
+	l.mu.claimed = false
 	l.mu.recovered = true
 	return rec, nil
 }
@@ -416,6 +444,12 @@ var errNoSuchKey = errors.New("no such key")
 
 // get reads a whole object; a missing key is errNoSuchKey.
 func (l *Log) get(ctx context.Context, key string) ([]byte, error) {
+	data, _, err := l.getETag(ctx, key)
+	return data, err
+}
+
+// getETag reads a whole object and its ETag.
+func (l *Log) getETag(ctx context.Context, key string) ([]byte, string, error) {
 	start := time.Now()
 	var att attempts
 	out, err := l.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key)}, l.track(&att))
@@ -427,13 +461,13 @@ func (l *Log) get(ctx context.Context, key string) ([]byte, error) {
 	l.noteRetries(&att)
 	if isNotFound(err) {
 		l.observe(OpGet, start, nil)
-		return nil, errNoSuchKey
+		return nil, "", errNoSuchKey
 	}
 	l.observe(OpGet, start, err)
 	if err != nil {
-		return nil, fmt.Errorf("get s3://%s/%s: %w", l.cfg.Bucket, key, err)
+		return nil, "", fmt.Errorf("get s3://%s/%s: %w", l.cfg.Bucket, key, err)
 	}
-	return data, nil
+	return data, aws.ToString(out.ETag), nil
 }
 
 func (l *Log) noteRetries(a *attempts) {
@@ -467,6 +501,8 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	info := h.Info()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.mu.claimed = true
+	delete(l.mu.discarded, info.First) // replaced, if it was there
 	i, found := slices.BinarySearchFunc(l.mu.index, info.First, func(s persist.SegmentInfo, first tx.Version) int {
 		return cmp.Compare(s.First, first)
 	})
@@ -481,20 +517,24 @@ func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) err
 	defer cancel()
 	key := l.segmentKey(first)
 	var att attempts
-	if l.mayExistFrom(first) {
+	mayExist, replace := l.putState(first)
+	if mayExist {
 		att.ambiguous.Store(true) // an earlier Append of this segment may have stored it
 	}
-	err := l.putSegmentOnce(ctx, key, data, &att)
+	err := l.putSegmentOnce(ctx, key, data, replace, &att)
 	// Remember a failure that may hide a stored object for the retry.
 	l.setMayExist(first, err != nil && !errors.Is(err, persist.ErrFenced) && (att.ambiguous.Load() || !notApplied(err)))
 	return err
 }
 
-func (l *Log) mayExistFrom(first tx.Version) bool {
+// putState reports whether an earlier Append of first may have stored it,
+// and the ETag of the discarded segment a write of first replaces ("" for
+// none: the write must create the name).
+func (l *Log) putState(first tx.Version) (mayExist bool, replace string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.mu.mayExist[first]
-	return ok
+	_, mayExist = l.mu.mayExist[first]
+	return mayExist, l.mu.discarded[first]
 }
 
 func (l *Log) setMayExist(first tx.Version, may bool) {
@@ -510,13 +550,19 @@ func (l *Log) setMayExist(first tx.Version, may bool) {
 	}
 }
 
-func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, att *attempts) error {
+// putSegmentOnce writes key if absent, or, with replace set, if it still
+// holds the object of that ETag (a discarded segment, see Append).
+func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, replace string, att *attempts) error {
 	start := time.Now()
-	_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 		ContentType: aws.String("application/octet-stream"),
-	}, l.track(att))
+	}
+	if replace != "" {
+		in.IfNoneMatch, in.IfMatch = nil, aws.String(replace)
+	}
+	_, err := l.client.PutObject(ctx, in, l.track(att))
 	l.noteRetries(att)
 	l.observe(OpPut, start, err)
 	if err == nil {
@@ -525,19 +571,22 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, att *
 	if !att.ambiguous.Load() {
 		// No earlier attempt can have stored the object: a 412 means
 		// another writer did, anything else is a plain failure.
-		if isPreconditionFailed(err) {
+		if isPreconditionFailed(err) || (replace != "" && isNotFound(err)) {
 			return persist.ErrFenced
 		}
 		return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
 	}
 	// An earlier attempt may have stored the object and lost its answer:
 	// a 412 may be our own write, a failure may hide a success. Look.
-	stored, gerr := l.get(ctx, key)
+	stored, etag, gerr := l.getETag(ctx, key)
 	switch {
-	case gerr == nil && bytes.Equal(stored, data):
+	case gerr == nil && sameSegment(stored, data):
 		l.ambiguousSettled.Add(1)
 		l.log.Info("s3log: ambiguous segment write was ours", "key", key, "attempts", att.n.Load(), "err", err)
 		return nil
+	case gerr == nil && replace != "" && etag == replace && !isPreconditionFailed(err):
+		// The discarded segment we meant to replace is still there: our
+		// write did not happen (yet); the error stands.
 	case gerr == nil:
 		l.ambiguousSettled.Add(1)
 		return persist.ErrFenced
@@ -547,6 +596,99 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, att *
 		return persist.ErrFenced
 	}
 	return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+}
+
+// sameSegment reports whether stored is the segment data: the same bytes,
+// or the same identity (leader id, First, Last, count). The second covers
+// a claim encoded again, with a new timestamp, by a start-up retried on
+// this process after its first claim timed out and landed later (the
+// leader id is the process's; see the package doc, item 2).
+func sameSegment(stored, data []byte) bool {
+	if bytes.Equal(stored, data) {
+		return true
+	}
+	hs, err := persist.DecodeSegmentHeader(stored)
+	if err != nil {
+		return false
+	}
+	hd, err := persist.DecodeSegmentHeader(data)
+	if err != nil {
+		return false
+	}
+	return hs.First == hd.First && hs.Last == hd.Last && hs.Count == hd.Count && bytes.Equal(hs.LeaderID, hd.LeaderID)
+}
+
+// DeleteDiscarded implements persist.Log; see the package doc, item 3a.
+func (l *Log) DeleteDiscarded(ctx context.Context) error {
+	l.mu.Lock()
+	if err := l.checkLocked(); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	if !l.mu.claimed {
+		l.mu.Unlock()
+		return errors.New("s3log: DeleteDiscarded before a claim was stored: only the winner of the log may delete")
+	}
+	firsts := slices.Sorted(maps.Keys(l.mu.discarded))
+	etags := make([]string, len(firsts))
+	for i, f := range firsts {
+		etags[i] = l.mu.discarded[f]
+	}
+	l.mu.Unlock()
+	if len(firsts) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	err := l.forEachParallel(ctx, len(firsts), func(ctx context.Context, i int) error {
+		key := l.segmentKey(firsts[i])
+		deleted, err := l.deleteIfMatch(ctx, key, etags[i])
+		if err != nil {
+			return fmt.Errorf("delete discarded segment %d: %w", firsts[i], err)
+		}
+		if !deleted {
+			l.log.Warn("s3log: a discarded segment changed since recovery (another server rewrote it); left alone", "key", key)
+		}
+		l.mu.Lock()
+		delete(l.mu.discarded, firsts[i])
+		l.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("s3log: %w", err)
+	}
+	l.log.Info("s3log: deleted the segments recovery discarded", "count", len(firsts))
+	return nil
+}
+
+// deleteIfMatch deletes key if it still holds the object of that ETag
+// (any object when etag is ""). It reports false when the key holds
+// another object (412); a missing key counts as deleted.
+func (l *Log) deleteIfMatch(ctx context.Context, key, etag string) (bool, error) {
+	in := &s3.DeleteObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key)}
+	if etag != "" {
+		in.IfMatch = aws.String(etag)
+	}
+	start := time.Now()
+	var att attempts
+	_, err := l.client.DeleteObject(ctx, in, l.track(&att))
+	l.noteRetries(&att)
+	if etag != "" && apiCode(err) == "NotImplemented" {
+		l.log.Warn("s3log: the store does not implement conditional deletes; deleting a discarded segment unconditionally", "key", key)
+		in.IfMatch = nil
+		_, err = l.client.DeleteObject(ctx, in, l.track(&att))
+	}
+	if isNotFound(err) {
+		err = nil
+	}
+	l.observe(OpDelete, start, err)
+	if isPreconditionFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete s3://%s/%s: %w", l.cfg.Bucket, key, err)
+	}
+	return true, nil
 }
 
 // ReadFrom implements persist.Log.
