@@ -45,7 +45,7 @@
 //     retention keeps that bounded. persist.PlanRecovery decides. Recover
 //     deletes nothing (see persist's package doc): it remembers the
 //     discarded keys with the ETags it read.
-//  3a. DeleteDiscarded, once this Log's claim is stored: a DeleteObject
+//     3a. DeleteDiscarded, once this Log's claim is stored: a DeleteObject
 //     with If-Match: <ETag> per discarded key, so that only the very
 //     object recovery judged is deleted; a key another server rewrote
 //     since (412) is left alone. A store that does not implement
