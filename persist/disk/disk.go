@@ -106,8 +106,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
+	"weaseldb/internal/dirlock"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -181,9 +180,9 @@ var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan erro
 
 // Log is a persist.Log in a directory. See the package doc.
 type Log struct {
-	dir          string   // immutable
-	dirFD        *os.File // immutable; the directory, for fsync
-	lock         *os.File // immutable; the held LOCK file
+	dir          string        // immutable
+	dirFD        *os.File      // immutable; the directory, for fsync
+	lock         *dirlock.Lock // immutable; the held LOCK file
 	logger       *slog.Logger
 	maxFileBytes int64 // immutable
 	syncer       dirSyncer
@@ -242,16 +241,12 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.maxFileBytes <= 0 {
 		l.maxFileBytes = DefaultMaxFileBytes
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("disk: open lock file: %w", err)
+	lock, err := dirlock.Acquire(filepath.Join(dir, lockName))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("disk: log directory %s is in use by another process or Log: %w", dir, err)
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("disk: log directory %s is in use by another process or Log (lock file %s is held)", dir, lockName)
-		}
-		return nil, fmt.Errorf("disk: lock %s: %w", filepath.Join(dir, lockName), err)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
 	}
 	l.lock = lock
 	d, err := os.Open(dir)

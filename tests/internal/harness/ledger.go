@@ -193,9 +193,10 @@ func checkLog(log []Txn, oldest, recovered uint64, led *Ledger) error {
 		if t.Version != want || t.PrevVersion != want-1 {
 			return fmt.Errorf("log not contiguous at index %d: version %d prev %d, want %d prev %d", i, t.Version, t.PrevVersion, want, want-1)
 		}
-		if t.RequestID == "" && len(t.Operations) == 0 {
+		if _, sent := led.recs[t.RequestID]; !sent && len(t.Operations) == 0 {
 			// The empty transaction a new leader writes to claim the log
-			// (engine.claimLeadership): one per start, no request id.
+			// (engine.claimLeadership): one per start, with a generated
+			// request id (or none, in logs written before issue 13.3).
 			continue
 		}
 		if prev, dup := seen[t.RequestID]; dup {
