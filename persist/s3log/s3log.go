@@ -3,6 +3,7 @@
 // # Layout
 //
 //	<prefix>/log/<First as 20 digits>   one object per segment, never overwritten
+//	<prefix>/floor/<F as 20 digits>     truncation floor markers (empty objects)
 //	<prefix>/retention.json             {"policies": {id: version}}, overwritten
 //
 // # How each operation maps to S3
@@ -53,7 +54,19 @@
 //  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then a
 //     GetObject per segment (in parallel), each validated. A segment that
 //     vanished meanwhile (truncated) is ErrNotFound.
-//  5. Truncate: DeleteObjects in batches of at most 1000 keys, oldest first.
+//  5. Truncate: first a PUT of the floor marker "<prefix>/floor/<F>", F
+//     the Last of the newest segment to delete (the next segment, kept,
+//     starts at F+1 and is stored); then DeleteObjects in batches of at most
+//     1000 keys; then the older floor markers go. S3 promises no order
+//     within a batch, nor between a crash and the batches before it, so a
+//     crash may leave any subset of the truncated segments, with holes.
+//     Recovery reads the highest floor F and ignores every segment named
+//     <= F (deleted by DeleteDiscarded later), so such a hole is never
+//     mistaken for a gap after which everything is discarded. The run must
+//     then start exactly at F+1: a floor whose next segment is missing is
+//     ErrCorruption, never a silent loss. A deposed leader's floor is below
+//     what it acknowledged (truncation never passes the durable version),
+//     so the highest floor is always inside the log.
 //  6. Policies: a plain PutObject overwrite / GetObject of retention.json.
 //
 // # HTTP client
@@ -161,12 +174,13 @@ type opCounters struct {
 
 // Log is a persist.Log on S3. Safe for concurrent use as persist.Log says.
 type Log struct {
-	cfg       Config        // immutable, defaults filled
-	client    *s3.Client    // never nil
-	segPrefix string        // "<prefix>/log/"
-	policyKey string        // "<prefix>/retention.json"
-	putSlots  chan struct{} // MaxInFlight tokens
-	log       *slog.Logger
+	cfg         Config        // immutable, defaults filled
+	client      *s3.Client    // never nil
+	segPrefix   string        // "<prefix>/log/"
+	floorPrefix string        // "<prefix>/floor/"
+	policyKey   string        // "<prefix>/retention.json"
+	putSlots    chan struct{} // MaxInFlight tokens
+	log         *slog.Logger
 
 	ops                               [opCount]opCounters
 	retries, fenced, ambiguousSettled atomic.Uint64
@@ -185,9 +199,13 @@ type Log struct {
 		discarded map[tx.Version]string
 		// claimed: an Append succeeded since the last Recover (this Log
 		// won the log), which DeleteDiscarded requires.
-		claimed   bool
-		recovered bool
-		closed    bool
+		claimed bool
+		// belowFloor holds segment keys named at or below the truncation
+		// floor that recovery found (an interrupted truncation): deleted by
+		// DeleteDiscarded.
+		belowFloor []string
+		recovered  bool
+		closed     bool
 	}
 }
 
@@ -253,7 +271,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		}
 	})
 	p := cfg.keyPrefix()
-	l := &Log{cfg: cfg, client: client, segPrefix: p + "log/",
+	l := &Log{cfg: cfg, client: client, segPrefix: p + "log/", floorPrefix: p + "floor/",
 		policyKey: p + "retention.json", putSlots: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger}
 	return l, nil
 }
@@ -361,9 +379,36 @@ func (l *Log) segmentKey(first tx.Version) string {
 func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
-	listed, err := l.listSegments(ctx)
+	all, err := l.listSegments(ctx)
 	if err != nil {
 		return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
+	}
+	floors, err := l.listFloors(ctx)
+	if err != nil {
+		return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
+	}
+	// Segments at or below the truncation floor were truncated; a crash
+	// may have left some of them, in any order (see the package doc).
+	var floor tx.Version
+	hasFloor := len(floors) > 0
+	if hasFloor {
+		floor = floors[len(floors)-1]
+	}
+	var belowFloor []string
+	listed := all
+	if hasFloor {
+		listed = listed[:0:0]
+		for _, s := range all {
+			if s.First <= floor {
+				belowFloor = append(belowFloor, l.segmentKey(s.First))
+				continue
+			}
+			listed = append(listed, s)
+		}
+		if len(belowFloor) > 0 {
+			l.log.Warn("s3log: recovery found segments below the truncation floor (an interrupted truncation); deleted once this server's claim is stored",
+				"floor", floor, "count", len(belowFloor))
+		}
 	}
 	keys := make([]string, len(listed))
 	for i, s := range listed {
@@ -392,6 +437,14 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	if err != nil {
 		return persist.Recovery{}, fmt.Errorf("s3log: recover s3://%s/%s: %w", l.cfg.Bucket, l.segPrefix, err)
 	}
+	if hasFloor && (len(rec.Segments) == 0 || rec.Segments[0].First != floor+1) {
+		first := "none"
+		if len(rec.Segments) > 0 {
+			first = fmt.Sprint(rec.Segments[0].First)
+		}
+		return persist.Recovery{}, fmt.Errorf("s3log: recover s3://%s/%s: %w: truncated up to %d, but the oldest retained segment starts at %s, not %d",
+			l.cfg.Bucket, l.segPrefix, persist.ErrCorruption, floor, first, floor+1)
+	}
 	etagOf := make(map[tx.Version]string, len(listed))
 	for i, s := range listed {
 		etagOf[s.First] = etags[i]
@@ -410,9 +463,35 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	}
 	l.mu.index = slices.Clone(rec.Segments)
 	l.mu.discarded = discarded
+	l.mu.belowFloor = belowFloor
 	l.mu.claimed = false
 	l.mu.recovered = true
 	return rec, nil
+}
+
+// listFloors returns the truncation floors stored, ascending.
+func (l *Log) listFloors(ctx context.Context) ([]tx.Version, error) {
+	var out []tx.Version
+	p := s3.NewListObjectsV2Paginator(l.client, &s3.ListObjectsV2Input{
+		Bucket: aws.String(l.cfg.Bucket), Prefix: aws.String(l.floorPrefix)})
+	for p.HasMorePages() {
+		start := time.Now()
+		page, err := p.NextPage(ctx)
+		l.observe(OpList, start, err)
+		if err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", l.cfg.Bucket, l.floorPrefix, err)
+		}
+		for _, o := range page.Contents {
+			if f, ok := persist.ParseSegmentName(strings.TrimPrefix(aws.ToString(o.Key), l.floorPrefix)); ok {
+				out = append(out, f)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (l *Log) floorKey(f tx.Version) string {
+	return string(persist.AppendSegmentName([]byte(l.floorPrefix), f))
 }
 
 // listSegments pages through ListObjectsV2 and returns the segment names
@@ -634,12 +713,23 @@ func (l *Log) DeleteDiscarded(ctx context.Context) error {
 	for i, f := range firsts {
 		etags[i] = l.mu.discarded[f]
 	}
+	belowFloor := l.mu.belowFloor
 	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
+	defer cancel()
+	if len(belowFloor) > 0 {
+		// Finish the interrupted truncation: nobody writes at or below the
+		// floor again, so plain deletes are safe.
+		if err := l.deleteKeys(ctx, belowFloor); err != nil {
+			return fmt.Errorf("s3log: delete %d segments below the truncation floor: %w", len(belowFloor), err)
+		}
+		l.mu.Lock()
+		l.mu.belowFloor = nil
+		l.mu.Unlock()
+	}
 	if len(firsts) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
-	defer cancel()
 	err := l.forEachParallel(ctx, len(firsts), func(ctx context.Context, i int) error {
 		key := l.segmentKey(firsts[i])
 		deleted, err := l.deleteIfMatch(ctx, key, etags[i])
@@ -774,31 +864,84 @@ func (l *Log) Truncate(ctx context.Context, upTo tx.Version) (tx.Version, error)
 		l.mu.Unlock()
 		return 0, err
 	}
+	idx := l.mu.index
 	n := 0
-	for n < len(l.mu.index)-1 && l.mu.index[n].Last <= upTo {
+	for n < len(idx)-1 && idx[n].Last <= upTo {
 		n++
 	}
+	// The segment kept first must be stored and follow the deleted ones
+	// directly: recovery starts the run at floor+1 (package doc, item 5).
+	for n > 0 && idx[n].First != idx[n-1].Last+1 {
+		n--
+	}
+	if n == 0 {
+		oldest := persist.Recovery{Segments: idx}.OldestRetained()
+		l.mu.Unlock()
+		return oldest, nil
+	}
+	floor := idx[n-1].Last
 	doomed := make([]string, n)
-	for i, s := range l.mu.index[:n] {
+	for i, s := range idx[:n] {
 		doomed[i] = l.segmentKey(s.First)
 	}
-	l.mu.index = slices.Delete(l.mu.index, 0, n)
-	oldest := persist.Recovery{Segments: l.mu.index}.OldestRetained()
 	l.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
+	// The floor first, durably: from now on a recovery ignores everything
+	// at or below it, whatever subset of it the deletes leave.
+	if err := l.putFloor(ctx, floor); err != nil {
+		return 0, fmt.Errorf("s3log: truncate to %d: %w", upTo, err)
+	}
+	l.mu.Lock()
+	i, _ := slices.BinarySearchFunc(l.mu.index, floor+1, func(s persist.SegmentInfo, first tx.Version) int {
+		return cmp.Compare(s.First, first)
+	})
+	l.mu.index = slices.Delete(l.mu.index, 0, i)
+	oldest := persist.Recovery{Segments: l.mu.index}.OldestRetained()
+	l.mu.Unlock()
 	if err := l.deleteKeys(ctx, doomed); err != nil {
 		return 0, fmt.Errorf("s3log: truncate to %d: %w", upTo, err)
 	}
+	// Older floors are redundant now (recovery takes the highest).
+	floors, err := l.listFloors(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("s3log: truncate to %d: %w", upTo, err)
+	}
+	var old []string
+	for _, f := range floors {
+		if f < floor {
+			old = append(old, l.floorKey(f))
+		}
+	}
+	if err := l.deleteKeys(ctx, old); err != nil {
+		return 0, fmt.Errorf("s3log: truncate to %d: delete older floors: %w", upTo, err)
+	}
 	return oldest, nil
+}
+
+// putFloor stores the truncation floor marker of f (an empty object;
+// rewriting it is harmless).
+func (l *Log) putFloor(ctx context.Context, f tx.Version) error {
+	start := time.Now()
+	var att attempts
+	key := l.floorKey(f)
+	_, err := l.client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key),
+		Body: bytes.NewReader(nil), ContentLength: aws.Int64(0), ContentType: aws.String("application/octet-stream")},
+		l.track(&att))
+	l.noteRetries(&att)
+	l.observe(OpPut, start, err)
+	if err != nil {
+		return fmt.Errorf("store truncation floor s3://%s/%s: %w", l.cfg.Bucket, key, err)
+	}
+	return nil
 }
 
 // deleteBatchMax is S3's limit on keys per DeleteObjects request.
 const deleteBatchMax = 1000
 
-// deleteKeys deletes keys in order, in DeleteObjects batches, so that a
-// failure half-way leaves the oldest segments gone and a contiguous run.
+// deleteKeys deletes keys in DeleteObjects batches. S3 promises no order
+// within a batch: callers must not depend on one (see Truncate's floor).
 func (l *Log) deleteKeys(ctx context.Context, keys []string) error {
 	for len(keys) > 0 {
 		batch := keys[:min(len(keys), deleteBatchMax)]
