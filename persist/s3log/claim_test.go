@@ -1,8 +1,10 @@
 package s3log
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"weaseldb/engine"
 	"weaseldb/persist"
 	"weaseldb/persist/fakes3"
+	"weaseldb/persist/logtest"
 )
 
 // afterRecover is a persist.Log that runs a hook after each Recover.
@@ -98,5 +101,55 @@ func TestRetriedStartAfterLateClaimIsOurs(t *testing.T) {
 	tail, _, err := e.Tail().Read(0, true, nil)
 	if err != nil || len(tail) != 1 || string(tail[0]) != string(stored[0]) {
 		t.Fatalf("tail holds %d segments (err %v), want exactly the stored claim", len(tail), err)
+	}
+}
+
+// TestDeleteDiscardedIsConditional: DeleteDiscarded deletes only the very
+// object recovery judged. A server that recovered, then was slow to delete,
+// must not remove a segment a later winner wrote under a discarded name
+// meanwhile (here: the name was deleted and written again behind its back).
+func TestDeleteDiscardedIsConditional(t *testing.T) {
+	f := startFake(t)
+	l := openLog(t, testConfig(f.url))
+	defer l.Close()
+	ctx := context.Background()
+	if _, err := l.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, seg := range [][]byte{logtest.Segment(0, 0, "a"), logtest.Segment(1, 5, "a"), logtest.Segment(8, 9, "a")} {
+		if err := l.Append(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l2 := openLog(t, testConfig(f.url))
+	defer l2.Close()
+	rec, err := l2.Recover(ctx)
+	if err != nil || len(rec.Discarded) != 1 {
+		t.Fatalf("recover: %v, discarded %v; want segment 8 discarded", err, rec.Discarded)
+	}
+	// Behind l2's back: segment 8 is deleted and written again by another.
+	raw := rawClient(f.url, nil)
+	key := testPrefix + "/log/" + string(persist.AppendSegmentName(nil, 8))
+	if _, err := raw.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+	other := logtest.Segment(8, 8, "c")
+	if _, err := raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key), Body: bytes.NewReader(other)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Append(ctx, logtest.Segment(6, 7, "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.DeleteDiscarded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err := raw.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatalf("the rewritten segment 8 was deleted: %v", err)
+	}
+	got, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if !bytes.Equal(got, other) {
+		t.Fatal("segment 8 holds other bytes than the rewrite")
 	}
 }

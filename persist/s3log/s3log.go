@@ -50,7 +50,10 @@
 //     with If-Match: <ETag> per discarded key, so that only the very
 //     object recovery judged is deleted; a key another server rewrote
 //     since (412) is left alone. A store that does not implement
-//     conditional deletes (501) gets a plain delete, with a warning.
+//     conditional deletes (501, or 400 InvalidArgument/InvalidRequest)
+//     gets a plain delete, with a warning: the residual risk is a delete
+//     the store holds back for longer than another server takes to
+//     recover, win a later claim and write that name.
 //  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then a
 //     GetObject per segment (in parallel), each validated. A segment that
 //     vanished meanwhile (truncated) is ErrNotFound.
@@ -763,7 +766,7 @@ func (l *Log) deleteIfMatch(ctx context.Context, key, etag string) (bool, error)
 	var att attempts
 	_, err := l.client.DeleteObject(ctx, in, l.track(&att))
 	l.noteRetries(&att)
-	if etag != "" && apiCode(err) == "NotImplemented" {
+	if etag != "" && conditionalDeleteUnsupported(err) {
 		l.log.Warn("s3log: the store does not implement conditional deletes; deleting a discarded segment unconditionally", "key", key)
 		in.IfMatch = nil
 		_, err = l.client.DeleteObject(ctx, in, l.track(&att))
@@ -1038,6 +1041,17 @@ func httpStatus(err error) int {
 		return re.HTTPStatusCode()
 	}
 	return 0
+}
+
+// conditionalDeleteUnsupported reports an answer by which a store refuses
+// If-Match on DeleteObject itself (S3-compatible stores that predate
+// conditional deletes), as opposed to a failed condition (412).
+func conditionalDeleteUnsupported(err error) bool {
+	switch apiCode(err) {
+	case "NotImplemented", "InvalidArgument", "InvalidRequest":
+		return true
+	}
+	return httpStatus(err) == http.StatusNotImplemented
 }
 
 func isPreconditionFailed(err error) bool {
