@@ -459,6 +459,16 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 			"first", d.First, "last", d.Last, "bytes", d.Bytes, "key", l.segmentKey(d.First))
 		discarded[d.First] = etagOf[d.First]
 	}
+	if plantedRecoverDeletes { // a planted bug, for tests only: see plant_on.go
+		var doomed []string
+		for first := range discarded {
+			doomed = append(doomed, l.segmentKey(first))
+		}
+		if err := l.deleteKeys(ctx, doomed); err != nil {
+			return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
+		}
+		clear(discarded)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
