@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"weaseldb/persist"
 )
 
 // Config tunes the engine. The zero value of every field selects its
@@ -64,6 +66,13 @@ type Config struct {
 	// often truncation runs. Default 10s.
 	DefaultKeepVersions uint64
 	TruncateInterval    time.Duration
+
+	// LeaderID is this leader term's id, at most 64 bytes; empty picks a
+	// random one (32 hex digits). A server sets it once per process and
+	// passes the same id to every Open it retries, so that a claim that
+	// timed out and landed later is recognised as its own (persist/s3log
+	// compares leader id and versions). Two servers must never share one.
+	LeaderID []byte
 
 	// RingSlots is the capacity of each inter-stage ring. Default 8192.
 	RingSlots int
@@ -147,6 +156,9 @@ func (c Config) validate() error {
 	positive("TailBytes", int64(c.TailBytes))
 	positive("TruncateInterval", int64(c.TruncateInterval))
 	positive("RingSlots", int64(c.RingSlots))
+	if len(c.LeaderID) > persist.LeaderIDBytesMax {
+		errs = append(errs, fmt.Errorf("engine config: LeaderID of %d bytes, at most %d", len(c.LeaderID), persist.LeaderIDBytesMax))
+	}
 	if c.RetryBackoffMin > c.RetryBackoffMax {
 		errs = append(errs, fmt.Errorf("engine config: RetryBackoffMin %v > RetryBackoffMax %v", c.RetryBackoffMin, c.RetryBackoffMax))
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -71,10 +72,49 @@ type Engine struct {
 }
 
 // Open recovers log, rebuilds the conflict window and the status index from
-// its tail, claims leadership by writing the next segment, and starts the
-// pipeline. The caller keeps ownership of log (Close does not close it).
-// An ErrFenced from the claim means another leader won the race: the
-// returned error wraps persist.ErrFenced.
+// its tail, claims leadership by writing the next segment, deletes what
+// recovery discarded, and starts the pipeline. The caller keeps ownership
+// of log (Close does not close it). An ErrFenced from the claim means
+// another leader won the race: the returned error wraps persist.ErrFenced.
+//
+// # Why deleting what recovery discarded loses nothing
+//
+// Recovery keeps the contiguous run from the oldest segment and discards
+// what follows its first gap (and a torn tail, and orphans of deposed
+// leaders; see persist.PlanRecovery). Recover deletes none of it: until
+// this server's claim is stored, a live leader may be writing the very
+// segment that fills the gap (its PUTs land out of order), and would then
+// acknowledge everything after it. So the order is:
+//
+//  1. Recover: plan, delete nothing.
+//  2. Claim: write the segment at last+1 by conditional write (create the
+//     name if absent; or replace, atomically with the check, the exact
+//     discarded segment that holds that name: a torn tail or a returned
+//     term's orphan). Of all servers writing that name exactly one wins.
+//  3. Only the winner calls DeleteDiscarded.
+//
+// After step 2 the discarded segments are provably unacknowledged. A
+// leader releases in order: it acknowledges version v only once every one
+// of its segments up to v is durable, and its segments are contiguous from
+// its own claim, which followed the run it recovered. Any leader L that
+// acknowledged a version past last therefore had a stored segment holding
+// last+1; a segment holding last+1 with First <= last would have extended
+// or overlapped the run this recovery saw (it is not there), and one with
+// First == last+1 is our claim's name, which we hold — so L's write of it
+// failed (ErrFenced) and L acknowledged nothing from last+1 on. What
+// follows the gap was written by leaders that never got past it, or (the
+// orphan rules) by leaders already fenced lower down. Deleting is safe for
+// the same reason, and only the winner may do it: a server that lost the
+// claim has no such guarantee (the leader that beat it fills the gap and
+// acknowledges what follows), which is the data loss of issue 12 item 1.
+//
+// The deletes themselves are conditional where the store allows it
+// (persist/s3log: If-Match on the ETag recovery read), so a slow delete
+// cannot remove a segment some later winner wrote under a discarded name.
+// Residual risk, documented in persist/s3log: a store that does not
+// implement conditional deletes gets plain deletes; then a delete that the
+// store holds back for longer than another server needs to recover, win a
+// claim after ours and write that name could remove its segment.
 func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -89,14 +129,16 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine open: load retention policies: %w", err)
 	}
-	var idBytes [16]byte
-	if _, err := rand.Read(idBytes[:]); err != nil {
-		return nil, fmt.Errorf("engine open: leader id: %w", err)
+	leaderID := slices.Clone(cfg.LeaderID)
+	if len(leaderID) == 0 {
+		if leaderID, err = NewLeaderID(); err != nil {
+			return nil, fmt.Errorf("engine open: %w", err)
+		}
 	}
 	e := &Engine{
 		cfg:       cfg,
 		log:       log,
-		leaderID:  hex.AppendEncode(nil, idBytes[:]),
+		leaderID:  leaderID,
 		admission: newAdmissionQueue(),
 		toPersist: newRing[*Request](cfg.RingSlots),
 		toReply:   newRing[*Request](cfg.RingSlots),
@@ -122,6 +164,13 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	claimed, err := e.claimLeadership(ctx, rec, now)
 	if err != nil {
 		return nil, err
+	}
+	// Only now, as the winner of the log, delete what recovery discarded
+	// (see "Why deleting what recovery discarded loses nothing" above).
+	// It must happen before the pipeline writes past the claim: a
+	// discarded segment holds a name the pipeline may need.
+	if err := log.DeleteDiscarded(ctx); err != nil {
+		return nil, fmt.Errorf("engine open: delete the %d segments recovery discarded, after the claim at %d: %w", len(rec.Discarded), claimed, err)
 	}
 	e.status.idx.terms.note(claimed, e.leaderID)
 	if d := e.status.idx.disk; d != nil {
@@ -309,10 +358,31 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
 	}
+	// The stored claim may be an earlier attempt's, of this same process
+	// (a start-up retried after a claim that timed out and landed later:
+	// same leader id, another timestamp). Publish what is stored, so that
+	// subscribers and the log agree byte for byte.
+	stored, err := e.log.ReadFrom(ctx, v-1, 1)
+	if err != nil || len(stored) == 0 {
+		return 0, fmt.Errorf("engine open: read back the claim at version %d: %w (%d segments)", v, err, len(stored))
+	}
+	if h, err := persist.DecodeSegmentHeader(stored[0]); err != nil || h.First != v || h.Last != v || !bytes.Equal(h.LeaderID, e.leaderID) {
+		return 0, fmt.Errorf("engine open: the claim at version %d read back as another segment (%d..%d, leader %q): %w", v, h.First, h.Last, h.LeaderID, persist.ErrFenced)
+	}
+	data = stored[0]
 	e.tail.reset(v - 1)
 	e.tail.publish(v, v, data)
 	e.tail.markDurable(v)
 	return v, nil
+}
+
+// NewLeaderID returns a fresh random leader id (32 hex digits).
+func NewLeaderID() ([]byte, error) {
+	var idBytes [16]byte
+	if _, err := rand.Read(idBytes[:]); err != nil {
+		return nil, fmt.Errorf("leader id: %w", err)
+	}
+	return hex.AppendEncode(nil, idBytes[:]), nil
 }
 
 func saturatingSub(v tx.Version, n uint64) tx.Version {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"weaseldb/config"
 	"weaseldb/httpapi"
 	"weaseldb/internal/buildinfo"
+	"weaseldb/internal/dirlock"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/disk"
@@ -115,6 +117,22 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("persist fakes3: %w", err)
 	}
+	// The fake S3 lives in this process only: a second server on the same
+	// directory would serve a second copy of the bucket, and both would
+	// lead. The same exclusive lock as the disk backend's fences it off.
+	lock, err := dirlock.Acquire(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("persist fakes3: data directory %s is in use by another server: %w", p.Dir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("persist fakes3: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	fake, err := fakes3.New(fakes3.Options{Dir: dir, Buckets: []string{bucket}, ObjectBytesMax: fakeS3BodyBytesMax, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("persist fakes3 %s: %w", dir, err)
@@ -150,7 +168,8 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 		return nil, fmt.Errorf("persist fakes3: %w", err)
 	}
 	logger.Info("in-process fake S3", "dir", dir, "bucket", bucket, "put_latency", p.FakeS3PutLatency.String())
-	return &backend{log: l, close: stop}, nil
+	ok = true
+	return &backend{log: l, close: func() { stop(); lock.Close() }}, nil
 }
 
 // runFakeS3 runs the standalone fake S3 server (weaseldb fakes3 ...).

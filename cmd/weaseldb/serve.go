@@ -177,6 +177,16 @@ const (
 // backend that is slow or briefly unreachable) is retried a few times so a
 // single timeout among thousands of segment reads does not fail the start.
 func openEngine(ctx context.Context, cfg engine.Config, log persist.Log, logger *slog.Logger) (*engine.Engine, error) {
+	// One leader id for every attempt: a claim that timed out and landed
+	// later is then this process's own, not another leader's (see
+	// engine.Config.LeaderID).
+	if len(cfg.LeaderID) == 0 {
+		id, err := engine.NewLeaderID()
+		if err != nil {
+			return nil, fmt.Errorf("open engine: %w", err)
+		}
+		cfg.LeaderID = id
+	}
 	pause := openRetryInitial
 	for attempt := 1; ; attempt++ {
 		eng, err := engine.Open(ctx, cfg, log)

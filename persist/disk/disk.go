@@ -106,8 +106,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
+	"weaseldb/internal/dirlock"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -181,9 +180,9 @@ var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan erro
 
 // Log is a persist.Log in a directory. See the package doc.
 type Log struct {
-	dir          string   // immutable
-	dirFD        *os.File // immutable; the directory, for fsync
-	lock         *os.File // immutable; the held LOCK file
+	dir          string        // immutable
+	dirFD        *os.File      // immutable; the directory, for fsync
+	lock         *dirlock.Lock // immutable; the held LOCK file
 	logger       *slog.Logger
 	maxFileBytes int64 // immutable
 	syncer       dirSyncer
@@ -221,6 +220,7 @@ type Log struct {
 		queue   []*appendReq
 		failed  error // sticky: a failed fdatasync
 		writing bool  // the writer goroutine runs
+		claimed bool  // an Append succeeded since Recover
 		recovered,
 		closed bool
 	}
@@ -241,16 +241,12 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.maxFileBytes <= 0 {
 		l.maxFileBytes = DefaultMaxFileBytes
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("disk: open lock file: %w", err)
+	lock, err := dirlock.Acquire(filepath.Join(dir, lockName))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("disk: log directory %s is in use by another process or Log: %w", dir, err)
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("disk: log directory %s is in use by another process or Log (lock file %s is held)", dir, lockName)
-		}
-		return nil, fmt.Errorf("disk: lock %s: %w", filepath.Join(dir, lockName), err)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
 	}
 	l.lock = lock
 	d, err := os.Open(dir)
@@ -374,7 +370,28 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("disk: append segment %d: %w", h.First, err)
 	}
+	l.mu.Lock()
+	l.mu.claimed = true
+	l.mu.Unlock()
 	return nil
+}
+
+// DeleteDiscarded implements persist.Log. The disk backend's fence is the
+// exclusive LOCK taken by Open: no other server can share the directory, so
+// holding the lock is winning the log, and Recover already tombstoned the
+// discarded frames and cut the torn tail (it must, before the writer
+// appends after them). There is nothing left to delete; like every
+// backend, it refuses to be called before a claim was stored.
+func (l *Log) DeleteDiscarded(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.checkLocked(); err != nil {
+		return err
+	}
+	if !l.mu.claimed {
+		return errors.New("disk: DeleteDiscarded before a claim was stored: only the winner of the log may delete")
+	}
+	return ctx.Err()
 }
 
 // admitLocked checks that a segment starting at first may be queued.
