@@ -19,7 +19,11 @@
 //     (a torn tail, a returned term's orphan) replaces it with If-Match:
 //     <the ETag Recover read> instead: of two servers claiming over the
 //     same orphan exactly one wins, and a live leader's If-None-Match PUT
-//     of that name keeps failing throughout.
+//     of that name keeps failing throughout. The store must honour
+//     If-Match on PutObject (AWS S3 does); a store that ignored it would
+//     let two claimants over one orphan both win. The conformance suite
+//     checks it (logtest ClaimReplacesDiscardedAtItsName), also against
+//     an independent store (scripts/s3compat.sh).
 //  2. Ambiguous writes: a retried PUT may be answered 412 because its own
 //     earlier attempt was stored and only the answer was lost (a dropped
 //     connection, a timeout, a 500 after the write). The Log watches every
