@@ -98,10 +98,15 @@ type Engine struct {
 // of its segments up to v is durable, and its segments are contiguous from
 // its own claim, which followed the run it recovered. Any leader L that
 // acknowledged a version past last therefore had a stored segment holding
-// last+1; a segment holding last+1 with First <= last would have extended
-// or overlapped the run this recovery saw (it is not there), and one with
-// First == last+1 is our claim's name, which we hold — so L's write of it
-// failed (ErrFenced) and L acknowledged nothing from last+1 on. What
+// last+1, reached from its claim by a chain of contiguous names. Names are
+// unique and never overwritten (the one conditional replace aside), so
+// each of L's names at or below last is either a segment of the run this
+// recovery saw (the same object, ending at or below last) or a segment
+// overlapping it, which only an already fenced leader writes (the orphan
+// of PlanRecovery's rule 2); following L's chain upward, its segment
+// holding last+1 is the one after a run segment, so it is named last+1:
+// our claim's name, which we hold. L's write of it failed (ErrFenced) and
+// L acknowledged nothing from last+1 on. What
 // follows the gap was written by leaders that never got past it, or (the
 // orphan rules) by leaders already fenced lower down. Deleting is safe for
 // the same reason, and only the winner may do it: a server that lost the

@@ -56,6 +56,8 @@ OPTIONS
                          region; credentials from the standard AWS chain);
                          fakes3: an in-process fake S3 stored in --data-dir,
                          reached through the real S3 client (development).
+                         disk and fakes3 lock --data-dir: a second server on
+                         it exits at once, naming the holder's pid.
     --admin-listen ADDR  admin listener with /debug/pprof/ (default off;
                          loopback only unless [admin] allow_remote = true)
     --log-level LEVEL    least severe log level written: debug, info (default),

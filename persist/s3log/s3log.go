@@ -19,7 +19,11 @@
 //     (a torn tail, a returned term's orphan) replaces it with If-Match:
 //     <the ETag Recover read> instead: of two servers claiming over the
 //     same orphan exactly one wins, and a live leader's If-None-Match PUT
-//     of that name keeps failing throughout.
+//     of that name keeps failing throughout. The store must honour
+//     If-Match on PutObject (AWS S3 does); a store that ignored it would
+//     let two claimants over one orphan both win. The conformance suite
+//     checks it (logtest ClaimReplacesDiscardedAtItsName), also against
+//     an independent store (scripts/s3compat.sh).
 //  2. Ambiguous writes: a retried PUT may be answered 412 because its own
 //     earlier attempt was stored and only the answer was lost (a dropped
 //     connection, a timeout, a 500 after the write). The Log watches every
@@ -801,6 +805,15 @@ func (l *Log) DeleteDiscarded(ctx context.Context) error {
 	}
 	err := l.forEachParallel(ctx, len(firsts), func(ctx context.Context, i int) error {
 		key := l.segmentKey(firsts[i])
+		if etags[i] == "" {
+			// It vanished between the listing and the read: nothing of
+			// ours to delete, and an unconditional delete could hit a
+			// segment written there since.
+			l.mu.Lock()
+			delete(l.mu.discarded, firsts[i])
+			l.mu.Unlock()
+			return nil
+		}
 		deleted, err := l.deleteIfMatch(ctx, key, etags[i])
 		if err != nil {
 			return fmt.Errorf("delete discarded segment %d: %w", firsts[i], err)
@@ -820,19 +833,16 @@ func (l *Log) DeleteDiscarded(ctx context.Context) error {
 	return nil
 }
 
-// deleteIfMatch deletes key if it still holds the object of that ETag
-// (any object when etag is ""). It reports false when the key holds
-// another object (412); a missing key counts as deleted.
+// deleteIfMatch deletes key if it still holds the object of that ETag. It
+// reports false when the key holds another object (412); a missing key
+// counts as deleted.
 func (l *Log) deleteIfMatch(ctx context.Context, key, etag string) (bool, error) {
-	in := &s3.DeleteObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key)}
-	if etag != "" {
-		in.IfMatch = aws.String(etag)
-	}
+	in := &s3.DeleteObjectInput{Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), IfMatch: aws.String(etag)}
 	start := time.Now()
 	var att attempts
 	_, err := l.client.DeleteObject(ctx, in, l.track(&att))
 	l.noteRetries(&att)
-	if etag != "" && conditionalDeleteUnsupported(err) {
+	if conditionalDeleteUnsupported(err) {
 		l.log.Warn("s3log: the store does not implement conditional deletes; deleting a discarded segment unconditionally", "key", key)
 		in.IfMatch = nil
 		_, err = l.client.DeleteObject(ctx, in, l.track(&att))
