@@ -195,7 +195,9 @@ func openEngine(ctx context.Context, cfg engine.Config, log persist.Log, logger 
 			return eng, nil
 		case errors.Is(err, persist.ErrFenced):
 			return nil, fmt.Errorf("another leader claimed the log first; staying down as a standby: %w", err)
-		case errors.Is(err, persist.ErrCorruption), attempt == openAttempts, ctx.Err() != nil:
+		case errors.Is(err, persist.ErrCorruption), errors.Is(err, persist.ErrDamaged):
+			return nil, fmt.Errorf("open engine: permanent error, not retried: %w", err)
+		case attempt == openAttempts, ctx.Err() != nil:
 			return nil, fmt.Errorf("open engine (attempt %d of %d): %w", attempt, openAttempts, err)
 		}
 		logger.Warn("recovery failed; retrying", "attempt", attempt, "of", openAttempts, "pause", pause.String(), "err", err)

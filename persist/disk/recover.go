@@ -130,6 +130,9 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 // recover scans, plans and repairs; it fills the index (l.mu.infos, locs)
 // and returns the files still open. On error the caller closes them.
 func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error) {
+	if err := l.checkNotDamaged(); err != nil {
+		return persist.Recovery{}, nil, err
+	}
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
 		return persist.Recovery{}, nil, fmt.Errorf("list: %w", err)
@@ -190,8 +193,10 @@ func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error)
 			}
 			tornFile, tornOff = i, int64(off)
 			torn, tornNamed = tornInfo(data[off:])
-			l.logger.Warn("disk: recovery cuts a torn tail that was never acknowledged",
-				"file", f.name, "offset", off, "bytes", len(data)-off, "reason", err.Error())
+			// Which of the two it was cannot be told from the bytes: say
+			// both (a server that saw the file cut would have left DAMAGED).
+			l.logger.Warn("disk: recovery cuts an incomplete frame at the end of the newest log file: a write torn by a crash (never acknowledged), or a file cut short while no server ran (then acknowledged commits in it are lost)",
+				"file", f.name, "offset", off, "bytes", len(data)-off, "first_version", uint64(torn.First), "reason", err.Error())
 			break
 		}
 		f.size = int64(off)

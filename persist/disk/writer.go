@@ -21,6 +21,11 @@ var errClosed = errors.New("log closed before the segment was written")
 func (l *Log) startWriter() {
 	l.mu.writing = true
 	go l.writeLoop()
+	if l.checkEvery > 0 {
+		go l.checkLoop(l.checkEvery)
+	} else {
+		close(l.checkerDone)
+	}
 }
 
 // writeLoop is the writer goroutine: it takes every queued Append at once,
@@ -78,6 +83,17 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	l.stats.fileSyncs.Add(1)
 	if err := unix.Fdatasync(int(f.f.Fd())); err != nil {
 		l.finish(batch, l.fail(fmt.Errorf("fdatasync %s: %w", f.name, err)))
+		return
+	}
+	// The file may have been deleted or cut behind our back: then the
+	// sync made nothing durable that a restart would find.
+	if rescue, err := l.checkFile(f, start+total, false); err != nil {
+		if errors.Is(err, persist.ErrDamaged) {
+			err = l.damaged(err, f, rescue)
+		} else {
+			err = l.fail(err)
+		}
+		l.finish(batch, err)
 		return
 	}
 	f.size = start + total

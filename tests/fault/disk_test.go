@@ -2,7 +2,8 @@
 // segment corrupted or truncated in the middle of the log (the server must
 // refuse to start and name the file, never skip it), a full disk (commits
 // answer 503, never a false 200, and the server recovers by itself when space
-// returns), and — in s3_test.go — a misbehaving S3 and two servers on one
+// returns), a log file deleted or cut under a running server (503, never a
+// 200 that a restart would lose; the restart refuses), and — in s3_test.go — a misbehaving S3 and two servers on one
 // prefix.
 //
 // The full-disk test mounts a 2 MiB tmpfs and so needs root (CAP_SYS_ADMIN);
