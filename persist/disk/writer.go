@@ -178,7 +178,9 @@ func (l *Log) roll() error {
 	// one (fewer metadata updates per fdatasync). KEEP_SIZE: the file's
 	// size still marks the end of the frames. Best effort: a file system
 	// without fallocate, or without room for all of it, still works.
-	_ = unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, l.maxFileBytes)
+	if err := unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, l.maxFileBytes); err != nil {
+		l.releaseReservation(fd, name, err)
+	}
 	if err := l.syncer.Sync(); err != nil {
 		fd.Close()
 		os.Remove(l.path(name))
@@ -192,6 +194,21 @@ func (l *Log) roll() error {
 	l.active = f // under mu: Truncate compares with it
 	l.mu.Unlock()
 	return nil
+}
+
+// releaseReservation gives back what a failed preallocation reserved: ext4
+// keeps the blocks it found before running out (on an 8 MiB file system, a
+// failed 64 MiB fallocate left the file holding every free block, so the
+// policies file and the next roll had no room). The file is still empty:
+// cutting it to zero frees exactly the reservation (punching a hole does
+// not: ext4 ignores a hole past the end of the file).
+func (l *Log) releaseReservation(fd *os.File, name string, cause error) {
+	if errors.Is(cause, unix.EOPNOTSUPP) || errors.Is(cause, unix.ENOSYS) {
+		return // nothing was reserved
+	}
+	err := fd.Truncate(0) // frees the blocks past the (zero) size
+	l.logger.Warn("disk: could not preallocate a new log file; writing without a reservation",
+		"file", name, "bytes", l.maxFileBytes, "err", cause.Error(), "released", err == nil)
 }
 
 // fail records a sticky failure and returns err.
