@@ -134,6 +134,9 @@ func TestCorruptSegmentInTheMiddle(t *testing.T) {
 			if want := fmt.Sprintf("%s offset %d", filepath.Base(victim), off); !strings.Contains(err.Error(), want) {
 				t.Fatalf("the error does not name the damaged file and offset %q:\n%v", want, err)
 			}
+			if !strings.Contains(err.Error(), "permanent error, not retried") || strings.Contains(err.Error(), "attempt 1 of") {
+				t.Fatalf("corruption must be reported as permanent, not as a retried attempt:\n%v", err)
+			}
 			after, _ := os.ReadFile(victim)
 			if !slices.Equal(before, segments(t, dir)) || !bytes.Equal(after, data) {
 				t.Fatal("a refused start changed the log")
