@@ -32,6 +32,7 @@ SYNOPSIS
     weaseldb --print-config [flags...]
     weaseldb --version
     weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
+    weaseldb log stat|verify|dump|copy ...           (see: weaseldb log --help)
 
 DESCRIPTION
     Serves the HTTP/JSON API of WeaselDB (POST /v1/commit, GET /v1/version,
@@ -102,6 +103,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "fakes3" {
 		return runFakeS3(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "log" {
+		return runLog(args[1:], stdout, stderr)
 	}
 	cfg, action, logOpts, err := parseFlags(args, stderr)
 	if err != nil {
