@@ -33,6 +33,7 @@ SYNOPSIS
     weaseldb --version
     weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
     weaseldb log stat|verify|dump|copy ...           (see: weaseldb log --help)
+    weaseldb backup --url URL --to DIR ...           (see: weaseldb backup --help)
 
 DESCRIPTION
     Serves the HTTP/JSON API of WeaselDB (POST /v1/commit, GET /v1/version,
@@ -106,6 +107,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "log" {
 		return runLog(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "backup" {
+		return runBackup(args[1:], stdout, stderr)
 	}
 	cfg, action, logOpts, err := parseFlags(args, stderr)
 	if err != nil {

@@ -9,10 +9,10 @@
 //
 // The tools read the log the way recovery does (persist/disk.Inspect,
 // persist.PlanRecovery) and report what recovery would cut or refuse
-// instead of doing it. On a disk directory they hold a shared lock on its
-// LOCK file, so no server opens it meanwhile; if a server already holds it
-// they name it, and stat, verify and dump go on reading the live log while
-// copy refuses.
+// instead of doing it. On a disk directory they probe its LOCK file: if a
+// server holds it they name it, and stat, verify and dump go on reading the
+// live log while copy refuses. copy holds a shared lock while it reads, so
+// no server starts on the source meanwhile.
 package logtool
 
 import (
@@ -62,9 +62,9 @@ SOURCE (the same settings as the server)
     --data-dir DIR     the disk log directory (or the fakes3 store)
     --persist BACKEND  disk (default), s3 or fakes3
 
-    On a disk directory the tools take a shared lock, so that no server
-    starts on it meanwhile. A server holding the directory is named; stat,
-    verify and dump then read the live log, copy refuses.
+    A server holding a disk directory is named; stat, verify and dump then
+    read the live log, copy refuses. copy holds a shared lock on the
+    directory while it reads, so that no server starts on it meanwhile.
 
 Run 'weaseldb log COMMAND --help' for each command.
 `
@@ -167,7 +167,7 @@ func loadConfig(file, dataDir, backend string) (config.Config, error) {
 func (inv *invocation) open(cfg config.Config) (source, error) {
 	switch cfg.Persist.Backend {
 	case "disk":
-		return openDiskSource(cfg.Persist.Dir)
+		return openDiskSource(cfg.Persist.Dir, inv.name == "copy")
 	case "s3", "fakes3":
 		if inv.env.OpenS3 == nil {
 			return nil, errors.New("S3 backends are not available in this build")

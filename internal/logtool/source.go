@@ -70,13 +70,22 @@ type diskSource struct {
 	holder string
 }
 
-func openDiskSource(dir string) (*diskSource, error) {
+// openDiskSource opens a data directory; hold keeps a shared lock on it
+// while the source is open (copy), else the lock is only probed to name a
+// server holding it (stat, verify and dump must never keep a server from
+// starting).
+func openDiskSource(dir string, hold bool) (*diskSource, error) {
 	if st, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	} else if !st.IsDir() {
 		return nil, fmt.Errorf("data directory %s is not a directory", dir)
 	}
 	s := &diskSource{dir: dir}
+	if !hold {
+		holder, err := disk.ProbeLock(dir)
+		s.holder = holder
+		return s, err
+	}
 	lock, err := disk.ShareLock(dir)
 	if err != nil {
 		if !strings.Contains(err.Error(), "is in use") {

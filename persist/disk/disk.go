@@ -261,9 +261,9 @@ func Open(dir string, opts Options) (*Log, error) {
 	if l.maxFileBytes <= 0 {
 		l.maxFileBytes = DefaultMaxFileBytes
 	}
-	lock, err := dirlock.Acquire(filepath.Join(dir, lockName))
+	lock, err := acquireLock(filepath.Join(dir, lockName))
 	if errors.Is(err, dirlock.ErrLocked) {
-		return nil, fmt.Errorf("disk: log directory %s is in use by another process or Log: %w", dir, err)
+		return nil, fmt.Errorf("disk: log directory %s is in use by %s: %w", dir, LockHolder(dir), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("disk: %w", err)

@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"weaseldb/internal/dirlock"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -257,8 +259,46 @@ func HasLog(dir string) (bool, error) {
 	return false, nil
 }
 
+// lockWait is how long Open waits for the directory lock before it fails:
+// long enough to ride over an offline tool's momentary probe (ProbeLock),
+// short enough that a second server fails at once.
+const lockWait = 2 * time.Second
+
+// acquireLock takes the directory lock (dirlock), retrying for up to
+// lockWait while another holder has it.
+func acquireLock(path string) (*dirlock.Lock, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		l, err := dirlock.Acquire(path)
+		if err == nil || !errors.Is(err, dirlock.ErrLocked) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ProbeLock reports who holds dir's lock ("" if nobody), taking and at once
+// releasing a shared lock: stat, verify and dump read without holding it, so
+// that they never keep a server from starting.
+func ProbeLock(dir string) (holder string, err error) {
+	f, err := ShareLock(dir)
+	if err != nil {
+		if errors.Is(err, errInUse) {
+			return LockHolder(dir), nil
+		}
+		return "", err
+	}
+	if f != nil {
+		f.Close()
+	}
+	return "", nil
+}
+
+var errInUse = errors.New("in use")
+
 // ShareLock takes a shared lock on dir's LOCK file, so that no server opens
-// the directory while an offline tool reads it. If a Log holds the
+// the directory while an offline tool copies it (Open waits lockWait, then
+// fails naming the holder). If a Log holds the
 // directory, it fails naming the holder (see LockHolder). Close the returned
 // file to release it. A directory without a LOCK file needs none: nil, nil.
 func ShareLock(dir string) (*os.File, error) {
@@ -273,7 +313,7 @@ func ShareLock(dir string) (*os.File, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("disk: log directory %s is in use: %s holds %s", dir, LockHolder(dir), lockName)
+			return nil, fmt.Errorf("disk: log directory %s is %w: %s holds %s", dir, errInUse, LockHolder(dir), lockName)
 		}
 		return nil, fmt.Errorf("disk: lock %s: %w", path, err)
 	}
