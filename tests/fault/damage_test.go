@@ -37,6 +37,17 @@ func readyz(t *testing.T, hc *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+func metrics(t *testing.T, hc *http.Client, url string) string {
+	t.Helper()
+	resp, err := hc.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
 // expectRefused commits after the damage: none may be acknowledged (a 200
 // would be a commit only a vanished file holds); 503 is the answer.
 func expectRefused(t *testing.T, hc *http.Client, srv *harness.Server, prefix string) {
@@ -119,6 +130,9 @@ func TestLogFileDeletedUnderServer(t *testing.T) {
 	}
 	expectRefused(t, hc, srv, "after-rm")
 	waitNotReady(t, hc, srv, "deleted")
+	if m := metrics(t, hc, srv.URL); !strings.Contains(m, "\nweaseldb_persist_damaged 1\n") {
+		t.Fatalf("/metrics does not report the damage:\n%s", m)
+	}
 	if !strings.Contains(srv.Log(), "was deleted while the server ran") {
 		t.Fatalf("the server's log does not say the file was deleted:\n%s", srv.Log())
 	}
