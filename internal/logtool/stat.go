@@ -21,8 +21,9 @@ DESCRIPTION
     segments, the versions held (oldest, newest, oldest retained), bytes,
     the leader terms with the first version of each, the retention
     policies, and whether the log still covers the status window ([commit]
-    status_window and status_window_versions: request ids older than the
-    log cannot be answered by /v1/status). Problems and the repairs
+    status_window and status_window_versions): request ids older than the
+    log live only in the status runs beside it, which cannot be rebuilt
+    from the log if lost. Problems and the repairs
     recovery would make are listed too; 'weaseldb log verify' checks every
     transaction.
 
@@ -51,7 +52,8 @@ type windowStat struct {
 	NewestTimestamp string `json:"newest_timestamp,omitempty"`
 	Window          string `json:"window"`
 	WindowVersions  uint64 `json:"window_versions"`
-	// Covered: the log reaches back over the whole status window.
+	// Covered: the log reaches back over the whole status window (so the
+	// status runs beside it could be rebuilt from it).
 	Covered bool `json:"covered"`
 }
 
@@ -225,9 +227,9 @@ func printStat(inv *invocation, st *stat) {
 		}
 	}
 	sw := st.StatusWindow
-	cover := "covered"
+	cover := "the log covers it"
 	if !sw.Covered {
-		cover = "NOT covered: request ids older than the log are unknown to /v1/status"
+		cover = "the log does NOT reach back over it: older request ids live only in the status runs beside the log (status/), which cannot be rebuilt from the log"
 	}
 	fmt.Fprintf(w, "status window   %s or %d versions: %s", sw.Window, sw.WindowVersions, cover)
 	if sw.OldestTimestamp != "" {
