@@ -62,6 +62,9 @@ func (l *Log) Damage() error {
 // itself failed, and reports whether the content is still readable through
 // f's descriptor but no longer through its name (worth rescuing).
 func (l *Log) checkFile(f *logFile, size int64, byName bool) (rescue bool, err error) {
+	if damageChecksOff {
+		return false, nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.f.Fd()), &st); err != nil {
 		return false, fmt.Errorf("fstat %s: %w", f.name, err)

@@ -110,6 +110,9 @@ func expectRestartRefused(t *testing.T, srv *harness.Server, dir string) {
 	}
 }
 
+// The damage tests catch a server without the checks: see
+// persist/disk/planted_on.go (build tag planted_damage).
+
 // TestLogFileDeletedUnderServer removes the newest log file under a running
 // server (issue 12, item 3: the server went on answering 200 and the
 // restart lost them and reused their versions). Commits must answer 503,
