@@ -1,11 +1,13 @@
 package logtool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"weaseldb/persist"
 	"weaseldb/persist/disk"
@@ -205,18 +207,13 @@ func (s *s3Source) load(ctx context.Context) (*view, error) {
 		return nil, err
 	}
 	v := &view{location: s.log.Location(), backend: "s3"}
-	stored := make([]persist.StoredSegment, 0, len(listed))
+	stored, err := s.readAll(ctx, listed)
+	if err != nil {
+		return nil, err
+	}
 	for i, l := range listed {
 		key := s.log.SegmentKey(l.First)
-		data, err := s.log.GetObject(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		h, herr := persist.DecodeSegmentHeader(data)
-		if herr == nil && h.First != l.First {
-			herr = fmt.Errorf("%w: object named %d holds versions %d..%d", persist.ErrCorruption, l.First, h.First, h.Last)
-		}
-		stored = append(stored, persist.StoredSegment{First: l.First, Bytes: int64(len(data)), Header: h, Err: herr})
+		h, herr := stored[i].Header, stored[i].Err
 		if herr != nil {
 			if i == len(listed)-1 {
 				v.repairs = append(v.repairs, problem{Where: key, Problem: "the newest object does not validate: recovery would delete it as a torn tail (never acknowledged if a write was cut short; lost if it was damaged later): " + herr.Error()})
@@ -225,7 +222,7 @@ func (s *s3Source) load(ctx context.Context) (*view, error) {
 			}
 			continue
 		}
-		v.segments = append(v.segments, segment{first: h.First, last: h.Last, count: h.Count, bytes: int64(len(data)),
+		v.segments = append(v.segments, segment{first: h.First, last: h.Last, count: h.Count, bytes: stored[i].Bytes,
 			leader: string(h.LeaderID), where: key})
 	}
 	if len(v.problems) == 0 {
@@ -245,6 +242,50 @@ func (s *s3Source) load(ctx context.Context) (*view, error) {
 		v.policies = p
 	}
 	return v, nil
+}
+
+// s3ReadsInFlight bounds the GETs load keeps outstanding.
+const s3ReadsInFlight = 16
+
+// readAll GETs and checks every listed segment object, s3ReadsInFlight at
+// once, keeping only the headers.
+func (s *s3Source) readAll(ctx context.Context, listed []persist.SegmentInfo) ([]persist.StoredSegment, error) {
+	stored := make([]persist.StoredSegment, len(listed))
+	errs := make([]error, len(listed))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(s3ReadsInFlight, len(listed)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				first := listed[i].First
+				data, err := s.log.GetObject(ctx, s.log.SegmentKey(first))
+				if err != nil {
+					errs[i] = err
+					continue
+				}
+				h, herr := persist.DecodeSegmentHeader(data)
+				if herr == nil && h.First != first {
+					herr = fmt.Errorf("%w: object named %d holds versions %d..%d", persist.ErrCorruption, first, h.First, h.Last)
+				}
+				h.LeaderID = bytes.Clone(h.LeaderID) // do not keep the object alive
+				stored[i] = persist.StoredSegment{First: first, Bytes: int64(len(data)), Header: h, Err: herr}
+			}
+		}()
+	}
+	for i := range listed {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return stored, errors.Join(errs...)
 }
 
 func (s *s3Source) read(ctx context.Context, seg segment) ([]byte, error) {

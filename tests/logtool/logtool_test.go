@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -424,6 +425,15 @@ func TestCopyDiskToS3AndBack(t *testing.T) {
 		t.Fatalf("dump of the S3 copy differs from the source:\n%s\n---\n%s", a, b)
 	}
 
+	// A damaged object in the middle: verify names its key.
+	key := fmt.Sprintf("moved/log/%020d", maxVersion(acked)/2)
+	corruptObject(t, endpoint+"/weaseldb/"+key)
+	out, _, code := tool(t, "verify", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "the first: "+key) {
+		t.Fatalf("verify of an S3 log with a damaged object %s: exit %d\n%s", key, code, out)
+	}
+	corruptObject(t, endpoint+"/weaseldb/"+key) // flip it back
+
 	// S3 back to disk.
 	back := filepath.Join(t.TempDir(), "back")
 	mustTool(t, "copy", "--config", cfg, "--to-dir", back)
@@ -461,6 +471,31 @@ func TestCopyDiskToS3AndBack(t *testing.T) {
 			}
 		}
 		srv.Stop(30 * time.Second)
+	}
+}
+
+// corruptObject flips one bit near the end of an object on the fake S3
+// (plain HTTP: the fake takes unsigned requests).
+func corruptObject(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	data[len(data)-2] ^= 0x10
+	req, _ := http.NewRequest("PUT", url, bytes.NewReader(data))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT %s: %d", url, resp.StatusCode)
 	}
 }
 
