@@ -118,6 +118,9 @@ func (s *diskSource) load(ctx context.Context) (*view, error) {
 		first, _, _ := strings.Cut(in.Damaged, "\n\n")
 		v.problems = append(v.problems, problem{Where: "DAMAGED", Problem: "a server marked this directory damaged; recovery refuses it: " + strings.ReplaceAll(strings.TrimSpace(first), "\n", " ")})
 	}
+	if in.Cut != nil {
+		v.problems = append(v.problems, problem{Where: "SIZES", Problem: in.Cut.Error()})
+	}
 	for _, r := range in.Rescued {
 		v.notes = append(v.notes, "rescued copy of a deleted log file: "+r)
 	}

@@ -137,3 +137,64 @@ func TestPeriodicCheckQuietOnSoundLog(t *testing.T) {
 		t.Fatalf("a sound log got a %s marker: %v", damagedName, err)
 	}
 }
+
+// A file cut while no server runs, after a clean Close: Recover refuses it
+// (the sizes the Close recorded are lower bounds), and says how to accept
+// the loss. After a crash (no record) the same cut is a torn tail.
+func TestCutAfterCleanCloseRefused(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := recovered(t, dir, Options{})
+	appendAll(t, l, logtest.Segment(0, 0, "s"), logtest.Segment(1, 3, "s"), logtest.Segment(4, 6, "s"))
+	path, off, _, _ := l.SegmentLocation(4)
+	l.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, st.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	l2 := mustOpen(t, dir, Options{})
+	_, err = l2.Recover(context.Background())
+	l2.Close()
+	if !errors.Is(err, persist.ErrDamaged) || !strings.Contains(err.Error(), "cut while no server ran") || !strings.Contains(err.Error(), sizesName) {
+		t.Fatalf("Recover after a cut following a clean Close: %v, want ErrDamaged", err)
+	}
+	in, err := Inspect(dir)
+	if err != nil || in.Cut == nil {
+		t.Fatalf("Inspect does not report the cut: %+v %v", in, err)
+	}
+	crashed(t, dir) // the operator accepts the loss
+	_, rec := recovered(t, dir, Options{})
+	if rec.Last() != 3 {
+		t.Fatalf("recovered to %d, want 3 (segment 4-6 at offset %d cut)", rec.Last(), off)
+	}
+}
+
+// Sizes are lower bounds for as long as the file lives: a run after the
+// clean Close that appends to a new file and crashes (leaving the older
+// record) with a torn tail has a plain torn tail, cut by recovery.
+func TestSizesAreLowerBounds(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := recovered(t, dir, Options{})
+	appendAll(t, l, logtest.Segment(0, 0, "b"), logtest.Segment(1, 3, "b"))
+	l.Close()
+	record, err := os.ReadFile(filepath.Join(dir, sizesName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _ = recovered(t, dir, Options{})
+	appendAll(t, l, logtest.Segment(4, 6, "b"), logtest.Segment(7, 9, "b"))
+	path, off, n, _ := l.SegmentLocation(7)
+	l.Close()
+	// The crash: the second run's record never happened; a torn write.
+	if err := os.WriteFile(filepath.Join(dir, sizesName), record, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, off+n-5); err != nil {
+		t.Fatal(err)
+	}
+	if _, rec := recovered(t, dir, Options{}); rec.Last() != 6 {
+		t.Fatalf("recovered to %d, want 6", rec.Last())
+	}
+}

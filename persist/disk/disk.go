@@ -10,6 +10,7 @@
 //	<dir>/retention.json.tmp         policies being replaced
 //	<dir>/DAMAGED                    a log file was deleted or cut under a running Log: Recover refuses (damage.go)
 //	<dir>/<seq>.log.rescued          the synced content of a log file deleted under a running Log
+//	<dir>/SIZES                      the log files' synced sizes at the last clean Close (damage.go)
 //
 // A log file is named by a sequence number that grows with every file this
 // directory ever had, so names sort in write order (a version would not: a
@@ -641,7 +642,11 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	files := l.mu.files
 	l.mu.files = nil
+	failed := l.mu.failed
 	l.mu.Unlock()
+	if writing && failed == nil {
+		l.recordSyncedSizes(files) // lower bounds for the next Recover
+	}
 	for _, f := range files {
 		f.f.Close()
 	}

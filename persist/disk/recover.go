@@ -133,6 +133,9 @@ func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error)
 	if err := l.checkNotDamaged(); err != nil {
 		return persist.Recovery{}, nil, err
 	}
+	if err := l.checkSyncedSizes(); err != nil {
+		return persist.Recovery{}, nil, err
+	}
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
 		return persist.Recovery{}, nil, fmt.Errorf("list: %w", err)
@@ -141,7 +144,7 @@ func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error)
 	var files []*logFile
 	for _, e := range entries {
 		name := e.Name()
-		if name == policiesName+tempSuffix { // a StorePolicies that never finished
+		if name == policiesName+tempSuffix || name == sizesName+tempSuffix { // a write that never finished
 			if err := os.Remove(l.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return persist.Recovery{}, files, fmt.Errorf("remove %s: %w", name, err)
 			}

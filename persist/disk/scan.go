@@ -76,6 +76,9 @@ type Inspection struct {
 	Corrupt error
 	// Damaged is the DAMAGED marker's text (see damage.go), "" if none.
 	Damaged string
+	// Cut is a log file shorter than the last clean Close left it (see
+	// damage.go): recovery refuses the directory. Nil if none.
+	Cut error
 	// Rescued lists *.rescued files (copies of files deleted under a
 	// running server).
 	Rescued []string
@@ -97,7 +100,7 @@ func Inspect(dir string) (*Inspection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk: inspect: %w", err)
 	}
-	in := &Inspection{Dir: dir}
+	in := &Inspection{Dir: dir, Cut: checkSizes(dir)}
 	var names []string
 	for _, e := range entries {
 		name := e.Name()

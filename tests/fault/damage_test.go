@@ -196,3 +196,45 @@ func TestLogFileCutUnderServer(t *testing.T) {
 		t.Fatalf("recovery of a cut file must say it cannot tell a torn write from a cut:\n%s", srv2.Log())
 	}
 }
+
+// TestLogFileCutWhileStopped cuts 10 bytes off the newest log file of a
+// cleanly stopped server (issue 12, item 3: the restart lost acknowledged
+// commits and called them a torn tail). The clean stop recorded the synced
+// sizes, so the restart refuses, naming the file; accepting the loss
+// (removing SIZES) starts with the cut.
+func TestLogFileCutWhileStopped(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Kill()
+	commitN(t, &http.Client{}, srv.URL, "before-stop", 20)
+	if err := srv.Stop(30 * time.Second); err != nil {
+		t.Fatalf("stop: %v\n%s", err, srv.Log())
+	}
+	victim := newestLogFile(t, dir)
+	st, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(victim, st.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	_, err = harness.Start(harness.Options{Bin: bin, DataDir: dir})
+	if err == nil || !strings.Contains(err.Error(), "cut while no server ran") || !strings.Contains(err.Error(), filepath.Base(victim)) ||
+		!strings.Contains(err.Error(), "permanent error, not retried") {
+		t.Fatalf("restart after a cut of a cleanly stopped log: want a refusal naming %s, got %v", filepath.Base(victim), err)
+	}
+	if err := os.Remove(filepath.Join(dir, "SIZES")); err != nil {
+		t.Fatal(err)
+	}
+	srv2, err := harness.Start(harness.Options{Bin: bin, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Kill()
+	if !strings.Contains(srv2.Log(), "cut short") {
+		t.Fatalf("recovery after the loss was accepted does not say what it cut:\n%s", srv2.Log())
+	}
+}
