@@ -242,3 +242,45 @@ func backedUpAtStart(t *testing.T, log string) uint64 {
 	t.Fatalf("no start line in the backup's log:\n%s", log)
 	return 0
 }
+
+// TestBackupRefusesATruncatedLog: a new backup must start at version 1;
+// on a server that truncated its log it exits 1 and says why instead of
+// writing a backup with a hole at its start.
+func TestBackupRefusesATruncatedLog(t *testing.T) {
+	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: `
+[retention]
+default_keep_versions = 5
+truncate_interval = "10ms"
+`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Kill()
+	hc := &http.Client{}
+	commitN(t, hc, srv.URL, "trunc", 30, map[string]uint64{})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, err := harness.ListRetention(context.Background(), hc, srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.OldestRetainedVersion > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not truncate within 60s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b := startBackup(t, srv.URL, t.TempDir())
+	done := make(chan error, 1)
+	go func() { done <- b.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if code := b.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(b.log(), "truncated by retention") {
+			t.Fatalf("backup of a truncated log: exit %d (%v), want 1 saying it was truncated:\n%s", code, err, b.log())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("backup of a truncated log still running after 60s:\n%s", b.log())
+	}
+}
