@@ -94,6 +94,9 @@ ENVIRONMENT
                          open); set but empty is refused (exit 2). [server]
                          auth_token_file takes precedence; a token file
                          readable by group or others is warned about.
+    NOTIFY_SOCKET        set by systemd for Type=notify (see
+                         contrib/systemd/weaseldb.service): READY=1 is sent
+                         once the server serves, STOPPING=1 when it drains.
 `
 
 func main() {
