@@ -42,6 +42,9 @@ type Engine struct {
 	durableVersion  atomic.Uint64 // latest durable version
 	answeredSeq     atomic.Uint64 // every request with seq <= this was answered
 	failing         atomic.Bool   // persistence is failing: Submit answers Unavailable
+	// damage is the log's persist.DamageReporter (nil if it has none):
+	// once it reports, Submit answers Unavailable and nothing is retried.
+	damage          func() error // immutable
 	closing         atomic.Bool
 	deposedFlag     atomic.Bool
 	deposed         chan struct{} // closed once fenced
@@ -153,6 +156,9 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		tail:      newTail(cfg.TailBytes),
 	}
 	e.leaderIDStr = string(e.leaderID)
+	if d, ok := log.(persist.DamageReporter); ok {
+		e.damage = d.Damage
+	}
 	e.status.failed = newInFlightFailures()
 	e.retention.init(policies, rec.OldestRetained())
 
@@ -428,7 +434,7 @@ func (e *Engine) Submit(r *Request, done func(*Request)) {
 	case e.deposedFlag.Load():
 		e.refuse(r, Deposed)
 		return
-	case e.closing.Load() || e.failing.Load():
+	case e.closing.Load() || e.failing.Load() || e.Damage() != nil:
 		e.refuse(r, Unavailable)
 		return
 	}
@@ -441,6 +447,15 @@ func (e *Engine) Submit(r *Request, done func(*Request)) {
 		e.queued.Add(-1)
 		e.refuse(r, Unavailable)
 	}
+}
+
+// Damage returns the log's report of damage behind the server's back (see
+// persist.DamageReporter), nil while it is sound or cannot tell.
+func (e *Engine) Damage() error {
+	if e.damage == nil {
+		return nil
+	}
+	return e.damage()
 }
 
 func (e *Engine) refuse(r *Request, o Outcome) {

@@ -67,7 +67,10 @@ type Stats struct {
 	DurableVersion     tx.Version
 	OldestRetained     tx.Version
 	PersistenceFailing bool
-	Deposed            bool
+	// PersistenceDamage says why the log is damaged (persist.ErrDamaged);
+	// empty while it is sound. Commits are refused until a restart.
+	PersistenceDamage string
+	Deposed           bool
 	// TruncationsTotal counts truncation runs that removed segments;
 	// TruncatedVersionsTotal how many versions they removed in all.
 	TruncationsTotal       uint64
@@ -99,6 +102,9 @@ func (e *Engine) Stats() Stats {
 	s.DurableVersion = e.Version()
 	s.OldestRetained = e.OldestRetained()
 	s.PersistenceFailing = e.failing.Load()
+	if err := e.Damage(); err != nil {
+		s.PersistenceDamage = err.Error()
+	}
 	s.Deposed = e.deposedFlag.Load()
 	s.TruncationsTotal = c.truncations.Load()
 	s.TruncatedVersionsTotal = c.truncatedVersions.Load()

@@ -171,6 +171,7 @@ var (
 	descPolicies       = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
 	descPersistFailing = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
 	descDeposed        = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
+	descPersistDamaged = prometheus.NewDesc("weaseldb_persist_damaged", "1 once a log file was found deleted, cut or replaced under the server: commits are refused and a restart refuses until an operator acts.", nil, nil)
 	descSubscribers    = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
 	descSubLagVersions = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Distribution over open subscribers, at scrape time, of the versions between the durable version and what each has been sent.", nil, nil)
 	descSubLagSeconds  = prometheus.NewDesc("weaseldb_subscriber_lag_seconds", "Distribution over open subscribers, at scrape time, of how long each has been behind: seconds since it last held every transaction available to it (0 when it holds them all).", nil, nil)
@@ -219,6 +220,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPolicies, float64(len(a.eng.Policies())))
 	gauge(descPersistFailing, b2f(st.PersistenceFailing))
 	gauge(descDeposed, b2f(st.Deposed))
+	gauge(descPersistDamaged, b2f(st.PersistenceDamage != ""))
 
 	a.subs.Lock()
 	n := len(a.subs.set)

@@ -403,28 +403,7 @@ func (s *subscriber) flush() bool {
 	return true
 }
 
-// clipOperations appends to dst the operations of ops that touch [begin,
-// end) (end nil: unbounded), with range deletes clipped to the range.
+// clipOperations is the key filter (shared with weaseldb log dump).
 func clipOperations(dst, ops []tx.Operation, begin, end []byte) []tx.Operation {
-	for _, op := range ops {
-		switch op.Type {
-		case tx.OpRangeDelete:
-			lo, hi := op.Key, op.End
-			if bytes.Compare(lo, begin) < 0 {
-				lo = begin
-			}
-			if end != nil && bytes.Compare(hi, end) > 0 {
-				hi = end
-			}
-			if bytes.Compare(lo, hi) < 0 {
-				op.Key, op.End = lo, hi
-				dst = append(dst, op)
-			}
-		default:
-			if bytes.Compare(op.Key, begin) >= 0 && (end == nil || bytes.Compare(op.Key, end) < 0) {
-				dst = append(dst, op)
-			}
-		}
-	}
-	return dst
+	return tx.ClipOperations(dst, ops, begin, end)
 }

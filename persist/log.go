@@ -105,7 +105,22 @@ var (
 	// ErrNotFound is returned by ReadFrom when the versions asked for were
 	// truncated away.
 	ErrNotFound = errors.New("persist: not found")
+	// ErrDamaged marks a stored log found damaged behind the server's back
+	// (a log file deleted, cut short or replaced while the server ran), or
+	// a log marked so by an earlier run: acknowledged segments may be
+	// missing, so the server must stop acknowledging, and a restart must
+	// refuse rather than reuse their versions. Never retried. Test with
+	// errors.Is.
+	ErrDamaged = errors.New("persist: log damaged")
 )
+
+// DamageReporter is implemented by backends that check their stored log
+// between writes (persist/disk). Damage returns nil while the log is sound,
+// else an error wrapping ErrDamaged that says what happened. It is one
+// atomic load: the engine asks on every commit it admits.
+type DamageReporter interface {
+	Damage() error
+}
 
 // SegmentInfo names one stored segment.
 type SegmentInfo struct {

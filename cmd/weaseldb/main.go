@@ -32,6 +32,8 @@ SYNOPSIS
     weaseldb --print-config [flags...]
     weaseldb --version
     weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
+    weaseldb log stat|verify|dump|copy ...           (see: weaseldb log --help)
+    weaseldb backup --url URL --to DIR ...           (see: weaseldb backup --help)
 
 DESCRIPTION
     Serves the HTTP/JSON API of WeaselDB (POST /v1/commit, GET /v1/version,
@@ -94,6 +96,9 @@ ENVIRONMENT
                          open); set but empty is refused (exit 2). [server]
                          auth_token_file takes precedence; a token file
                          readable by group or others is warned about.
+    NOTIFY_SOCKET        set by systemd for Type=notify (see
+                         contrib/systemd/weaseldb.service): READY=1 is sent
+                         once the server serves, STOPPING=1 when it drains.
 `
 
 func main() {
@@ -104,6 +109,12 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "fakes3" {
 		return runFakeS3(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "log" {
+		return runLog(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "backup" {
+		return runBackup(args[1:], stdout, stderr)
 	}
 	cfg, action, logOpts, err := parseFlags(args, stderr)
 	if err != nil {

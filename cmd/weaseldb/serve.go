@@ -21,6 +21,7 @@ import (
 	"weaseldb/engine"
 	"weaseldb/httpapi"
 	"weaseldb/internal/buildinfo"
+	"weaseldb/internal/sdnotify"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/tlsfront"
@@ -104,6 +105,7 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	attrs = append(attrs, "auth", token != "", "tls", cfg.Server.TLSCertFile != "", "metrics", cfg.Metrics.Enabled,
 		"admin_listen", cfg.Admin.Listen)
 	logger.Info("weaseldb ready", attrs...)
+	notifySystemd(logger, sdnotify.Ready+"\nSTATUS=serving on "+addr.String())
 
 	var runErr error
 	select {
@@ -116,6 +118,7 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 
 	// Graceful: stop admitting, make the pipeline durable and answer it,
 	// close streams, close connections.
+	notifySystemd(logger, sdnotify.Stopping+"\nSTATUS=draining")
 	api.SetReady(false)
 	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -136,6 +139,14 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 		logger.Info("weaseldb stopped cleanly", "version", uint64(eng.Version()))
 	}
 	return runErr
+}
+
+// notifySystemd tells systemd (Type=notify, see contrib/systemd) about a
+// state change; outside systemd it does nothing. A failure is only logged.
+func notifySystemd(logger *slog.Logger, state string) {
+	if err := sdnotify.Notify(state); err != nil {
+		logger.Warn("systemd notification failed", "state", state, "err", err)
+	}
 }
 
 // listenClients opens the client listener: plain TCP served by the reactors,
@@ -195,7 +206,9 @@ func openEngine(ctx context.Context, cfg engine.Config, log persist.Log, logger 
 			return eng, nil
 		case errors.Is(err, persist.ErrFenced):
 			return nil, fmt.Errorf("another leader claimed the log first; staying down as a standby: %w", err)
-		case errors.Is(err, persist.ErrCorruption), attempt == openAttempts, ctx.Err() != nil:
+		case errors.Is(err, persist.ErrCorruption), errors.Is(err, persist.ErrDamaged):
+			return nil, fmt.Errorf("open engine: permanent error, not retried: %w", err)
+		case attempt == openAttempts, ctx.Err() != nil:
 			return nil, fmt.Errorf("open engine (attempt %d of %d): %w", attempt, openAttempts, err)
 		}
 		logger.Warn("recovery failed; retrying", "attempt", attempt, "of", openAttempts, "pause", pause.String(), "err", err)
