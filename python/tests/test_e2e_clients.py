@@ -78,6 +78,31 @@ class AuthTokenTest(unittest.TestCase):
         with self.assertRaises(weaseldb.UnauthorizedError):
             Admin(self.server.url, token="wrong").put_policy("tok", 0)
 
+    def test_figures_and_top_from_the_real_metrics(self):
+        # 13.8 / 20.4: the real server's metric names are found, and the
+        # figures are those of the interval.
+        from weaseldb.admin import figures
+        a = Admin(self.server.url, token=TOKEN)
+        s1 = a.scrape()
+        c = weaseldb.Client(self.server.url, token=TOKEN)
+        for i in range(5):
+            c.commit(operations=[weaseldb.write(f"top/{i}", "v")])
+        s2 = a.scrape()
+        f = figures(s1, s2)
+        self.assertIsNone(s2.error)
+        self.assertAlmostEqual(f.commit_rate * f.seconds, 5)
+        for name in ("commit_p50", "commit_p99", "persist_p50", "persist_p99", "batch_size", "subscribers", "lag"):
+            self.assertIsNotNone(getattr(f, name), name)
+        idle = figures(s2, a.scrape())
+        self.assertEqual((idle.commit_rate, idle.commit_p50, idle.persist_p99), (0.0, None, None))
+        code, out, err = run_cli("--url", self.server.url, "--token", TOKEN, "top", "--interval", "0.1",
+                                 "--iterations", "1")
+        self.assertEqual(code, 0, err)
+        header, row = out.splitlines()[1:3]
+        cols = dict(zip(header.split(), row.split()))
+        self.assertEqual(cols["ENDPOINT"], self.server.url)
+        self.assertNotEqual(cols["VERSION"], "-")
+
     def test_cli_token_flag_and_environment(self):
         url = self.server.url
         code, _, err = run_cli("--url", url, "commit", "--set", "cli=1")

@@ -43,6 +43,8 @@ class VersionInfo:
 
     version: int
     leader_id: str
+    role: str | None = None  # "leader" or "replica" (None from servers that predate it)
+    leader_url: str | None = None  # on a replica: the leader it knows of
 
 
 @dataclass(frozen=True)
@@ -380,7 +382,7 @@ class Client:
     def version(self) -> VersionInfo:
         """Latest committed version and current leader id."""
         a = self._idempotent("GET", "/v1/version")
-        return VersionInfo(int(a["version"]), str(a.get("leader_id", "")))
+        return VersionInfo(int(a["version"]), str(a.get("leader_id", "")), a.get("role"), a.get("leader_url"))
 
     def ready(self) -> bool:
         """True when GET /readyz answers 2xx."""
