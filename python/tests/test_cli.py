@@ -134,10 +134,11 @@ class CLITest(unittest.TestCase):
         code, out, err = run_cli(",".join([self.url, other.url, down]), "top", "--interval", "0.05",
                                  "--iterations", "1")
         self.assertEqual(code, 0, err)
-        rows = out.splitlines()[2:]
+        rows = out.splitlines()[2:5]
         self.assertEqual([r.split()[0] for r in rows], [self.url, other.url, down])
         self.assertIn("leader-2", rows[1])
         self.assertEqual(rows[2].split()[1], "down")
+        self.assertIn("connect", out.splitlines()[5])  # why it is down, below the table
 
     # -- 13.8 ------------------------------------------------------------------
 
