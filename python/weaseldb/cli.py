@@ -7,8 +7,9 @@ Exit codes (stable, for scripts):
 1     not committed: conflict, too_old, leader_changed (commit);
       not_committed or in_flight (status)
 2     usage error: bad arguments or input (argparse also uses 2)
-3     connection or server error (unreachable, timeout, 5xx, outcome unknown)
-4     request refused by the server (400, 404, 405, 410, 413, 415)
+3     connection or server error (unreachable, timeout, 5xx, outcome unknown,
+      tail --timeout)
+4     request refused by the server (400, 401, 404, 405, 410, 413, 415)
 5     subscription gap (tail)
 130   interrupted (Ctrl-C)
 ====  ==========================================================
