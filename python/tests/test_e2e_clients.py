@@ -137,6 +137,10 @@ class Front:
         self.mode = mode
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
         self.open: list[socket.socket] = []
+        # "proxy" only: redirect the first N requests to leader_url_override
+        # (a replica naming the dead old leader), then serve (take over).
+        self.redirect_first = 0
+        self.leader_url_override = ""
         front = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -153,12 +157,16 @@ class Front:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 front.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                if front.mode == "proxy" or (front.mode == "lossy" and self.path == "/v1/commit"):
+                leader = front.leader_url
+                if front.redirect_first > 0:
+                    front.redirect_first -= 1
+                    leader = front.leader_url_override
+                elif front.mode == "proxy" or (front.mode == "lossy" and self.path == "/v1/commit"):
                     self._forward(body)
                     return
-                data = json.dumps({"error": "not_leader", "message": "replica", "leader_url": front.leader_url}).encode()
+                data = json.dumps({"error": "not_leader", "message": "replica", "leader_url": leader}).encode()
                 self.send_response(307)
-                self.send_header("Location", front.leader_url + self.path)
+                self.send_header("Location", leader + self.path)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -250,6 +258,18 @@ class EndpointsTest(unittest.TestCase):
             read_version=r.version, preconditions=[weaseldb.point_read("ep/a")], operations=[weaseldb.write("ep/a", "2")])
         self.assertFalse(r2.resolved)
         self.assertGreater(r2.version, r.version)
+
+    def test_commit_waits_out_a_takeover(self):
+        # The replica names the dead old leader for 12 requests (its lease
+        # has not expired), then takes over: the commit keeps trying past
+        # max_attempts, bounded by outcome_wait, and commits once.
+        dead = down_url()
+        replica = self.front("proxy")
+        replica.redirect_first, replica.leader_url_override = 12, dead
+        c = weaseldb.Client(replica.url, token=TOKEN, max_attempts=3, backoff_min=0.001, backoff_max=0.02)
+        r = c.commit(operations=[weaseldb.write("ep/takeover", "1")])
+        self.assertFalse(r.resolved)
+        self.assertEqual([m for m, p, _ in replica.requests if p == "/v1/commit"].count("POST"), 13)
 
     def test_lost_answer_resolved_on_leader_not_resent(self):
         lossy = self.front("lossy")

@@ -304,6 +304,8 @@ class Client:
         """Send one request and return (status, headers, body); 307s are
         followed, nothing is retried, no error mapping. For tests and tools."""
         hdrs = {**self._auth, **(headers or {})}
+        with self._lock:
+            learned = self._leader is not None
         ep = self._target()
         for _ in range(_REDIRECTS_MAX + 1):
             conns = self._conns()
@@ -313,8 +315,9 @@ class Client:
             try:
                 resp = self._exchange(conn, ep, method, path, body, hdrs)
                 data = resp.read()
-            except WeaselDBConnectionError:
+            except WeaselDBConnectionError as e:
                 self._drop_conn(ep)
+                e.redirected = learned
                 raise
             except _TRANSIENT as e:
                 self._drop_conn(ep)
@@ -328,6 +331,7 @@ class Client:
             if nxt is None:
                 return resp.status, rh, data
             ep, path = nxt
+            learned = True
         return resp.status, rh, data
 
     def _once(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -429,9 +433,17 @@ class Client:
         body = dict(body)
         rid = body.setdefault("request_id", new_request_id())
         last: WeaselDBError | None = None
-        for attempt in range(max(self.max_attempts, len(self._endpoints) + 1)):
-            if attempt:
-                time.sleep(self.backoff(attempt))
+        # Attempts count commits that reached a server. A refused connection
+        # to a leader that a replica named does not count while that has gone
+        # on for less than outcome_wait: it is a takeover (the old leader is
+        # gone, the replica names it until its lease expires).
+        attempts, tries = max(self.max_attempts, len(self._endpoints) + 1), 0
+        unreachable_since: float | None = None
+        while attempts > 0:
+            attempts -= 1
+            if tries:
+                time.sleep(self.backoff(min(tries, 8)))
+            tries += 1
             try:
                 _, a = self._once("POST", "/v1/commit", body)
                 if not isinstance(a, dict) or a.get("status") != "committed":
@@ -445,8 +457,13 @@ class Client:
                 if not e.retryable:
                     raise
                 last = e
-                if not e.sent:
-                    continue  # never left: send again (to the next endpoint) without asking
+                if not e.sent:  # never left: send again (to the next endpoint) without asking
+                    if e.redirected:
+                        now = time.monotonic()
+                        unreachable_since = unreachable_since or now
+                        if now - unreachable_since < self.outcome_wait:
+                            attempts += 1
+                    continue
             except WeaselDBError as e:
                 if not self._transient(e):
                     raise
