@@ -176,6 +176,10 @@ class CLITest(unittest.TestCase):
         self.assertTrue(retries, err)
         self.assertIn(down, retries[0])
         self.assertIn("no stream for 1s", err.splitlines()[-1])
+        # The global --timeout works too.
+        code, out, err = run_cli(down, "--timeout", "1", "tail", "--after", "0")
+        self.assertEqual(code, 3, err)
+        self.assertIn("no stream for 1s", err.splitlines()[-1])
 
     def test_commit_without_flags_needs_empty(self):
         code, out, err = run_cli(self.url, "commit", stdin="")

@@ -36,6 +36,7 @@ from .metrics import format_sample
 
 EXIT_OK, EXIT_NOT_COMMITTED, EXIT_USAGE, EXIT_SERVER, EXIT_REFUSED, EXIT_GAP = 0, 1, 2, 3, 4, 5
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT = 10.0
 
 
 class UsageError(Exception):
@@ -76,11 +77,15 @@ def split_pair(kv: str, flag: str = "--set") -> tuple[str, str]:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, timeout=args.timeout, token=args.token)
+    return Client(args.url, timeout=_timeout(args), token=args.token)
 
 
 def _admin(args: argparse.Namespace) -> Admin:
-    return Admin(args.url, timeout=args.timeout, token=args.token)
+    return Admin(args.url, timeout=_timeout(args), token=args.token)
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    return DEFAULT_TIMEOUT if args.timeout is None else args.timeout
 
 
 
@@ -214,7 +219,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
               flush=True)
 
     for ev in c.subscribe(after=args.after, durable=not args.non_durable, begin=begin, end=end,
-                          retry_for=args.tail_timeout, on_retry=on_retry):
+                          retry_for=args.tail_timeout if args.tail_timeout is not None else args.timeout,
+                          on_retry=on_retry):
         if isinstance(ev, Transaction):
             if args.json:
                 _out({"type": "transaction", "version": ev.version, "prev_version": ev.prev_version,
@@ -308,7 +314,7 @@ def _top_row(f: Figures) -> tuple[str, ...]:
 def cmd_top(args: argparse.Namespace) -> int:
     # One Admin per endpoint, each pinned to its server: top shows every
     # server's own view, not the failover client's current one.
-    admins = [Admin(u, timeout=args.timeout, token=args.token, max_attempts=1) for u in split_urls(args.url)]
+    admins = [Admin(u, timeout=_timeout(args), token=args.token, max_attempts=1) for u in split_urls(args.url)]
     prev = [a.scrape() for a in admins]
     i = 0
     while args.iterations is None or i < args.iterations:
@@ -343,7 +349,9 @@ def build_parser(prog: str = "python3 -m weaseldb") -> argparse.ArgumentParser:
                    help="server URL, or several separated by commas (a leader and its replicas: requests "
                         "follow 307s and move on when a server is down; top shows each) "
                         "(default: $WEASELDB_URL or %(default)s)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request attempt (default 10)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per request attempt (default 10); for tail, also how long to keep "
+                        "retrying without a stream (default: forever)")
     p.add_argument("--token", default=None,
                    help="bearer token sent as 'Authorization: Bearer TOKEN' (default: $WEASELDB_AUTH_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -389,7 +397,8 @@ def build_parser(prog: str = "python3 -m weaseldb") -> argparse.ArgumentParser:
     s.add_argument("--end", help="only keys < END")
     s.add_argument("--count", type=int, help="exit after this many transactions")
     s.add_argument("--timeout", dest="tail_timeout", type=float, metavar="SECONDS",
-                   help="give up (exit 3) after this long without a stream (default: retry forever)")
+                   help="give up (exit 3) after this long without a stream (default: the global "
+                        "--timeout when given, else retry forever)")
     s.set_defaults(func=cmd_tail)
 
     s = sub.add_parser("retention", help="retention policies: list|get|set|delete",
