@@ -251,6 +251,11 @@ class EndpointsTest(unittest.TestCase):
         self.assertEqual(c.status(r.request_id).status, "committed")
         Admin(c.url, token=TOKEN)  # a list string is accepted too
         self.assertEqual(len(replica.requests), 1)
+        # raw_request can show the 307 itself.
+        status, hdrs, data = weaseldb.Client(replica.url, token=TOKEN).raw_request(
+            "GET", "/v1/status?request_id=x", follow_redirects=False)
+        self.assertEqual((status, json.loads(data)["leader_url"]), (307, self.server.url))
+        self.assertEqual(hdrs["location"], self.server.url + "/v1/status?request_id=x")
         # A fresh client on the replica follows 307 for every method, body kept.
         self.assertEqual(weaseldb.Client(replica.url, token=TOKEN).status(r.request_id).version, r.version)
         self.assertEqual(Admin(replica.url, token=TOKEN).put_policy("ep", r.version).version, r.version)

@@ -238,6 +238,12 @@ class Client:
             c.close()
         self._conns().clear()
 
+    def __del__(self) -> None:
+        try:
+            self.close()  # this thread's connections; the others close with their threads
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
     def __enter__(self) -> "Client":
         return self
 
@@ -300,9 +306,11 @@ class Client:
         return leader, u.path + ("?" + u.query if u.query else "")
 
     def raw_request(self, method: str, path: str, body: bytes | None = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+                    headers: dict[str, str] | None = None,
+                    follow_redirects: bool = True) -> tuple[int, dict[str, str], bytes]:
         """Send one request and return (status, headers, body); 307s are
-        followed, nothing is retried, no error mapping. For tests and tools."""
+        followed unless ``follow_redirects`` is False, nothing is retried, no
+        error mapping. For tests and tools."""
         hdrs = {**self._auth, **(headers or {})}
         with self._lock:
             learned = self._leader is not None
@@ -327,7 +335,7 @@ class Client:
                 self._drop_conn(ep)
             rh = {k.lower(): v for k, v in resp.getheaders()}
             rh["x-weaseldb-url"] = ep.url
-            nxt = self._redirect(ep, resp.status, rh)
+            nxt = self._redirect(ep, resp.status, rh) if follow_redirects else None
             if nxt is None:
                 return resp.status, rh, data
             ep, path = nxt
