@@ -45,9 +45,8 @@ weaseldb_persist_batch_transactions_count %(committed)d
 # HELP weaseldb_subscribers Open subscriptions.
 # TYPE weaseldb_subscribers gauge
 weaseldb_subscribers %(subscribers)d
-# TYPE weaseldb_subscriber_lag_versions gauge
-weaseldb_subscriber_lag_versions{stat="max"} 7
-weaseldb_subscriber_lag_versions{stat="sum"} 10
+# TYPE weaseldb_subscriber_lag_versions_max gauge
+weaseldb_subscriber_lag_versions_max 7
 # HELP weaseldb_request_errors_total Errors by code, with "quoted" \\\\ help.
 # TYPE weaseldb_request_errors_total counter
 weaseldb_request_errors_total{code="bad_request",path="/v1/commit \\"x\\"\\n"} 2
