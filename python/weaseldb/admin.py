@@ -27,8 +27,8 @@ found):
 - subscribers: ``weaseldb_subscribers`` (words: subscribers)
 - subscriber lag in versions: ``weaseldb_subscriber_lag_versions_max`` (the
   worst open subscriber); from older servers the ``stat="max"`` series of
-  ``weaseldb_subscriber_lag_versions``, or the p99 of that histogram over
-  the interval
+  ``weaseldb_subscriber_lag_versions``, or the p99 of that histogram (a
+  snapshot of the open subscribers)
 
 Version, role, leader and oldest retained version come from the API itself.
 """
@@ -236,12 +236,15 @@ def subscribers(m: metricslib.Metrics) -> float | None:
 def subscriber_lag(m: metricslib.Metrics, before: metricslib.Metrics | None = None) -> float | None:
     """Worst subscriber lag in versions: the ``_max`` gauge (the worst open
     subscriber now); else a gauge's ``stat="max"`` series (older servers);
-    else the p99 of a lag histogram over the interval."""
+    else the p99 of the lag histogram (``before`` is unused: the histogram
+    is a snapshot of the open subscribers)."""
     names = m.names()
     if SUBSCRIBER_LAG_MAX in names:
         return m.sum(SUBSCRIBER_LAG_MAX)
     if SUBSCRIBER_LAG + "_bucket" in names:
-        return delta_quantile(0.99, before, m, SUBSCRIBER_LAG)
+        # A histogram over the subscribers open at scrape time (a snapshot,
+        # not a counter): its own p99, no difference.
+        return delta_quantile(0.99, None, m, SUBSCRIBER_LAG)
     name = _find_family(m, SUBSCRIBER_LAG, "subscriber", "lag", "version")
     if name is None:
         return None
