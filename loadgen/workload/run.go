@@ -30,6 +30,9 @@ type Result struct {
 	Latency     Quantiles  `json:"latency"`
 	Subscribers *SubResult `json:"subscribers,omitempty"`
 	Admin       *AdminLoad `json:"admin,omitempty"`
+	// Lost: commits whose answer was lost (the connection broke with them
+	// in flight), resolved with /v1/status after the run; nil when none.
+	Lost *LostAnswers `json:"lost_answers,omitempty"`
 }
 
 // SubResult summarises the subscribers.
@@ -49,6 +52,10 @@ type AdminLoad struct {
 	Outcomes   Outcomes  `json:"outcomes"`
 	Latency    Quantiles `json:"latency"`
 }
+
+// lostResolveTimeout bounds the status queries about lost answers after a
+// run: long enough for a takeover to end.
+const lostResolveTimeout = 30 * time.Second
 
 // Run drives the server at addr (host:port, or a comma-separated list of a
 // leader and its replicas: see Endpoints) with shape and load and returns
@@ -98,9 +105,10 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	if load.Rate > 0 {
 		schedule = &openSchedule{start: nowNanos() + int64(50*time.Millisecond), interval: 1e9 / load.Rate, conns: load.Connections}
 	}
+	lost := &lostSet{}
 	workers := make([]*recorder, load.Connections)
 	for i := range workers {
-		w := &connWorker{ends: ends, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder()}
+		w := &connWorker{ends: ends, lost: lost, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder()}
 		workers[i] = w.rec
 		wg.Go(func() { w.run(ctx, schedule) })
 	}
@@ -133,6 +141,9 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 			Lag: quantilesOf(c.subTotal.lat),
 		}
 	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), lostResolveTimeout)
+	res.Lost = lost.resolve(rctx, ends, load.Token)
+	rcancel()
 	if admin != nil {
 		res.Admin = &AdminLoad{RatePerSec: load.AdminRate, Outcomes: c.adminTotal.out, Latency: quantilesOf(c.adminTotal.lat)}
 	}
