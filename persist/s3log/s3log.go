@@ -469,26 +469,11 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 				"floor", floor, "count", len(belowFloor))
 		}
 	}
-	keys := make([]string, len(listed))
-	for i, s := range listed {
-		keys[i] = l.segmentKey(s.First)
-	}
-	stored := make([]persist.StoredSegment, len(listed))
+	stored, read, err := l.readStoredSegments(ctx, listed)
 	etags := make([]string, len(listed))
-	err = l.forEachParallel(ctx, len(keys), func(ctx context.Context, i int) error {
-		data, etag, err := l.getETag(ctx, keys[i])
-		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
-			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read segment %d: %w", listed[i].First, err)
-		}
-		h, herr := persist.DecodeSegmentHeader(data)
-		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
-		etags[i] = etag
-		return nil
-	})
+	for i, s := range listed {
+		etags[i] = s.etag // the ETag listed is the one a GET returns
+	}
 	if err != nil {
 		return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
 	}
@@ -524,6 +509,11 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 			return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
 		}
 		clear(discarded)
+	}
+	if read > 0 {
+		// Overwrites, deletes nothing: its headers are of immutable
+		// segments, so whoever wins the log may use it.
+		l.storeCheckpoint(ctx, checkpointOf(rec, stored, listed))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -564,9 +554,9 @@ func (l *Log) floorKey(f tx.Version) string {
 }
 
 // listSegments pages through ListObjectsV2 and returns the segment names
-// found (First and Bytes), in key order, which is version order.
-func (l *Log) listSegments(ctx context.Context) ([]persist.SegmentInfo, error) {
-	var out []persist.SegmentInfo
+// found (First, Bytes and ETag), in key order, which is version order.
+func (l *Log) listSegments(ctx context.Context) ([]listedSegment, error) {
+	var out []listedSegment
 	p := s3.NewListObjectsV2Paginator(l.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(l.cfg.Bucket), Prefix: aws.String(l.segPrefix)})
 	for p.HasMorePages() {
@@ -582,10 +572,66 @@ func (l *Log) listSegments(ctx context.Context) ([]persist.SegmentInfo, error) {
 			if !ok {
 				continue // not ours
 			}
-			out = append(out, persist.SegmentInfo{First: first, Bytes: aws.ToInt64(o.Size)})
+			out = append(out, listedSegment{SegmentInfo: persist.SegmentInfo{First: first, Bytes: aws.ToInt64(o.Size)}, etag: aws.ToString(o.ETag)})
 		}
 	}
 	return out, nil
+}
+
+// readStoredSegments returns what recovery needs of each listed segment:
+// from the recovery checkpoint when it knows the segment with the same
+// size and ETag, else by reading and checking the segment (read counts
+// those).
+func (l *Log) readStoredSegments(ctx context.Context, listed []listedSegment) (stored []persist.StoredSegment, read int, err error) {
+	known := l.loadCheckpoint(ctx)
+	stored = make([]persist.StoredSegment, len(listed))
+	var toRead []int
+	for i, s := range listed {
+		if e, ok := known[s.First]; ok && e.etag != "-" && e.etag == s.etag && int64(e.header.Bytes) == s.Bytes {
+			stored[i] = persist.StoredSegment{First: s.First, Bytes: s.Bytes, Header: e.header}
+			continue
+		}
+		toRead = append(toRead, i)
+	}
+	err = l.forEachParallel(ctx, len(toRead), func(ctx context.Context, j int) error {
+		i := toRead[j]
+		data, err := l.get(ctx, l.segmentKey(listed[i].First))
+		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
+			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read segment %d: %w", listed[i].First, err)
+		}
+		h, herr := persist.DecodeSegmentHeader(data)
+		if herr == nil {
+			h.LeaderID = slices.Clone(h.LeaderID) // do not keep the segment alive
+		}
+		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
+		return nil
+	})
+	return stored, len(toRead), err
+}
+
+// checkpointOf encodes the recovered run's headers for the next recovery.
+func checkpointOf(rec persist.Recovery, stored []persist.StoredSegment, listed []listedSegment) []byte {
+	byFirst := make(map[tx.Version]int, len(stored))
+	for i, s := range stored {
+		if s.Err == nil {
+			byFirst[s.First] = i
+		}
+	}
+	run := make([]persist.SegmentHeader, 0, len(rec.Segments))
+	etags := make(map[tx.Version]string, len(rec.Segments))
+	for _, seg := range rec.Segments {
+		i, ok := byFirst[seg.First]
+		if !ok {
+			continue
+		}
+		run = append(run, stored[i].Header)
+		etags[seg.First] = listed[i].etag
+	}
+	return encodeCheckpoint(run, etags)
 }
 
 var errNoSuchKey = errors.New("no such key")
