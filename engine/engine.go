@@ -241,9 +241,7 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			if err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment after %d: %w", after, err)
 			}
-			if h.Last > statusFrom {
-				idx.terms.note(max(h.First, statusFrom+1), h.LeaderID)
-			}
+			idx.readSegment(h, statusFrom)
 			for t, ok := reader.Next(); ok; t, ok = reader.Next() {
 				if t.Version <= after {
 					continue
@@ -252,18 +250,16 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 					writes = appendWrites(writes[:0], t.Operations)
 					e.res.set.AddWrites(writes, t.Version)
 				}
-				if t.Version > statusFrom && len(t.RequestID) > 0 {
-					idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+				if t.Version > statusFrom {
+					idx.readTransaction(t)
 				}
 			}
 			if err := reader.Err(); err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment %d..%d: %w", h.First, h.Last, err)
 			}
 			after = max(after, h.Last)
-			if idx.disk != nil && h.Last > statusFrom {
-				// Everything recovered is durable: cut runs as they fill,
-				// so that memory stays bounded while a whole window is read.
-				if err := idx.spillNow(h.Last); err != nil {
+			if h.Last > statusFrom {
+				if err := idx.readSegmentDone(h.Last); err != nil {
 					return fmt.Errorf("engine open: rebuild status index: %w", err)
 				}
 			}

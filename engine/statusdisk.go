@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"weaseldb/persist"
 	"weaseldb/persist/statusruns"
 	"weaseldb/tx"
 )
@@ -33,6 +34,7 @@ type statusDisk struct {
 	sentPos  uint64            // FIFO positions below were handed to the spiller
 	diskPos  uint64            // FIFO positions below are in installed runs
 	writing  bool              // a write job is outstanding
+	mergeOff bool              // a merge failed: none until the next run is installed
 	mergeIn  []*statusruns.Run // inputs of the outstanding merge (still in runs)
 	failures int
 
@@ -152,7 +154,7 @@ func (s *statusIndex) maintain(durable tx.Version) {
 	if !d.writing && s.tail-max(d.sentPos, s.head) >= uint64(d.runEntries) {
 		s.startWrite(durable, d.runEntries)
 	}
-	if len(d.mergeIn) == 0 {
+	if len(d.mergeIn) == 0 && !d.mergeOff {
 		s.startMerge()
 	}
 	for s.len() > s.entriesMax && s.head < d.diskPos {
@@ -177,13 +179,17 @@ func (s *statusIndex) installResult(res spillResult) {
 			return
 		}
 		d.failures = 0
+		d.mergeOff = false
 		d.runs = append(d.runs, res.run)
 		d.diskPos = max(d.diskPos, res.job.endPos)
 	case spillMerge:
 		inputs := d.mergeIn
 		d.mergeIn = nil
 		if res.err != nil {
-			d.logger.Warn("status index: merging runs failed; they stay as they are", "first", res.job.runs[0].First, "err", res.err)
+			d.mergeOff = true
+			if !errors.Is(res.err, statusruns.ErrStopped) {
+				d.logger.Warn("status index: merging runs failed; they stay as they are", "first", res.job.runs[0].First, "err", res.err)
+			}
 			return
 		}
 		i := slices.Index(d.runs, inputs[0])
@@ -265,6 +271,7 @@ func (s *statusIndex) startMerge() {
 func (s *statusIndex) closeDisk(durable tx.Version) error {
 	d := s.disk
 	var errs []error
+	d.dir.StopMerges() // a merge can wait for the next start
 	for d.writing || len(d.mergeIn) > 0 {
 		s.installResult(<-d.results)
 	}
@@ -324,4 +331,36 @@ func (d *statusDisk) abandon() {
 	}
 	d.runs = nil
 	d.dir.Close()
+}
+
+// Feeding the index from segments read back from the log: Open's rebuild
+// does this for the log's tail, and a replica that follows the log can do
+// the same to keep its index warm. For each durable segment in version
+// order: readSegment, readTransaction for each transaction after from,
+// then readSegmentDone; expire as the window moves.
+
+// readSegment notes the leader term of a durable segment read back from
+// the log (versions after from count).
+func (s *statusIndex) readSegment(h persist.SegmentHeader, from tx.Version) {
+	if h.Last > from {
+		s.terms.note(max(h.First, from+1), h.LeaderID)
+	}
+}
+
+// readTransaction records the request id of one durable transaction read
+// back from the log.
+func (s *statusIndex) readTransaction(t *tx.Transaction) {
+	if len(t.RequestID) > 0 {
+		s.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+	}
+}
+
+// readSegmentDone ends a segment read back from the log, durable through
+// last: with a run directory, a full run is cut and written at once, so
+// that memory stays bounded while a long stretch is read.
+func (s *statusIndex) readSegmentDone(last tx.Version) error {
+	if s.disk == nil {
+		return nil
+	}
+	return s.spillNow(last)
 }
