@@ -3,6 +3,8 @@ package s3log
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -104,5 +106,95 @@ func TestRecoveryReadsOnlyNewSegments(t *testing.T) {
 	}
 	if h, _ := persist.DecodeSegmentHeader(segs[0]); string(h.LeaderID) != "leader-b" {
 		t.Fatalf("read back leader %q", h.LeaderID)
+	}
+}
+
+// TestSegmentCacheServesRestart (issue 12 item 16): with a segment cache,
+// a restart's recovery and its read of the whole log GET nothing but the
+// checkpoint; a cached copy whose name now holds other bytes (new ETag) is
+// not used; a torn cache file is cut and the log still reads right.
+func TestSegmentCacheServesRestart(t *testing.T) {
+	fake := startFake(t)
+	cfg := testConfig(fake.url)
+	cfg.CacheDir = t.TempDir()
+	ctx := context.Background()
+	leader := []byte("leader-a")
+
+	l1 := openLog(t, cfg)
+	if _, err := l1.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l1.Append(ctx, persist.EncodeSegment(nil, leader, nil)); err != nil {
+		t.Fatal(err)
+	}
+	last := appendTxns(t, l1, leader, 0, 100)
+	l1.Close()
+
+	readAll := func(l *Log) int {
+		t.Helper()
+		n := 0
+		for after := tx.Version(0); after < last; {
+			segs, err := l.ReadFrom(ctx, after, 1<<20)
+			if err != nil || len(segs) == 0 {
+				t.Fatalf("ReadFrom(%d): %d segments, %v", after, len(segs), err)
+			}
+			for _, seg := range segs {
+				h, err := persist.DecodeSegmentHeader(seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				after = h.Last
+				n++
+			}
+		}
+		return n
+	}
+	restart := func() *Log {
+		t.Helper()
+		l := openLog(t, cfg)
+		t.Cleanup(func() { l.Close() })
+		if _, err := l.Recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l2 := restart() // no checkpoint yet, but every segment is cached
+	if g := l2.Stats().Ops[OpGet].Requests; g != 1 {
+		t.Fatalf("recovery with a warm cache made %d GETs, want 1 (the checkpoint)", g)
+	}
+	if n := readAll(l2); n != 100 || l2.Stats().Ops[OpGet].Requests != 1 {
+		t.Fatalf("read %d segments with %d GETs, want 100 with no more GET", n, l2.Stats().Ops[OpGet].Requests)
+	}
+	l2.Close()
+
+	// Replace the last segment under its name: its cached copy is stale.
+	raw := rawClient(fake.url, nil)
+	k := l2.segmentKey(last)
+	if _, err := raw.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(testBucket), Key: aws.String(k)}); err != nil {
+		t.Fatal(err)
+	}
+	other := persist.EncodeSegment(nil, leader, []tx.Transaction{{Version: last, Operations: []tx.Operation{{Type: tx.OpDelete, Key: []byte("replaced")}}}})
+	if _, err := raw.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(k), Body: bytes.NewReader(other)}); err != nil {
+		t.Fatal(err)
+	}
+	// And tear the cache file's end.
+	files, _ := filepath.Glob(filepath.Join(cfg.CacheDir, "*"+cacheSuffix))
+	if len(files) == 0 {
+		t.Fatal("no cache file")
+	}
+	f, err := os.OpenFile(files[len(files)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{200, 0, 0, 0, 3, 'x'})
+	f.Close()
+
+	l3 := restart()
+	if n := readAll(l3); n != 100 {
+		t.Fatalf("read %d segments", n)
+	}
+	segs, err := l3.ReadFrom(ctx, last-1, 1<<20)
+	if err != nil || len(segs) != 1 || !bytes.Equal(segs[0], other) {
+		t.Fatalf("the replaced segment read back from the cache, not S3 (%v)", err)
 	}
 }

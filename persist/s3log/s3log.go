@@ -186,6 +186,7 @@ type Log struct {
 	policyKey   string        // "<prefix>/retention.json"
 	putSlots    chan struct{} // MaxInFlight tokens
 	log         *slog.Logger
+	cache       *segmentCache // nil without Config.CacheDir
 
 	ops                               [opCount]opCounters
 	retries, fenced, ambiguousSettled atomic.Uint64
@@ -209,8 +210,11 @@ type Log struct {
 		// floor that recovery found (an interrupted truncation): deleted by
 		// DeleteDiscarded.
 		belowFloor []string
-		recovered  bool
-		closed     bool
+		// etags: the ETag S3 listed (at recovery) or returned (on PUT) for
+		// each segment, to tell a cached copy is the stored one.
+		etags     map[tx.Version]string
+		recovered bool
+		closed    bool
 	}
 }
 
@@ -292,6 +296,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	p := cfg.keyPrefix()
 	l := &Log{cfg: cfg, client: client, segPrefix: p + "log/", floorPrefix: p + "floor/",
 		policyKey: p + "retention.json", putSlots: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger}
+	if cfg.CacheDir != "" {
+		c, err := openSegmentCache(cfg.CacheDir, cfg.CacheBytes, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		l.cache = c // nil when another process holds it
+	}
 	return l, nil
 }
 
@@ -524,6 +535,10 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	l.mu.discarded = discarded
 	l.mu.belowFloor = belowFloor
 	l.mu.claimed = false
+	l.mu.etags = make(map[tx.Version]string, len(listed))
+	for _, s := range listed {
+		l.mu.etags[s.First] = s.etag
+	}
 	l.mu.recovered = true
 	return rec, nil
 }
@@ -595,6 +610,15 @@ func (l *Log) readStoredSegments(ctx context.Context, listed []listedSegment) (s
 	}
 	err = l.forEachParallel(ctx, len(toRead), func(ctx context.Context, j int) error {
 		i := toRead[j]
+		if l.cache != nil {
+			if data, ok := l.cache.get(listed[i].First, listed[i].etag); ok {
+				if h, herr := persist.DecodeSegmentHeader(data); herr == nil && h.First == listed[i].First {
+					h.LeaderID = slices.Clone(h.LeaderID)
+					stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h}
+					return nil
+				}
+			}
+		}
 		data, err := l.get(ctx, l.segmentKey(listed[i].First))
 		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
 			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
@@ -684,13 +708,16 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	case <-ctx.Done():
 		return fmt.Errorf("s3log: append segment %d: %w", h.First, ctx.Err())
 	}
-	err = l.putSegment(ctx, h.First, data)
+	etag, err := l.putSegment(ctx, h.First, data)
 	<-l.putSlots
 	if errors.Is(err, persist.ErrFenced) {
 		l.fenced.Add(1)
 	}
 	if err != nil {
 		return fmt.Errorf("s3log: append segment %d: %w", h.First, err)
+	}
+	if l.cache != nil {
+		l.cache.put(h.First, etag, data)
 	}
 	info := h.Info()
 	l.mu.Lock()
@@ -703,10 +730,13 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	if !found {
 		l.mu.index = slices.Insert(l.mu.index, i, info)
 	}
+	if l.mu.etags != nil {
+		l.mu.etags[h.First] = etag
+	}
 	return nil
 }
 
-func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) error {
+func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
 	key := l.segmentKey(first)
@@ -715,10 +745,10 @@ func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) err
 	if mayExist {
 		att.ambiguous.Store(true) // an earlier Append of this segment may have stored it
 	}
-	err := l.putSegmentOnce(ctx, key, data, replace, &att)
+	etag, err := l.putSegmentOnce(ctx, key, data, replace, &att)
 	// Remember a failure that may hide a stored object for the retry.
 	l.setMayExist(first, err != nil && !errors.Is(err, persist.ErrFenced) && (att.ambiguous.Load() || !notApplied(err)))
-	return err
+	return etag, err
 }
 
 // putState reports whether an earlier Append of first may have stored it,
@@ -745,8 +775,9 @@ func (l *Log) setMayExist(first tx.Version, may bool) {
 }
 
 // putSegmentOnce writes key if absent, or, with replace set, if it still
-// holds the object of that ETag (a discarded segment, see Append).
-func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, replace string, att *attempts) error {
+// holds the object of that ETag (a discarded segment, see Append). It
+// returns the stored object's ETag when it is known to hold data.
+func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, replace string, att *attempts) (string, error) {
 	start := time.Now()
 	in := &s3.PutObjectInput{
 		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
@@ -756,19 +787,19 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	if replace != "" {
 		in.IfNoneMatch, in.IfMatch = nil, aws.String(replace)
 	}
-	_, err := l.client.PutObject(ctx, in, l.track(att))
+	out, err := l.client.PutObject(ctx, in, l.track(att))
 	l.noteRetries(att)
 	l.observe(OpPut, start, err)
 	if err == nil {
-		return nil
+		return aws.ToString(out.ETag), nil
 	}
 	if !att.ambiguous.Load() {
 		// No earlier attempt can have stored the object: a 412 means
 		// another writer did, anything else is a plain failure.
 		if isPreconditionFailed(err) || (replace != "" && isNotFound(err)) {
-			return persist.ErrFenced
+			return "", persist.ErrFenced
 		}
-		return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+		return "", fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
 	}
 	// An earlier attempt may have stored the object and lost its answer:
 	// a 412 may be our own write, a failure may hide a success. Look.
@@ -777,19 +808,19 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	case gerr == nil && sameSegment(stored, data):
 		l.ambiguousSettled.Add(1)
 		l.log.Info("s3log: ambiguous segment write was ours", "key", key, "attempts", att.n.Load(), "err", err)
-		return nil
+		return "", nil // the stored bytes may differ from data (see sameSegment): not cached
 	case gerr == nil && replace != "" && etag == replace && !isPreconditionFailed(err):
 		// The discarded segment we meant to replace is still there: our
 		// write did not happen (yet); the error stands.
 	case gerr == nil:
 		l.ambiguousSettled.Add(1)
-		return persist.ErrFenced
+		return "", persist.ErrFenced
 	case isPreconditionFailed(err):
 		// 412, yet the object is gone or unreadable: a truncation or a
 		// recovery deleted it. Someone else owns the log: fenced.
-		return persist.ErrFenced
+		return "", persist.ErrFenced
 	}
-	return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+	return "", fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
 }
 
 // sameSegment reports whether stored is the segment data: the same bytes,
@@ -905,6 +936,13 @@ func (l *Log) ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][
 	}
 	picked, err := persist.SelectReadFrom(l.mu.index, after, maxBytes)
 	picked = slices.Clone(picked)
+	var etags []string
+	if l.cache != nil {
+		etags = make([]string, len(picked))
+		for i, p := range picked {
+			etags[i] = l.mu.etags[p.First]
+		}
+	}
 	l.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("s3log: %w", err)
@@ -913,7 +951,24 @@ func (l *Log) ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][
 	defer cancel()
 	out := make([][]byte, len(picked))
 	err = l.forEachParallel(ctx, len(picked), func(ctx context.Context, i int) error {
-		data, err := l.get(ctx, l.segmentKey(picked[i].First))
+		var data []byte
+		var err error
+		cached := false
+		if l.cache != nil {
+			data, cached = l.cache.get(picked[i].First, etags[i])
+			if cached {
+				if h, herr := persist.DecodeSegmentHeader(data); herr != nil || h.First != picked[i].First || h.Last != picked[i].Last {
+					cached = false // a damaged copy: read S3
+				}
+			}
+		}
+		if !cached {
+			var etag string
+			data, etag, err = l.getETag(ctx, l.segmentKey(picked[i].First))
+			if err == nil && l.cache != nil {
+				l.cache.put(picked[i].First, etag, data)
+			}
+		}
 		if errors.Is(err, errNoSuchKey) {
 			return fmt.Errorf("read segment %d: %w (truncated meanwhile)", picked[i].First, persist.ErrNotFound)
 		}
@@ -1136,6 +1191,9 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	l.mu.closed = true
 	l.mu.Unlock()
+	if l.cache != nil {
+		l.cache.close()
+	}
 	return nil
 }
 
