@@ -5,6 +5,8 @@
 //	<prefix>/log/<First as 20 digits>   one object per segment, never overwritten
 //	<prefix>/floor/<F as 20 digits>     truncation floor markers (empty objects)
 //	<prefix>/retention.json             {"policies": {id: version}}, overwritten
+//	<prefix>/recovery-checkpoint        the last recovered run's headers, overwritten
+//	Config.CacheDir (local)             copies of recent segments, by ETag
 //
 // # How each operation maps to S3
 //
@@ -38,14 +40,20 @@
 //     encodes its claim again with a new timestamp; the leader id, stable
 //     for the process (engine.Config.LeaderID), says it is ours. Two
 //     servers never share a leader id.
-//  3. Recover: paged ListObjectsV2 of "<prefix>/log/", then a GetObject of
-//     every segment (MaxInFlight at once) validated with
+//  3. Recover: paged ListObjectsV2 of "<prefix>/log/" (names, sizes,
+//     ETags); the headers of the segments the recovery checkpoint knows
+//     with the same size and ETag come from it (checkpoint.go), every other
+//     segment is read (from the local cache when its copy carries the
+//     listed ETag, else GetObject, MaxInFlight at once) and validated with
 //     persist.DecodeSegmentHeader: the checksum covers the whole segment,
-//     and a corrupt segment in the middle must be found (ErrCorruption),
-//     not served later. Recovery therefore reads the whole retained log;
-//     retention keeps that bounded. persist.PlanRecovery decides. Recover
-//     deletes nothing (see persist's package doc): it remembers the
-//     discarded keys with the ETags it read.
+//     and a corrupt segment must be found (ErrCorruption), not served
+//     later. So a restart reads what was written since the last recovery,
+//     not the whole log (the first recovery, or one without a usable
+//     checkpoint, reads everything); the checkpoint is rewritten when
+//     something new was read (an overwrite of immutable segments' headers:
+//     whoever wins the log may use it). persist.PlanRecovery decides.
+//     Recover deletes nothing (see persist's package doc): it remembers the
+//     discarded keys with the ETags listed.
 //     3a. DeleteDiscarded, once this Log's claim is stored: a DeleteObject
 //     with If-Match: <ETag> per discarded key, so that only the very
 //     object recovery judged is deleted; a key another server rewrote
@@ -54,9 +62,11 @@
 //     gets a plain delete, with a warning: the residual risk is a delete
 //     the store holds back for longer than another server takes to
 //     recover, win a later claim and write that name.
-//  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then a
-//     GetObject per segment (in parallel), each validated. A segment that
-//     vanished meanwhile (truncated) is ErrNotFound.
+//  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then each
+//     segment from the local cache (Config.CacheDir; a copy is used only
+//     while its ETag is the one S3 listed or returned for that name) or a
+//     GetObject (in parallel, kept in the cache), each validated. A
+//     segment that vanished meanwhile (truncated) is ErrNotFound.
 //  5. Truncate: first a PUT of the floor marker "<prefix>/floor/<F>", F
 //     the Last of the newest segment to delete (the next segment, kept,
 //     starts at F+1 and is stored); then DeleteObjects in batches of at most
