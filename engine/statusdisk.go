@@ -247,21 +247,40 @@ func (d *statusDisk) sizeClass(r *statusruns.Run) int {
 }
 
 // startMerge merges the oldest mergeFanIn consecutive runs of one size
-// class, if there are that many.
+// class, if there are that many; else, past 2*mergeFanIn runs (sizes mixed
+// so that no such group forms), the mergeFanIn consecutive runs with the
+// fewest entries. So the number of runs stays near 2*mergeFanIn per size
+// class and a lookup's filter probes stay few.
 func (s *statusIndex) startMerge() {
 	d := s.disk
-	for i := 0; i+mergeFanIn <= len(d.runs); i++ {
+	start := -1
+	for i := 0; i+mergeFanIn <= len(d.runs) && start < 0; i++ {
 		c := d.sizeClass(d.runs[i])
 		j := i + 1
 		for j < len(d.runs) && j-i < mergeFanIn && d.sizeClass(d.runs[j]) == c {
 			j++
 		}
 		if j-i == mergeFanIn {
-			d.mergeIn = slices.Clone(d.runs[i:j])
-			d.jobs <- spillJob{kind: spillMerge, runs: d.mergeIn}
-			return
+			start = i
 		}
 	}
+	if start < 0 && len(d.runs) >= 2*mergeFanIn {
+		best := -1
+		for i := 0; i+mergeFanIn <= len(d.runs); i++ {
+			total := 0
+			for _, r := range d.runs[i : i+mergeFanIn] {
+				total += r.Count
+			}
+			if start < 0 || total < best {
+				start, best = i, total
+			}
+		}
+	}
+	if start < 0 {
+		return
+	}
+	d.mergeIn = slices.Clone(d.runs[start : start+mergeFanIn])
+	d.jobs <- spillJob{kind: spillMerge, runs: d.mergeIn}
 }
 
 // flush writes every memory entry up to durable into a run and waits for
