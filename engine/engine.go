@@ -369,6 +369,12 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	e.tail.reset(v - 1)
 	e.tail.publish(v, v, data)
 	e.tail.markDurable(v)
+	// Its id is in the status window like any commit's (a restart would
+	// read it back from the log anyway).
+	// The id is the stored claim's (maybe an earlier attempt's).
+	if _, txns, err := persist.DecodeSegment(data, nil); err == nil && len(txns) == 1 && len(txns[0].RequestID) > 0 {
+		e.status.idx.insert(hashRequestID(txns[0].RequestID), v, txns[0].TimestampUnixNano)
+	}
 	return v, nil
 }
 
