@@ -252,9 +252,7 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			if err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment after %d: %w", after, err)
 			}
-			if h.Last > statusFrom {
-				idx.terms.note(max(h.First, statusFrom+1), h.LeaderID)
-			}
+			idx.readSegment(h, statusFrom)
 			for t, ok := reader.Next(); ok; t, ok = reader.Next() {
 				if t.Version <= after {
 					continue
@@ -263,18 +261,16 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 					writes = appendWrites(writes[:0], t.Operations)
 					e.res.set.AddWrites(writes, t.Version)
 				}
-				if t.Version > statusFrom && len(t.RequestID) > 0 {
-					idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+				if t.Version > statusFrom {
+					idx.readTransaction(t)
 				}
 			}
 			if err := reader.Err(); err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment %d..%d: %w", h.First, h.Last, err)
 			}
 			after = max(after, h.Last)
-			if idx.disk != nil && h.Last > statusFrom {
-				// Everything recovered is durable: cut runs as they fill,
-				// so that memory stays bounded while a whole window is read.
-				if err := idx.spillNow(h.Last); err != nil {
+			if h.Last > statusFrom {
+				if err := idx.readSegmentDone(h.Last); err != nil {
 					return fmt.Errorf("engine open: rebuild status index: %w", err)
 				}
 			}
@@ -384,6 +380,12 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	e.tail.reset(v - 1)
 	e.tail.publish(v, v, data)
 	e.tail.markDurable(v)
+	// Its id is in the status window like any commit's (a restart would
+	// read it back from the log anyway).
+	// The id is the stored claim's (maybe an earlier attempt's).
+	if _, txns, err := persist.DecodeSegment(data, nil); err == nil && len(txns) == 1 && len(txns[0].RequestID) > 0 {
+		e.status.idx.insert(hashRequestID(txns[0].RequestID), v, txns[0].TimestampUnixNano)
+	}
 	return v, nil
 }
 

@@ -75,6 +75,9 @@ func s3Config(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) s3log.
 	}, []string{"op"})
 	m.Registry.MustRegister(latency, errs)
 	return s3log.Config{
+		// A local copy of recent segments beside the status index: a
+		// restart reads the conflict window from it, not one GET each.
+		CacheDir:         filepath.Join(p.Dir, "s3cache"),
 		Bucket:           p.Bucket,
 		Prefix:           p.Prefix,
 		Endpoint:         p.Endpoint,

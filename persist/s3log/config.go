@@ -16,6 +16,12 @@ import (
 type Config struct {
 	// Bucket holds the log. Required.
 	Bucket string
+	// CacheDir, when set, keeps a local copy of recent segments (the ones
+	// written and read) there, so that a restart reads the conflict
+	// window's segments locally instead of one GET each (see cache.go).
+	// CacheBytes bounds it; default 256 MiB.
+	CacheDir   string
+	CacheBytes int64
 	// Prefix is prepended to every key: segments live at
 	// "<Prefix>/log/<First as 20 digits>", policies at
 	// "<Prefix>/retention.json". Empty puts them at the bucket's root.
@@ -105,6 +111,9 @@ const (
 )
 
 func (c *Config) ensureDefaults() {
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 256 << 20
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = maxInFlightDefault
 	}

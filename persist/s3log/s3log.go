@@ -5,6 +5,8 @@
 //	<prefix>/log/<First as 20 digits>   one object per segment, never overwritten
 //	<prefix>/floor/<F as 20 digits>     truncation floor markers (empty objects)
 //	<prefix>/retention.json             {"policies": {id: version}}, overwritten
+//	<prefix>/recovery-checkpoint        the last recovered run's headers, overwritten
+//	Config.CacheDir (local)             copies of recent segments, by ETag
 //
 // # How each operation maps to S3
 //
@@ -42,14 +44,20 @@
 //     encodes its claim again with a new timestamp; the leader id, stable
 //     for the process (engine.Config.LeaderID), says it is ours. Two
 //     servers never share a leader id.
-//  3. Recover: paged ListObjectsV2 of "<prefix>/log/", then a GetObject of
-//     every segment (MaxInFlight at once) validated with
+//  3. Recover: paged ListObjectsV2 of "<prefix>/log/" (names, sizes,
+//     ETags); the headers of the segments the recovery checkpoint knows
+//     with the same size and ETag come from it (checkpoint.go), every other
+//     segment is read (from the local cache when its copy carries the
+//     listed ETag, else GetObject, MaxInFlight at once) and validated with
 //     persist.DecodeSegmentHeader: the checksum covers the whole segment,
-//     and a corrupt segment in the middle must be found (ErrCorruption),
-//     not served later. Recovery therefore reads the whole retained log;
-//     retention keeps that bounded. persist.PlanRecovery decides. Recover
-//     deletes nothing (see persist's package doc): it remembers the
-//     discarded keys with the ETags it read.
+//     and a corrupt segment must be found (ErrCorruption), not served
+//     later. So a restart reads what was written since the last recovery,
+//     not the whole log (the first recovery, or one without a usable
+//     checkpoint, reads everything); the checkpoint is rewritten when
+//     something new was read (an overwrite of immutable segments' headers:
+//     whoever wins the log may use it). persist.PlanRecovery decides.
+//     Recover deletes nothing (see persist's package doc): it remembers the
+//     discarded keys with the ETags listed.
 //     3a. DeleteDiscarded, once this Log's claim is stored: a DeleteObject
 //     with If-Match: <ETag> per discarded key, so that only the very
 //     object recovery judged is deleted; a key another server rewrote
@@ -58,9 +66,11 @@
 //     gets a plain delete, with a warning: the residual risk is a delete
 //     the store holds back for longer than another server takes to
 //     recover, win a later claim and write that name.
-//  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then a
-//     GetObject per segment (in parallel), each validated. A segment that
-//     vanished meanwhile (truncated) is ErrNotFound.
+//  4. ReadFrom: persist.SelectReadFrom over the in-memory index, then each
+//     segment from the local cache (Config.CacheDir; a copy is used only
+//     while its ETag is the one S3 listed or returned for that name) or a
+//     GetObject (in parallel, kept in the cache), each validated. A
+//     segment that vanished meanwhile (truncated) is ErrNotFound.
 //  5. Truncate: first a PUT of the floor marker "<prefix>/floor/<F>", F
 //     the Last of the newest segment to delete (the next segment, kept,
 //     starts at F+1 and is stored); then DeleteObjects in batches of at most
@@ -190,6 +200,7 @@ type Log struct {
 	policyKey   string        // "<prefix>/retention.json"
 	putSlots    chan struct{} // MaxInFlight tokens
 	log         *slog.Logger
+	cache       *segmentCache // nil without Config.CacheDir
 
 	ops                               [opCount]opCounters
 	retries, fenced, ambiguousSettled atomic.Uint64
@@ -213,8 +224,11 @@ type Log struct {
 		// floor that recovery found (an interrupted truncation): deleted by
 		// DeleteDiscarded.
 		belowFloor []string
-		recovered  bool
-		closed     bool
+		// etags: the ETag S3 listed (at recovery) or returned (on PUT) for
+		// each segment, to tell a cached copy is the stored one.
+		etags     map[tx.Version]string
+		recovered bool
+		closed    bool
 	}
 }
 
@@ -296,6 +310,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	p := cfg.keyPrefix()
 	l := &Log{cfg: cfg, client: client, segPrefix: p + "log/", floorPrefix: p + "floor/",
 		policyKey: p + "retention.json", putSlots: make(chan struct{}, cfg.MaxInFlight), log: cfg.Logger}
+	if cfg.CacheDir != "" {
+		c, err := openSegmentCache(cfg.CacheDir, cfg.CacheBytes, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		l.cache = c // nil when another process holds it
+	}
 	return l, nil
 }
 
@@ -473,26 +494,11 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 				"floor", floor, "count", len(belowFloor))
 		}
 	}
-	keys := make([]string, len(listed))
-	for i, s := range listed {
-		keys[i] = l.segmentKey(s.First)
-	}
-	stored := make([]persist.StoredSegment, len(listed))
+	stored, read, err := l.readStoredSegments(ctx, listed)
 	etags := make([]string, len(listed))
-	err = l.forEachParallel(ctx, len(keys), func(ctx context.Context, i int) error {
-		data, etag, err := l.getETag(ctx, keys[i])
-		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
-			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read segment %d: %w", listed[i].First, err)
-		}
-		h, herr := persist.DecodeSegmentHeader(data)
-		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
-		etags[i] = etag
-		return nil
-	})
+	for i, s := range listed {
+		etags[i] = s.etag // the ETag listed is the one a GET returns
+	}
 	if err != nil {
 		return persist.Recovery{}, fmt.Errorf("s3log: recover: %w", err)
 	}
@@ -529,6 +535,11 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		}
 		clear(discarded)
 	}
+	if read > 0 {
+		// Overwrites, deletes nothing: its headers are of immutable
+		// segments, so whoever wins the log may use it.
+		l.storeCheckpoint(ctx, checkpointOf(rec, stored, listed))
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
@@ -538,6 +549,10 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	l.mu.discarded = discarded
 	l.mu.belowFloor = belowFloor
 	l.mu.claimed = false
+	l.mu.etags = make(map[tx.Version]string, len(listed))
+	for _, s := range listed {
+		l.mu.etags[s.First] = s.etag
+	}
 	l.mu.recovered = true
 	return rec, nil
 }
@@ -568,9 +583,9 @@ func (l *Log) floorKey(f tx.Version) string {
 }
 
 // listSegments pages through ListObjectsV2 and returns the segment names
-// found (First and Bytes), in key order, which is version order.
-func (l *Log) listSegments(ctx context.Context) ([]persist.SegmentInfo, error) {
-	var out []persist.SegmentInfo
+// found (First, Bytes and ETag), in key order, which is version order.
+func (l *Log) listSegments(ctx context.Context) ([]listedSegment, error) {
+	var out []listedSegment
 	p := s3.NewListObjectsV2Paginator(l.client, &s3.ListObjectsV2Input{
 		Bucket: aws.String(l.cfg.Bucket), Prefix: aws.String(l.segPrefix)})
 	for p.HasMorePages() {
@@ -586,10 +601,75 @@ func (l *Log) listSegments(ctx context.Context) ([]persist.SegmentInfo, error) {
 			if !ok {
 				continue // not ours
 			}
-			out = append(out, persist.SegmentInfo{First: first, Bytes: aws.ToInt64(o.Size)})
+			out = append(out, listedSegment{SegmentInfo: persist.SegmentInfo{First: first, Bytes: aws.ToInt64(o.Size)}, etag: aws.ToString(o.ETag)})
 		}
 	}
 	return out, nil
+}
+
+// readStoredSegments returns what recovery needs of each listed segment:
+// from the recovery checkpoint when it knows the segment with the same
+// size and ETag, else by reading and checking the segment (read counts
+// those).
+func (l *Log) readStoredSegments(ctx context.Context, listed []listedSegment) (stored []persist.StoredSegment, read int, err error) {
+	known := l.loadCheckpoint(ctx)
+	stored = make([]persist.StoredSegment, len(listed))
+	var toRead []int
+	for i, s := range listed {
+		if e, ok := known[s.First]; ok && e.etag != "-" && e.etag == s.etag && int64(e.header.Bytes) == s.Bytes {
+			stored[i] = persist.StoredSegment{First: s.First, Bytes: s.Bytes, Header: e.header}
+			continue
+		}
+		toRead = append(toRead, i)
+	}
+	err = l.forEachParallel(ctx, len(toRead), func(ctx context.Context, j int) error {
+		i := toRead[j]
+		if l.cache != nil {
+			if data, ok := l.cache.get(listed[i].First, listed[i].etag); ok {
+				if h, herr := persist.DecodeSegmentHeader(data); herr == nil && h.First == listed[i].First {
+					h.LeaderID = slices.Clone(h.LeaderID)
+					stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h}
+					return nil
+				}
+			}
+		}
+		data, err := l.get(ctx, l.segmentKey(listed[i].First))
+		if errors.Is(err, errNoSuchKey) { // deleted since the listing: a torn tail at worst
+			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished during recovery", persist.ErrCorruption)}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read segment %d: %w", listed[i].First, err)
+		}
+		h, herr := persist.DecodeSegmentHeader(data)
+		if herr == nil {
+			h.LeaderID = slices.Clone(h.LeaderID) // do not keep the segment alive
+		}
+		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
+		return nil
+	})
+	return stored, len(toRead), err
+}
+
+// checkpointOf encodes the recovered run's headers for the next recovery.
+func checkpointOf(rec persist.Recovery, stored []persist.StoredSegment, listed []listedSegment) []byte {
+	byFirst := make(map[tx.Version]int, len(stored))
+	for i, s := range stored {
+		if s.Err == nil {
+			byFirst[s.First] = i
+		}
+	}
+	run := make([]persist.SegmentHeader, 0, len(rec.Segments))
+	etags := make(map[tx.Version]string, len(rec.Segments))
+	for _, seg := range rec.Segments {
+		i, ok := byFirst[seg.First]
+		if !ok {
+			continue
+		}
+		run = append(run, stored[i].Header)
+		etags[seg.First] = listed[i].etag
+	}
+	return encodeCheckpoint(run, etags)
 }
 
 var errNoSuchKey = errors.New("no such key")
@@ -642,13 +722,16 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	case <-ctx.Done():
 		return fmt.Errorf("s3log: append segment %d: %w", h.First, ctx.Err())
 	}
-	err = l.putSegment(ctx, h.First, data)
+	etag, err := l.putSegment(ctx, h.First, data)
 	<-l.putSlots
 	if errors.Is(err, persist.ErrFenced) {
 		l.fenced.Add(1)
 	}
 	if err != nil {
 		return fmt.Errorf("s3log: append segment %d: %w", h.First, err)
+	}
+	if l.cache != nil {
+		l.cache.put(h.First, etag, data)
 	}
 	info := h.Info()
 	l.mu.Lock()
@@ -661,10 +744,13 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	if !found {
 		l.mu.index = slices.Insert(l.mu.index, i, info)
 	}
+	if l.mu.etags != nil {
+		l.mu.etags[h.First] = etag
+	}
 	return nil
 }
 
-func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) error {
+func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
 	key := l.segmentKey(first)
@@ -673,10 +759,10 @@ func (l *Log) putSegment(ctx context.Context, first tx.Version, data []byte) err
 	if mayExist {
 		att.ambiguous.Store(true) // an earlier Append of this segment may have stored it
 	}
-	err := l.putSegmentOnce(ctx, key, data, replace, &att)
+	etag, err := l.putSegmentOnce(ctx, key, data, replace, &att)
 	// Remember a failure that may hide a stored object for the retry.
 	l.setMayExist(first, err != nil && !errors.Is(err, persist.ErrFenced) && (att.ambiguous.Load() || !notApplied(err)))
-	return err
+	return etag, err
 }
 
 // putState reports whether an earlier Append of first may have stored it,
@@ -703,8 +789,9 @@ func (l *Log) setMayExist(first tx.Version, may bool) {
 }
 
 // putSegmentOnce writes key if absent, or, with replace set, if it still
-// holds the object of that ETag (a discarded segment, see Append).
-func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, replace string, att *attempts) error {
+// holds the object of that ETag (a discarded segment, see Append). It
+// returns the stored object's ETag when it is known to hold data.
+func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, replace string, att *attempts) (string, error) {
 	start := time.Now()
 	in := &s3.PutObjectInput{
 		Bucket: aws.String(l.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(data),
@@ -714,19 +801,19 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	if replace != "" {
 		in.IfNoneMatch, in.IfMatch = nil, aws.String(replace)
 	}
-	_, err := l.client.PutObject(ctx, in, l.track(att))
+	out, err := l.client.PutObject(ctx, in, l.track(att))
 	l.noteRetries(att)
 	l.observe(OpPut, start, err)
 	if err == nil {
-		return nil
+		return aws.ToString(out.ETag), nil
 	}
 	if !att.ambiguous.Load() {
 		// No earlier attempt can have stored the object: a 412 means
 		// another writer did, anything else is a plain failure.
 		if isPreconditionFailed(err) || (replace != "" && isNotFound(err)) {
-			return persist.ErrFenced
+			return "", persist.ErrFenced
 		}
-		return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+		return "", fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
 	}
 	// An earlier attempt may have stored the object and lost its answer:
 	// a 412 may be our own write, a failure may hide a success. Look.
@@ -735,19 +822,19 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	case gerr == nil && sameSegment(stored, data):
 		l.ambiguousSettled.Add(1)
 		l.log.Info("s3log: ambiguous segment write was ours", "key", key, "attempts", att.n.Load(), "err", err)
-		return nil
+		return "", nil // the stored bytes may differ from data (see sameSegment): not cached
 	case gerr == nil && replace != "" && etag == replace && !isPreconditionFailed(err):
 		// The discarded segment we meant to replace is still there: our
 		// write did not happen (yet); the error stands.
 	case gerr == nil:
 		l.ambiguousSettled.Add(1)
-		return persist.ErrFenced
+		return "", persist.ErrFenced
 	case isPreconditionFailed(err):
 		// 412, yet the object is gone or unreadable: a truncation or a
 		// recovery deleted it. Someone else owns the log: fenced.
-		return persist.ErrFenced
+		return "", persist.ErrFenced
 	}
-	return fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+	return "", fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
 }
 
 // sameSegment reports whether stored is the segment data: the same bytes,
@@ -869,6 +956,13 @@ func (l *Log) ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][
 	}
 	picked, err := persist.SelectReadFrom(l.mu.index, after, maxBytes)
 	picked = slices.Clone(picked)
+	var etags []string
+	if l.cache != nil {
+		etags = make([]string, len(picked))
+		for i, p := range picked {
+			etags[i] = l.mu.etags[p.First]
+		}
+	}
 	l.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("s3log: %w", err)
@@ -877,7 +971,24 @@ func (l *Log) ReadFrom(ctx context.Context, after tx.Version, maxBytes int) ([][
 	defer cancel()
 	out := make([][]byte, len(picked))
 	err = l.forEachParallel(ctx, len(picked), func(ctx context.Context, i int) error {
-		data, err := l.get(ctx, l.segmentKey(picked[i].First))
+		var data []byte
+		var err error
+		cached := false
+		if l.cache != nil {
+			data, cached = l.cache.get(picked[i].First, etags[i])
+			if cached {
+				if h, herr := persist.DecodeSegmentHeader(data); herr != nil || h.First != picked[i].First || h.Last != picked[i].Last {
+					cached = false // a damaged copy: read S3
+				}
+			}
+		}
+		if !cached {
+			var etag string
+			data, etag, err = l.getETag(ctx, l.segmentKey(picked[i].First))
+			if err == nil && l.cache != nil {
+				l.cache.put(picked[i].First, etag, data)
+			}
+		}
 		if errors.Is(err, errNoSuchKey) {
 			return fmt.Errorf("read segment %d: %w (truncated meanwhile)", picked[i].First, persist.ErrNotFound)
 		}
@@ -1100,6 +1211,9 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	l.mu.closed = true
 	l.mu.Unlock()
+	if l.cache != nil {
+		l.cache.close()
+	}
 	return nil
 }
 
