@@ -74,7 +74,9 @@ LIMITS (defaults; [server] section)
     before a request count); a request body must arrive within 20s plus 1s
     per 500 bytes (body_timeout, min_body_rate; 408 and close beyond); idle
     timeout 120s; a stream whose peer stops reading is closed after 30s;
-    10 MiB buffered per subscriber before it is caught up from the log.
+    10 MiB buffered per subscriber before it is caught up from the log, and
+    all subscribers together at most [subscribe] total_buffer_bytes (1/16
+    of the machine's memory; a new subscriber gets 503 beyond).
 
 SIGNALS
     SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,
