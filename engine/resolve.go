@@ -17,7 +17,7 @@ type resolver struct {
 	samples timeVersionSamples
 
 	statusReadErrors uint64
-	shrinkLogged bool // the first shrink of the conflict set was logged
+	shrinkLogged     bool // the first shrink of the conflict set was logged
 
 	reads   []conflict.Read
 	results []conflict.Result
