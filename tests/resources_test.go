@@ -356,6 +356,8 @@ func TestMemoryFloods(t *testing.T) {
 	t.Run("conflict set", func(t *testing.T) {
 		first := s.version()
 		key := strings.Repeat("k", 8000)
+		var peak float64
+		defer func() { t.Logf("conflict set peak %.1f MiB (bound %d MiB) over 32 MiB of unique keys", peak/(1<<20), conflictBound>>20) }()
 		for c := range 20 { // 20 × 200 unique 8 KiB keys = 32 MiB of keys
 			var ops []string
 			for i := range 200 {
@@ -363,9 +365,11 @@ func TestMemoryFloods(t *testing.T) {
 			}
 			status, o := s.commitRaw(`{"operations":[` + strings.Join(ops, ",") + `]}`)
 			wantCommitted(t, "flood commit", status, o)
-			if got := metricValue(t, s, "weaseldb_conflict_set_bytes"); got > conflictBound {
+			got := metricValue(t, s, "weaseldb_conflict_set_bytes")
+			if got > conflictBound {
 				t.Fatalf("conflict set %.0f bytes after commit %d, over its bound %d", got, c, conflictBound)
 			}
+			peak = max(peak, got)
 			other("the conflict flood")
 		}
 		if n := metricValue(t, s, "weaseldb_conflict_set_shrinks_total"); n < 1 {
@@ -385,6 +389,8 @@ func TestMemoryFloods(t *testing.T) {
 		addr := strings.TrimPrefix(s.URL, "http://")
 		const n, size = 12, 3 << 20
 		refused := 0
+		var peak float64
+		defer func() { t.Logf("request bodies being read: peak %.1f MiB (bound %d MiB); %d of %d refused", peak/(1<<20), bodyBound>>20, refused, n) }()
 		var conns []net.Conn
 		defer func() {
 			for _, c := range conns {
@@ -410,9 +416,11 @@ func TestMemoryFloods(t *testing.T) {
 			body := `{"operations":[` + strings.Join(ops, ",") + `]}`
 			body += strings.Repeat(" ", size-len(body)) // a valid commit of exactly size bytes
 			go c.Write([]byte(body[:size-1]))
-			if got := metricValue(t, s, "weaseldb_http_body_bytes_reading"); got > bodyBound {
+			got := metricValue(t, s, "weaseldb_http_body_bytes_reading")
+			if got > bodyBound {
 				t.Fatalf("body bytes being read %.0f, over the bound %d", got, bodyBound)
 			}
+			peak = max(peak, got)
 			other("the body flood")
 		}
 		for _, c := range conns {
