@@ -439,3 +439,16 @@ func TestMemoryFloods(t *testing.T) {
 		}
 	})
 }
+
+// TestSSECacheControlOnce: SSE answers carried "Cache-Control: no-cache"
+// twice, once from netpoll and once from the API (issue 12, item 16).
+func TestSSECacheControlOnce(t *testing.T) {
+	s := startServer(t, spec{})
+	st, status, o := s.subscribeRaw("after=0")
+	if st == nil {
+		t.Fatalf("subscribe: %d %v", status, o)
+	}
+	if got := st.resp.Header.Values("Cache-Control"); len(got) != 1 || got[0] != "no-cache" {
+		t.Errorf("Cache-Control %q, want one no-cache", got)
+	}
+}
