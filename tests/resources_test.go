@@ -357,7 +357,9 @@ func TestMemoryFloods(t *testing.T) {
 		first := s.version()
 		key := strings.Repeat("k", 8000)
 		var peak float64
-		defer func() { t.Logf("conflict set peak %.1f MiB (bound %d MiB) over 32 MiB of unique keys", peak/(1<<20), conflictBound>>20) }()
+		defer func() {
+			t.Logf("conflict set peak %.1f MiB (bound %d MiB) over 32 MiB of unique keys", peak/(1<<20), conflictBound>>20)
+		}()
 		for c := range 20 { // 20 × 200 unique 8 KiB keys = 32 MiB of keys
 			var ops []string
 			for i := range 200 {
@@ -390,7 +392,9 @@ func TestMemoryFloods(t *testing.T) {
 		const n, size = 12, 3 << 20
 		refused := 0
 		var peak float64
-		defer func() { t.Logf("request bodies being read: peak %.1f MiB (bound %d MiB); %d of %d refused", peak/(1<<20), bodyBound>>20, refused, n) }()
+		defer func() {
+			t.Logf("request bodies being read: peak %.1f MiB (bound %d MiB); %d of %d refused", peak/(1<<20), bodyBound>>20, refused, n)
+		}()
 		var conns []net.Conn
 		defer func() {
 			for _, c := range conns {
