@@ -39,6 +39,12 @@ type Config struct {
 	// Defaults 5s and 10M versions.
 	ConflictWindow         time.Duration
 	ConflictWindowVersions uint64
+	// ConflictSetBytesMax bounds the conflict set's memory. Past it the
+	// oldest version advances (halving the window until the set is under
+	// 3/4 of the bound): reads older than the new oldest version get
+	// TooOld, which is always safe. Counted in Stats.ConflictShrinksTotal
+	// and logged once. Default 1 GiB.
+	ConflictSetBytesMax int64
 	// StatusWindow and StatusWindowVersions: how long request ids are
 	// remembered for dedupe and status queries (whichever is less, as
 	// API.md says). Defaults 24h and 100M versions.
@@ -114,6 +120,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxQueued, 100000)
 	setDefault(&c.ConflictWindow, 5*time.Second)
 	setDefault(&c.ConflictWindowVersions, 10_000_000)
+	setDefault(&c.ConflictSetBytesMax, 1<<30)
 	setDefault(&c.StatusWindow, 24*time.Hour)
 	setDefault(&c.StatusWindowVersions, 100_000_000)
 	setDefault(&c.StatusEntriesMax, 4<<20)

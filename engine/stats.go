@@ -25,9 +25,10 @@ type counters struct {
 	truncations       atomic.Uint64 // truncation runs that removed something
 	truncatedVersions atomic.Uint64 // sum of how far oldest_retained moved up
 
-	conflictKeys  atomic.Int64
-	conflictBytes atomic.Int64
-	statusEntries atomic.Int64
+	conflictKeys    atomic.Int64
+	conflictBytes   atomic.Int64
+	conflictShrinks atomic.Uint64
+	statusEntries   atomic.Int64
 }
 
 func (c *counters) countOutcome(r *Request) {
@@ -75,6 +76,9 @@ type Stats struct {
 	// TruncatedVersionsTotal how many versions they removed in all.
 	TruncationsTotal       uint64
 	TruncatedVersionsTotal uint64
+	// ConflictShrinksTotal counts the times the conflict set reached
+	// ConflictSetBytesMax and its oldest version was advanced early.
+	ConflictShrinksTotal uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -96,6 +100,7 @@ func (e *Engine) Stats() Stats {
 	s.Queued = e.queued.Load()
 	s.ConflictSetKeys = c.conflictKeys.Load()
 	s.ConflictSetBytes = c.conflictBytes.Load()
+	s.ConflictShrinksTotal = c.conflictShrinks.Load()
 	s.StatusIndexEntries = c.statusEntries.Load()
 	s.TailSegments, s.TailBytes = e.tail.size()
 	s.ResolvedVersion = e.ResolvedVersion()

@@ -180,6 +180,9 @@ var (
 	descSubDropped     = prometheus.NewDesc("weaseldb_subscribers_dropped_total", "Subscribers disconnected because they stopped reading for server.write_stall_timeout.", nil, nil)
 	descTruncations    = prometheus.NewDesc("weaseldb_retention_truncations_total", "Truncation runs that removed segments from the log.", nil, nil)
 	descTruncatedVers  = prometheus.NewDesc("weaseldb_retention_truncated_versions_total", "Versions removed from the log by truncation (oldest_retained_version moved up by this much in total).", nil, nil)
+	descConflictShrink = prometheus.NewDesc("weaseldb_conflict_set_shrinks_total", "Times the conflict set reached commit.conflict_set_bytes and its oldest version advanced early.", nil, nil)
+	descBodyBytes      = prometheus.NewDesc("weaseldb_http_body_bytes_reading", "Bytes reserved by request bodies being read, all connections (bounded by server.total_body_bytes).", nil, nil)
+	descSubBufBytes    = prometheus.NewDesc("weaseldb_subscriber_buffer_bytes", "Bytes held in subscriber stream buffers, all subscribers (bounded by subscribe.total_buffer_bytes).", nil, nil)
 	descConnections    = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
 	descAccepted       = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
 	descRejected       = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
@@ -205,6 +208,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descDuplicates, st.DuplicatesTotal)
 	counter(descSegments, st.SegmentsTotal)
+	counter(descConflictShrink, st.ConflictShrinksTotal)
 	counter(descSegmentErrors, st.SegmentErrorsTotal)
 	counter(descSegmentTxns, st.SegmentTxnsTotal)
 	counter(descSegmentBytes, st.SegmentBytesTotal)
@@ -250,6 +254,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.m.netStats != nil {
 		ns := c.m.netStats()
 		gauge(descConnections, float64(ns.OpenConnections))
+		gauge(descSubBufBytes, float64(ns.StreamBytes))
+		gauge(descBodyBytes, float64(ns.BodyBytes))
 		counter(descAccepted, ns.Accepted)
 		counter(descRejected, ns.Rejected)
 		counter(descRequests, ns.Requests)

@@ -78,7 +78,19 @@ LIMITS (defaults; [server] section)
     before a request count); a request body must arrive within 20s plus 1s
     per 500 bytes (body_timeout, min_body_rate; 408 and close beyond); idle
     timeout 120s; a stream whose peer stops reading is closed after 30s;
-    10 MiB buffered per subscriber before it is caught up from the log.
+    10 MiB buffered per subscriber before it is caught up from the log, and
+    all subscribers together at most [subscribe] total_buffer_bytes (1/16
+    of the machine's memory; a new subscriber gets 503 beyond).
+
+MEMORY BOUNDS (defaults sized to the machine's memory, or the cgroup limit)
+    total_body_bytes      [server] request bodies being read at once, all
+                          connections (1/8 of memory, 64 MiB..8 GiB); a body
+                          that does not fit gets 503 before it is read
+    conflict_set_bytes    [commit] conflict set (1/8 of memory, 64 MiB..16
+                          GiB); past it the oldest version advances early
+                          and older reads get 409 too_old
+    total_buffer_bytes    [subscribe] all subscriber buffers (1/16)
+    See docs/operations.md, "Memory budget"; --print-config shows the values.
 
 SIGNALS
     SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,

@@ -231,6 +231,7 @@ func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) en
 		MaxQueued:              c.MaxQueued,
 		ConflictWindow:         c.ConflictWindow.Duration,
 		ConflictWindowVersions: c.ConflictWindowVersions,
+		ConflictSetBytesMax:    c.ConflictSetBytes,
 		StatusWindow:           c.StatusWindow.Duration,
 		StatusWindowVersions:   c.StatusWindowVersions,
 		StatusEntriesMax:       c.StatusMemoryIDs,
@@ -258,6 +259,8 @@ func netConfig(cfg config.Config) netpoll.Config {
 		MinBodyRate:          s.MinBodyRate,
 		WriteStallTimeout:    s.WriteStallTimeout.Duration,
 		MaxStreamQueueBytes:  httpapi.StreamQueueBytes(cfg),
+		MaxStreamBytesTotal:  cfg.Subscribe.TotalBufferBytes,
+		MaxBodyBytesTotal:    s.TotalBodyBytes,
 	}
 }
 
