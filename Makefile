@@ -4,12 +4,16 @@ BIN      := bin
 PGO      := $(wildcard profiles/default.pgo)
 PGOFLAG  := $(if $(PGO),-pgo=$(PGO),-pgo=off)
 FUZZTIME ?= 10s
+# The VCS revision for --version and weaseldb_build_info, in case the
+# toolchain stamps none (GOFLAGS=-buildvcs=false, git worktrees).
+REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
+LDFLAGS  := -X main.revision=$(REVISION)
 
 .PHONY: build run test test-go test-race test-python test-smoke fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash test-s3compat lint clean
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(PGOFLAG) -o $(BIN)/weaseldb ./cmd/weaseldb
+	$(GO) build $(PGOFLAG) -ldflags '$(LDFLAGS)' -o $(BIN)/weaseldb ./cmd/weaseldb
 	$(GO) build -o $(BIN)/loadgen ./loadgen
 
 run: build

@@ -170,12 +170,12 @@ func noRedirects(hc *http.Client) *http.Client {
 func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
 
 // target returns the base URL the next request goes to: the leader a 307
-// named, else the current endpoint.
-func (c *Client) target() string {
+// named (learned is then true), else the current endpoint.
+func (c *Client) target() (base string, learned bool) {
 	if l := c.leader.Load(); l != nil {
-		return *l
+		return *l, true
 	}
-	return c.endpoints[int(c.cur.Load())%len(c.endpoints)]
+	return c.endpoints[int(c.cur.Load())%len(c.endpoints)], false
 }
 
 // failed is told that a connection to base failed: forget it as leader, or
@@ -200,7 +200,7 @@ func (c *Client) failed(base string) {
 // connection error it moves the client to the next endpoint and returns the
 // error (wrapped with the URL); the caller decides whether to retry.
 func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body []byte, hdr http.Header) (*http.Response, error) {
-	base := c.target()
+	base, learned := c.target()
 	u := base + path
 	for hop := 0; ; hop++ {
 		var rd io.Reader
@@ -225,7 +225,7 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 			if ctx.Err() == nil {
 				c.failed(base)
 			}
-			return nil, &transportError{URL: u, Method: method, Err: err}
+			return nil, &transportError{URL: u, Method: method, Err: err, Redirected: learned}
 		}
 		if resp.StatusCode != http.StatusTemporaryRedirect && resp.StatusCode != http.StatusPermanentRedirect {
 			return resp, nil
@@ -238,15 +238,16 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		next := loc.Scheme + "://" + loc.Host
 		c.leader.Store(&next)
 		c.log.Debug("weaseldb client: redirected", "from", u, "to", loc.String())
-		base, u = next, loc.String()
+		base, u, learned = next, loc.String(), true
 	}
 }
 
-// transportError is a request that got no HTTP answer. Sent says whether
-// the request may have reached the server: a refused connection did not.
+// transportError is a request that got no HTTP answer. Redirected: the
+// server was one a 307 named (a leader), not one of the endpoints.
 type transportError struct {
 	URL, Method string
 	Err         error
+	Redirected  bool
 }
 
 func (e *transportError) Error() string {
@@ -257,13 +258,14 @@ func (e *transportError) Unwrap() error { return e.Err }
 
 // notSent reports whether err proves the request never reached a server:
 // the connection could not be made (refused, no route, dial timeout).
-func notSent(err error) bool {
+// redirected says the server was a leader a replica named.
+func notSent(err error) (yes, redirected bool) {
 	var te *transportError
 	if !errors.As(err, &te) {
-		return false
+		return false, false
 	}
 	var oe *net.OpError
-	return errors.As(te.Err, &oe) && oe.Op == "dial"
+	return errors.As(te.Err, &oe) && oe.Op == "dial", te.Redirected
 }
 
 // VersionInfo is the answer of GET /v1/version.

@@ -45,9 +45,15 @@ func (c *Client) Commit(ctx context.Context, t *Txn) (CommitResult, error) {
 	}
 	body := t.AppendJSON(make([]byte, 0, 256), id)
 	var lastErr error
-	for attempt := 0; attempt < c.maxAttempts; attempt++ {
-		if attempt > 0 {
-			if err := c.sleep(ctx, attempt); err != nil {
+	// attempts counts commits that reached a server. A refused connection
+	// to a leader that a replica named does not count while that has gone
+	// on for less than the outcome wait: it is a takeover (the old leader
+	// is gone, the replica names it until its lease expires), bounded by
+	// time instead.
+	var unreachableSince time.Time
+	for attempt, tries := 0, 0; attempt < c.maxAttempts; attempt, tries = attempt+1, tries+1 {
+		if tries > 0 {
+			if err := c.sleep(ctx, min(tries, 8)); err != nil {
 				return CommitResult{}, fmt.Errorf("weaseldb commit %s: not committed: %w", id, errors.Join(lastErr, err))
 			}
 		}
@@ -63,12 +69,21 @@ func (c *Client) Commit(ctx context.Context, t *Txn) (CommitResult, error) {
 			continue
 		case errors.As(err, &ae) && ae.Status < 500:
 			return CommitResult{}, err // a definite answer
-		case notSent(err):
+		case isNotSent(err):
 			// The connection was refused: the commit never left, so it is
 			// sent again (to the next endpoint) without asking.
+			if _, redirected := notSent(err); redirected {
+				if unreachableSince.IsZero() {
+					unreachableSince = time.Now()
+				}
+				if time.Since(unreachableSince) < c.outcomeWait {
+					attempt--
+				}
+			}
 			c.log.Debug("weaseldb client: commit not sent, retrying", "request_id", id, "err", err)
 			continue
 		}
+		unreachableSince = time.Time{}
 		// The answer is lost or the server failed mid-way: learn the outcome
 		// before sending the commit again.
 		st, rerr := c.resolve(ctx, id)
@@ -82,6 +97,8 @@ func (c *Client) Commit(ctx context.Context, t *Txn) (CommitResult, error) {
 	}
 	return CommitResult{}, fmt.Errorf("weaseldb commit %s: not committed after %d attempts: %w", id, c.maxAttempts, lastErr)
 }
+
+func isNotSent(err error) bool { yes, _ := notSent(err); return yes }
 
 // commitOnce sends one commit attempt.
 func (c *Client) commitOnce(ctx context.Context, body []byte) (CommitResult, error) {

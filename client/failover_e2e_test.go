@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"weaseldb/client"
 )
@@ -212,5 +213,49 @@ func TestSubscriptionFollowsTakeover(t *testing.T) {
 	defer mu.Unlock()
 	if got := lastIDs[len(lastIDs)-1]; got != "3" {
 		t.Fatalf("reconnected with Last-Event-ID %q; want 3 (connections: %q)", got, lastIDs)
+	}
+}
+
+// takeoverFront is a replica that, until it has redirected `until` requests
+// to a dead leader (the old one, whose lease has not expired yet), answers
+// 307 to it; then it takes over and serves as the leader (a proxy to the
+// real server).
+func newTakeoverFront(t *testing.T, deadURL, leaderURL string, until int64) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
+	redirects, commits := new(atomic.Int64), new(atomic.Int64)
+	target, _ := url.Parse(leaderURL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if redirects.Load() < until {
+			redirects.Add(1)
+			w.Header().Set("Location", deadURL+r.URL.RequestURI())
+			w.WriteHeader(http.StatusTemporaryRedirect)
+			fmt.Fprintf(w, `{"error":"not_leader","message":"replica","leader_url":%q}`, deadURL)
+			return
+		}
+		if r.URL.Path == "/v1/commit" {
+			commits.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, redirects, commits
+}
+
+// During a takeover the replica still names the dead leader for a while:
+// every redirect ends in a refused connection. A commit keeps trying (it
+// never left, so no status round) for longer than WithMaxAttempts would
+// allow, bounded by the outcome wait, and commits once when the replica
+// takes over.
+func TestCommitWaitsOutATakeover(t *testing.T) {
+	leader := realServer(t)
+	front, redirects, commits := newTakeoverFront(t, downURL(t), leader.URL, 12)
+	ctx := ctxT(t)
+	c := client.New(front.URL, client.WithMaxAttempts(3), client.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	res, err := c.Commit(ctx, client.NewTxn().Write([]byte("k"), []byte("v")))
+	if err != nil {
+		t.Fatalf("commit across the takeover: %v (after %d redirects)", err, redirects.Load())
+	}
+	if res.Resolved || res.Version != 1 || commits.Load() != 1 {
+		t.Fatalf("commit = %+v after %d sends to the new leader; want version 1, sent once", res, commits.Load())
 	}
 }

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"weaseldb/persist"
 )
 
 // Config is the whole configuration. Field comments give the unit and the
@@ -56,6 +58,7 @@ type Server struct {
 	MaxKeyBytes       int      `toml:"max_key_bytes"`       // default 8 KiB
 	MaxValueBytes     int      `toml:"max_value_bytes"`     // default 128 KiB
 	MaxBodyBytes      int      `toml:"max_body_bytes"`      // default 16 MiB
+	TotalBodyBytes    int64    `toml:"total_body_bytes"`    // request bodies being read, all connections; beyond: 503 before reading; default 1/8 of memory, 64 MiB..8 GiB
 	MaxPreconditions  int      `toml:"max_preconditions"`   // per commit; default 10000
 	MaxOperations     int      `toml:"max_operations"`      // per commit; default 10000
 	TLSCertFile       string   `toml:"tls_cert_file"`       // with tls_key_file: serve HTTPS; default off
@@ -81,6 +84,7 @@ type Commit struct {
 	MaxQueued              int      `toml:"max_queued"`               // commits admitted but not answered; beyond: 503; default 100000
 	ConflictWindow         Duration `toml:"conflict_window"`          // default 5s ...
 	ConflictWindowVersions uint64   `toml:"conflict_window_versions"` // ... or 10M versions, whichever keeps more
+	ConflictSetBytes       int64    `toml:"conflict_set_bytes"`       // memory bound of the conflict set; past it the oldest version advances early (older reads: too_old); default 1/8 of memory, 64 MiB..16 GiB
 	StatusWindow           Duration `toml:"status_window"`            // default 24h ...
 	StatusWindowVersions   uint64   `toml:"status_window_versions"`   // ... or 100M versions, whichever is less
 	StatusMemoryIDs        int      `toml:"status_memory_ids"`        // request ids of the status window kept in memory (~64 B each); older ones are on disk in <persist.dir>/status; default 4M
@@ -103,6 +107,10 @@ type Persist struct {
 	MaxConnections  int      `toml:"max_connections"`   // S3 HTTP connection pool; default 64
 	IdleConnTimeout Duration `toml:"idle_conn_timeout"` // default 90s
 	MaxAttempts     int      `toml:"max_attempts"`      // SDK retryer attempts per operation; default 5
+	// EC2IMDS lets the AWS SDK ask EC2 instance metadata (credentials,
+	// region) although endpoint is set; default false. Without an endpoint
+	// the standard AWS chain, IMDS included, applies either way.
+	EC2IMDS bool `toml:"ec2_imds"`
 	// FakeS3PutLatency adds latency to every PUT of the in-process fake S3
 	// (backend fakes3 only), to rehearse real S3 latencies; default 0.
 	FakeS3PutLatency Duration `toml:"fakes3_put_latency"`
@@ -119,6 +127,10 @@ type Subscribe struct {
 	KeepAlive          Duration `toml:"keep_alive"`          // comment when silent; default 15s (API.md: never more)
 	CheckpointInterval Duration `toml:"checkpoint_interval"` // checkpoint while idle; default 1s
 	MaxSubscribers     int      `toml:"max_subscribers"`     // beyond: 429; default 10000
+	// TotalBufferBytes bounds the buffers of all subscribers together; a new
+	// subscriber is answered 503 when less than one buffer_bytes/2 is left.
+	// Default: 1/16 of the machine's memory, 64 MiB..4 GiB.
+	TotalBufferBytes int64 `toml:"total_buffer_bytes"`
 }
 
 // Retention configures truncation when no policy exists.
@@ -183,6 +195,7 @@ func Default() Config {
 			MaxKeyBytes:       8 * kib,
 			MaxValueBytes:     128 * kib,
 			MaxBodyBytes:      16 * mib,
+			TotalBodyBytes:    clamp(MachineMemoryBytes()/8, 64*mib, 8*1024*mib),
 			MaxPreconditions:  10000,
 			MaxOperations:     10000,
 			AuthReads:         true,
@@ -195,6 +208,7 @@ func Default() Config {
 			MaxQueued:              100000,
 			ConflictWindow:         D(5 * time.Second),
 			ConflictWindowVersions: 10_000_000,
+			ConflictSetBytes:       clamp(MachineMemoryBytes()/8, 64*mib, 16*1024*mib),
 			StatusWindow:           D(24 * time.Hour),
 			StatusWindowVersions:   100_000_000,
 			StatusMemoryIDs:        4 << 20,
@@ -220,6 +234,7 @@ func Default() Config {
 			KeepAlive:          D(15 * time.Second),
 			CheckpointInterval: D(time.Second),
 			MaxSubscribers:     10000,
+			TotalBufferBytes:   clamp(MachineMemoryBytes()/16, 64*mib, 4096*mib),
 		},
 		Retention: Retention{TruncateInterval: D(10 * time.Second)},
 		Metrics:   Metrics{Enabled: true},
@@ -278,6 +293,9 @@ func (c *Config) Validate() error {
 	v.intRange("server.max_key_bytes", s.MaxKeyBytes, 1, 1*mib)
 	v.intRange("server.max_value_bytes", s.MaxValueBytes, 0, 64*mib)
 	v.intRange("server.max_body_bytes", s.MaxBodyBytes, 1*kib, 1024*mib)
+	if s.TotalBodyBytes < 2*int64(s.MaxBodyBytes) || s.TotalBodyBytes > 1<<40 {
+		v.add(fmt.Sprintf("server.total_body_bytes = %d: allowed range 2 × server.max_body_bytes (%d)..%d", s.TotalBodyBytes, 2*int64(s.MaxBodyBytes), int64(1)<<40))
+	}
 	v.intRange("server.max_preconditions", s.MaxPreconditions, 0, 10_000_000)
 	v.intRange("server.max_operations", s.MaxOperations, 0, 10_000_000)
 	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
@@ -295,6 +313,9 @@ func (c *Config) Validate() error {
 	v.intRange("commit.max_queued", m.MaxQueued, 1, 100_000_000)
 	v.durRange("commit.conflict_window", m.ConflictWindow, 0, 24*time.Hour)
 	v.uintRange("commit.conflict_window_versions", m.ConflictWindowVersions, 0, 1<<40)
+	if m.ConflictSetBytes < 1*mib || m.ConflictSetBytes > 1<<40 {
+		v.add(fmt.Sprintf("commit.conflict_set_bytes = %d: allowed range %d..%d", m.ConflictSetBytes, 1*mib, int64(1)<<40))
+	}
 	v.durRange("commit.status_window", m.StatusWindow, 0, 30*24*time.Hour)
 	v.uintRange("commit.status_window_versions", m.StatusWindowVersions, 0, 1<<40)
 	v.intRange("commit.status_memory_ids", m.StatusMemoryIDs, 1, 1<<32)
@@ -308,6 +329,14 @@ func (c *Config) Validate() error {
 		v.nonEmpty("persist.bucket", p.Bucket)
 	default:
 		v.add(fmt.Sprintf("persist.backend = %q: want one of disk, s3, fakes3", p.Backend))
+	}
+	if p.Bucket != "" {
+		if err := persist.ValidBucketName(p.Bucket); err != nil {
+			v.add("persist.bucket: " + err.Error())
+		}
+	}
+	if p.Endpoint != "" && !strings.HasPrefix(p.Endpoint, "http://") && !strings.HasPrefix(p.Endpoint, "https://") {
+		v.add(fmt.Sprintf("persist.endpoint = %q: must start with http:// or https://", p.Endpoint))
 	}
 	if strings.Contains(p.Prefix, "//") || strings.HasPrefix(p.Prefix, "/") || strings.HasSuffix(p.Prefix, "/") {
 		v.add(fmt.Sprintf("persist.prefix = %q: no leading, trailing or doubled '/'", p.Prefix))
@@ -335,6 +364,9 @@ func (c *Config) Validate() error {
 	v.durRange("subscribe.keep_alive", b.KeepAlive, 100*time.Millisecond, 15*time.Second)
 	v.durRange("subscribe.checkpoint_interval", b.CheckpointInterval, 10*time.Millisecond, time.Second)
 	v.intRange("subscribe.max_subscribers", b.MaxSubscribers, 1, 1_000_000)
+	if b.TotalBufferBytes < int64(b.BufferBytes) || b.TotalBufferBytes > 1<<40 {
+		v.add(fmt.Sprintf("subscribe.total_buffer_bytes = %d: allowed range subscribe.buffer_bytes (%d)..%d", b.TotalBufferBytes, b.BufferBytes, int64(1)<<40))
+	}
 
 	v.hostPort("admin.listen", c.Admin.Listen)
 	v.durRange("retention.truncate_interval", c.Retention.TruncateInterval, 10*time.Millisecond, 24*time.Hour)

@@ -99,3 +99,24 @@ func TestSecretsMasked(t *testing.T) {
 		t.Fatal("masking changed the caller's config")
 	}
 }
+
+func TestValidateS3Names(t *testing.T) {
+	for _, c := range []struct{ bucket, endpoint, want string }{
+		{"Weasel_DB", "", "persist.bucket: bucket name \"Weasel_DB\": invalid character"},
+		{"ab", "", "length must be 3 to 63"},
+		{"-weasel", "", "must start and end"},
+		{"weasel..db", "", "two adjacent periods"},
+		{"weaseldb", "127.0.0.1:9000", "persist.endpoint = \"127.0.0.1:9000\": must start with http:// or https://"},
+	} {
+		cfg := Default()
+		cfg.Persist.Backend, cfg.Persist.Bucket, cfg.Persist.Endpoint = "s3", c.bucket, c.endpoint
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("bucket %q endpoint %q: %v, want %q", c.bucket, c.endpoint, err, c.want)
+		}
+	}
+	cfg := Default()
+	cfg.Persist.Backend, cfg.Persist.Bucket, cfg.Persist.Endpoint = "s3", "weasel.db-1", "http://127.0.0.1:9000"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("a valid bucket and endpoint: %v", err)
+	}
+}

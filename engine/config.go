@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"weaseldb/persist"
 )
 
 // Config tunes the engine. The zero value of every field selects its
@@ -37,6 +39,12 @@ type Config struct {
 	// Defaults 5s and 10M versions.
 	ConflictWindow         time.Duration
 	ConflictWindowVersions uint64
+	// ConflictSetBytesMax bounds the conflict set's memory. Past it the
+	// oldest version advances (halving the window until the set is under
+	// 3/4 of the bound): reads older than the new oldest version get
+	// TooOld, which is always safe. Counted in Stats.ConflictShrinksTotal
+	// and logged once. Default 1 GiB.
+	ConflictSetBytesMax int64
 	// StatusWindow and StatusWindowVersions: how long request ids are
 	// remembered for dedupe and status queries (whichever is less, as
 	// API.md says). Defaults 24h and 100M versions.
@@ -64,6 +72,13 @@ type Config struct {
 	// often truncation runs. Default 10s.
 	DefaultKeepVersions uint64
 	TruncateInterval    time.Duration
+
+	// LeaderID is this leader term's id, at most 64 bytes; empty picks a
+	// random one (32 hex digits). A server sets it once per process and
+	// passes the same id to every Open it retries, so that a claim that
+	// timed out and landed later is recognised as its own (persist/s3log
+	// compares leader id and versions). Two servers must never share one.
+	LeaderID []byte
 
 	// RingSlots is the capacity of each inter-stage ring. Default 8192.
 	RingSlots int
@@ -105,6 +120,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.MaxQueued, 100000)
 	setDefault(&c.ConflictWindow, 5*time.Second)
 	setDefault(&c.ConflictWindowVersions, 10_000_000)
+	setDefault(&c.ConflictSetBytesMax, 1<<30)
 	setDefault(&c.StatusWindow, 24*time.Hour)
 	setDefault(&c.StatusWindowVersions, 100_000_000)
 	setDefault(&c.StatusEntriesMax, 4<<20)
@@ -147,6 +163,9 @@ func (c Config) validate() error {
 	positive("TailBytes", int64(c.TailBytes))
 	positive("TruncateInterval", int64(c.TruncateInterval))
 	positive("RingSlots", int64(c.RingSlots))
+	if len(c.LeaderID) > persist.LeaderIDBytesMax {
+		errs = append(errs, fmt.Errorf("engine config: LeaderID of %d bytes, at most %d", len(c.LeaderID), persist.LeaderIDBytesMax))
+	}
 	if c.RetryBackoffMin > c.RetryBackoffMax {
 		errs = append(errs, fmt.Errorf("engine config: RetryBackoffMin %v > RetryBackoffMax %v", c.RetryBackoffMin, c.RetryBackoffMax))
 	}

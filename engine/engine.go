@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -50,6 +51,9 @@ type Engine struct {
 	durableVersion  atomic.Uint64 // latest durable version
 	answeredSeq     atomic.Uint64 // every request with seq <= this was answered
 	failing         atomic.Bool   // persistence is failing: Submit answers Unavailable
+	// damage is the log's persist.DamageReporter (nil if it has none):
+	// once it reports, Submit answers Unavailable and nothing is retried.
+	damage          func() error // immutable
 	closing         atomic.Bool
 	deposedFlag     atomic.Bool
 	deposed         chan struct{} // closed once fenced
@@ -80,10 +84,54 @@ type Engine struct {
 }
 
 // Open recovers log, rebuilds the conflict window and the status index from
-// its tail, claims leadership by writing the next segment, and starts the
-// pipeline. The caller keeps ownership of log (Close does not close it).
-// An ErrFenced from the claim means another leader won the race: the
-// returned error wraps persist.ErrFenced.
+// its tail, claims leadership by writing the next segment, deletes what
+// recovery discarded, and starts the pipeline. The caller keeps ownership
+// of log (Close does not close it). An ErrFenced from the claim means
+// another leader won the race: the returned error wraps persist.ErrFenced.
+//
+// # Why deleting what recovery discarded loses nothing
+//
+// Recovery keeps the contiguous run from the oldest segment and discards
+// what follows its first gap (and a torn tail, and orphans of deposed
+// leaders; see persist.PlanRecovery). Recover deletes none of it: until
+// this server's claim is stored, a live leader may be writing the very
+// segment that fills the gap (its PUTs land out of order), and would then
+// acknowledge everything after it. So the order is:
+//
+//  1. Recover: plan, delete nothing.
+//  2. Claim: write the segment at last+1 by conditional write (create the
+//     name if absent; or replace, atomically with the check, the exact
+//     discarded segment that holds that name: a torn tail or a returned
+//     term's orphan). Of all servers writing that name exactly one wins.
+//  3. Only the winner calls DeleteDiscarded.
+//
+// After step 2 the discarded segments are provably unacknowledged. A
+// leader releases in order: it acknowledges version v only once every one
+// of its segments up to v is durable, and its segments are contiguous from
+// its own claim, which followed the run it recovered. Any leader L that
+// acknowledged a version past last therefore had a stored segment holding
+// last+1, reached from its claim by a chain of contiguous names. Names are
+// unique and never overwritten (the one conditional replace aside), so
+// each of L's names at or below last is either a segment of the run this
+// recovery saw (the same object, ending at or below last) or a segment
+// overlapping it, which only an already fenced leader writes (the orphan
+// of PlanRecovery's rule 2); following L's chain upward, its segment
+// holding last+1 is the one after a run segment, so it is named last+1:
+// our claim's name, which we hold. L's write of it failed (ErrFenced) and
+// L acknowledged nothing from last+1 on. What
+// follows the gap was written by leaders that never got past it, or (the
+// orphan rules) by leaders already fenced lower down. Deleting is safe for
+// the same reason, and only the winner may do it: a server that lost the
+// claim has no such guarantee (the leader that beat it fills the gap and
+// acknowledges what follows), which is the data loss of issue 12 item 1.
+//
+// The deletes themselves are conditional where the store allows it
+// (persist/s3log: If-Match on the ETag recovery read), so a slow delete
+// cannot remove a segment some later winner wrote under a discarded name.
+// Residual risk, documented in persist/s3log: a store that does not
+// implement conditional deletes gets plain deletes; then a delete that the
+// store holds back for longer than another server needs to recover, win a
+// claim after ours and write that name could remove its segment.
 func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	start := time.Now()
 	e, rec, err := open(ctx, cfg, log, log.Recover)
@@ -129,6 +177,9 @@ func open(ctx context.Context, cfg Config, log persist.Log, recover func(context
 		tail:      newTail(cfg.TailBytes),
 	}
 	e.setLeaderID(nil)
+	if d, ok := log.(persist.DamageReporter); ok {
+		e.damage = d.Damage
+	}
 	e.status.failed = newInFlightFailures()
 	e.retention.init(policies, rec.OldestRetained())
 	now := cfg.Clock()
@@ -159,15 +210,27 @@ func (e *Engine) abandonStatus() {
 // lead takes a new leader id, claims the log after rec (the next segment,
 // a conditional write) and starts the pipeline.
 func (e *Engine) lead(ctx context.Context, rec persist.Recovery) error {
-	var idBytes [16]byte
-	if _, err := rand.Read(idBytes[:]); err != nil {
-		return fmt.Errorf("engine open: leader id: %w", err)
+	// Config.LeaderID keeps one id across the start-up's retries (a claim
+	// that timed out may land later); a replica's takeover takes a new one.
+	id := slices.Clone(e.cfg.LeaderID)
+	if len(id) == 0 || e.replica.Load() {
+		var err error
+		if id, err = NewLeaderID(); err != nil {
+			return fmt.Errorf("engine open: %w", err)
+		}
 	}
-	e.leaderID = hex.AppendEncode(nil, idBytes[:])
+	e.leaderID = id
 	now := e.cfg.Clock()
 	claimed, err := e.claimLeadership(ctx, rec, now)
 	if err != nil {
 		return err
+	}
+	// Only now, as the winner of the log, delete what recovery discarded
+	// (see "Why deleting what recovery discarded loses nothing" above).
+	// It must happen before the pipeline writes past the claim: a
+	// discarded segment holds a name the pipeline may need.
+	if err := e.log.DeleteDiscarded(ctx); err != nil {
+		return fmt.Errorf("engine open: delete the %d segments recovery discarded, after the claim at %d: %w", len(rec.Discarded), claimed, err)
 	}
 	e.termFirst = claimed
 	e.setLeaderID(e.leaderID)
@@ -242,9 +305,7 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			if err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment after %d: %w", after, err)
 			}
-			if h.Last > statusFrom {
-				idx.terms.note(max(h.First, statusFrom+1), h.LeaderID)
-			}
+			idx.readSegment(h, statusFrom)
 			for t, ok := reader.Next(); ok; t, ok = reader.Next() {
 				if t.Version <= after {
 					continue
@@ -253,8 +314,8 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 					writes = appendWrites(writes[:0], t.Operations)
 					e.res.set.AddWrites(writes, t.Version)
 				}
-				if t.Version > statusFrom && len(t.RequestID) > 0 {
-					idx.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+				if t.Version > statusFrom {
+					idx.readTransaction(t)
 				}
 			}
 			if err := reader.Err(); err != nil {
@@ -264,10 +325,8 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 				e.follow.noteLeader(h.LeaderID)
 			}
 			after = max(after, h.Last)
-			if idx.disk != nil && h.Last > statusFrom {
-				// Everything recovered is durable: cut runs as they fill,
-				// so that memory stays bounded while a whole window is read.
-				if err := idx.spillNow(h.Last); err != nil {
+			if h.Last > statusFrom {
+				if err := idx.readSegmentDone(h.Last); err != nil {
 					return fmt.Errorf("engine open: rebuild status index: %w", err)
 				}
 			}
@@ -362,12 +421,39 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
 	}
-	if e.tail.Durable() != v-1 || e.tail.Sealed() != v-1 {
+	// The stored claim may be an earlier attempt's, of this same process
+	// (a start-up retried after a claim that timed out and landed later:
+	// same leader id, another timestamp). Publish what is stored, so that
+	// subscribers and the log agree byte for byte.
+	stored, err := e.log.ReadFrom(ctx, v-1, 1)
+	if err != nil || len(stored) == 0 {
+		return 0, fmt.Errorf("engine open: read back the claim at version %d: %w (%d segments)", v, err, len(stored))
+	}
+	if h, err := persist.DecodeSegmentHeader(stored[0]); err != nil || h.First != v || h.Last != v || !bytes.Equal(h.LeaderID, e.leaderID) {
+		return 0, fmt.Errorf("engine open: the claim at version %d read back as another segment (%d..%d, leader %q): %w", v, h.First, h.Last, h.LeaderID, persist.ErrFenced)
+	}
+	data = stored[0]
+	if e.tail.Durable() != v-1 || e.tail.Sealed() != v-1 { // a promoted replica's tail goes on
 		e.tail.reset(v - 1)
 	}
 	e.tail.publish(v, v, data)
 	e.tail.markDurable(v)
+	// Its id is in the status window like any commit's (a restart would
+	// read it back from the log anyway).
+	// The id is the stored claim's (maybe an earlier attempt's).
+	if _, txns, err := persist.DecodeSegment(data, nil); err == nil && len(txns) == 1 && len(txns[0].RequestID) > 0 {
+		e.status.idx.insert(hashRequestID(txns[0].RequestID), v, txns[0].TimestampUnixNano)
+	}
 	return v, nil
+}
+
+// NewLeaderID returns a fresh random leader id (32 hex digits).
+func NewLeaderID() ([]byte, error) {
+	var idBytes [16]byte
+	if _, err := rand.Read(idBytes[:]); err != nil {
+		return nil, fmt.Errorf("leader id: %w", err)
+	}
+	return hex.AppendEncode(nil, idBytes[:]), nil
 }
 
 func saturatingSub(v tx.Version, n uint64) tx.Version {
@@ -408,7 +494,7 @@ func (e *Engine) Submit(r *Request, done func(*Request)) {
 	case e.deposedFlag.Load(), !e.started.Load():
 		e.refuse(r, Deposed)
 		return
-	case e.closing.Load() || e.failing.Load():
+	case e.closing.Load() || e.failing.Load() || e.Damage() != nil:
 		e.refuse(r, Unavailable)
 		return
 	}
@@ -421,6 +507,15 @@ func (e *Engine) Submit(r *Request, done func(*Request)) {
 		e.queued.Add(-1)
 		e.refuse(r, Unavailable)
 	}
+}
+
+// Damage returns the log's report of damage behind the server's back (see
+// persist.DamageReporter), nil while it is sound or cannot tell.
+func (e *Engine) Damage() error {
+	if e.damage == nil {
+		return nil
+	}
+	return e.damage()
 }
 
 func (e *Engine) refuse(r *Request, o Outcome) {

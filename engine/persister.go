@@ -252,6 +252,19 @@ func (p *persister) finished(res appendResult) {
 		}
 	case errors.Is(res.err, persist.ErrFenced):
 		p.e.depose(res.err)
+	case errors.Is(res.err, persist.ErrDamaged):
+		// Not retried: the log lost data behind our back. Answer what is
+		// in flight Unavailable (as on an aborted drain); Submit refuses
+		// the rest while the log reports its damage.
+		g.state = groupFailed
+		p.failed++
+		p.e.failing.Store(true)
+		p.e.stats.segmentErrors.Add(1)
+		if !p.aborted {
+			p.e.cfg.Logger.Error("engine: the log is damaged; commits refused until an operator restores it and restarts",
+				"first", uint64(g.first), "last", uint64(g.last), "err", res.err)
+		}
+		p.aborted = true
 	default:
 		g.state = groupFailed
 		p.failed++

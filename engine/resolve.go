@@ -17,6 +17,7 @@ type resolver struct {
 	samples timeVersionSamples
 
 	statusReadErrors uint64
+	shrinkLogged     bool // the first shrink of the conflict set was logged
 
 	reads   []conflict.Read
 	results []conflict.Result
@@ -254,9 +255,33 @@ func (r *resolver) advanceWindows(now int64) {
 			r.set.SetOldestVersion(oldest)
 		}
 	}
+	if r.set.Bytes() > e.cfg.ConflictSetBytesMax {
+		r.shrinkConflictSet()
+	}
 	e.status.idx.expire(r.last, now)
 	if e.status.idx.disk != nil {
 		e.status.idx.maintain(e.Version())
+	}
+}
+
+// shrinkConflictSet brings the conflict set under 3/4 of its byte bound by
+// halving the window of versions it remembers, oldest half first. Reads
+// older than the new oldest version are answered too_old: the client
+// re-reads and retries, nothing wrong commits.
+func (r *resolver) shrinkConflictSet() {
+	e := r.e
+	limit := e.cfg.ConflictSetBytesMax
+	before, oldestBefore := r.set.Bytes(), r.set.OldestVersion()
+	for r.set.Bytes() > limit/4*3 && r.set.OldestVersion() < r.last {
+		oldest := r.set.OldestVersion()
+		r.set.ForgetThrough(oldest + (r.last-oldest+1)/2)
+	}
+	e.stats.conflictShrinks.Add(1)
+	if !r.shrinkLogged {
+		r.shrinkLogged = true
+		e.cfg.Logger.Warn("engine: the conflict set reached its memory bound; its oldest version advanced early (older reads get too_old; logged once, counted in weaseldb_conflict_set_shrinks_total)",
+			"bytes_before", before, "bytes_after", r.set.Bytes(), "bound", limit,
+			"oldest_before", uint64(oldestBefore), "oldest_after", uint64(r.set.OldestVersion()), "latest", uint64(r.last))
 	}
 }
 

@@ -191,8 +191,10 @@ func (e *Engine) truncateOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("truncate up to %d: %w", upTo, err)
 	}
-	if uint64(oldest) > r.oldest.Load() {
+	if prev := r.oldest.Load(); uint64(oldest) > prev {
 		r.oldest.Store(uint64(oldest))
+		e.stats.truncations.Add(1)
+		e.stats.truncatedVersions.Add(uint64(oldest) - prev)
 	}
 	return nil
 }

@@ -22,9 +22,13 @@ type counters struct {
 	segmentErrors atomic.Uint64
 	inflight      atomic.Int64
 
-	conflictKeys  atomic.Int64
-	conflictBytes atomic.Int64
-	statusEntries atomic.Int64
+	truncations       atomic.Uint64 // truncation runs that removed something
+	truncatedVersions atomic.Uint64 // sum of how far oldest_retained moved up
+
+	conflictKeys    atomic.Int64
+	conflictBytes   atomic.Int64
+	conflictShrinks atomic.Uint64
+	statusEntries   atomic.Int64
 }
 
 func (c *counters) countOutcome(r *Request) {
@@ -64,7 +68,17 @@ type Stats struct {
 	DurableVersion     tx.Version
 	OldestRetained     tx.Version
 	PersistenceFailing bool
-	Deposed            bool
+	// PersistenceDamage says why the log is damaged (persist.ErrDamaged);
+	// empty while it is sound. Commits are refused until a restart.
+	PersistenceDamage string
+	Deposed           bool
+	// TruncationsTotal counts truncation runs that removed segments;
+	// TruncatedVersionsTotal how many versions they removed in all.
+	TruncationsTotal       uint64
+	TruncatedVersionsTotal uint64
+	// ConflictShrinksTotal counts the times the conflict set reached
+	// ConflictSetBytesMax and its oldest version was advanced early.
+	ConflictShrinksTotal uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -86,12 +100,18 @@ func (e *Engine) Stats() Stats {
 	s.Queued = e.queued.Load()
 	s.ConflictSetKeys = c.conflictKeys.Load()
 	s.ConflictSetBytes = c.conflictBytes.Load()
+	s.ConflictShrinksTotal = c.conflictShrinks.Load()
 	s.StatusIndexEntries = c.statusEntries.Load()
 	s.TailSegments, s.TailBytes = e.tail.size()
 	s.ResolvedVersion = e.ResolvedVersion()
 	s.DurableVersion = e.Version()
 	s.OldestRetained = e.OldestRetained()
 	s.PersistenceFailing = e.failing.Load()
+	if err := e.Damage(); err != nil {
+		s.PersistenceDamage = err.Error()
+	}
 	s.Deposed = e.deposedFlag.Load()
+	s.TruncationsTotal = c.truncations.Load()
+	s.TruncatedVersionsTotal = c.truncatedVersions.Load()
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"weaseldb/persist"
 	"weaseldb/persist/statusruns"
 	"weaseldb/tx"
 )
@@ -33,6 +34,7 @@ type statusDisk struct {
 	sentPos  uint64            // FIFO positions below were handed to the spiller
 	diskPos  uint64            // FIFO positions below are in installed runs
 	writing  bool              // a write job is outstanding
+	mergeOff bool              // a merge failed: none until the next run is installed
 	mergeIn  []*statusruns.Run // inputs of the outstanding merge (still in runs)
 	failures int
 
@@ -152,7 +154,7 @@ func (s *statusIndex) maintain(durable tx.Version) {
 	if !d.writing && s.tail-max(d.sentPos, s.head) >= uint64(d.runEntries) {
 		s.startWrite(durable, d.runEntries)
 	}
-	if len(d.mergeIn) == 0 {
+	if len(d.mergeIn) == 0 && !d.mergeOff {
 		s.startMerge()
 	}
 	for s.len() > s.entriesMax && s.head < d.diskPos {
@@ -177,13 +179,17 @@ func (s *statusIndex) installResult(res spillResult) {
 			return
 		}
 		d.failures = 0
+		d.mergeOff = false
 		d.runs = append(d.runs, res.run)
 		d.diskPos = max(d.diskPos, res.job.endPos)
 	case spillMerge:
 		inputs := d.mergeIn
 		d.mergeIn = nil
 		if res.err != nil {
-			d.logger.Warn("status index: merging runs failed; they stay as they are", "first", res.job.runs[0].First, "err", res.err)
+			d.mergeOff = true
+			if !errors.Is(res.err, statusruns.ErrStopped) {
+				d.logger.Warn("status index: merging runs failed; they stay as they are", "first", res.job.runs[0].First, "err", res.err)
+			}
 			return
 		}
 		i := slices.Index(d.runs, inputs[0])
@@ -241,21 +247,40 @@ func (d *statusDisk) sizeClass(r *statusruns.Run) int {
 }
 
 // startMerge merges the oldest mergeFanIn consecutive runs of one size
-// class, if there are that many.
+// class, if there are that many; else, past 2*mergeFanIn runs (sizes mixed
+// so that no such group forms), the mergeFanIn consecutive runs with the
+// fewest entries. So the number of runs stays near 2*mergeFanIn per size
+// class and a lookup's filter probes stay few.
 func (s *statusIndex) startMerge() {
 	d := s.disk
-	for i := 0; i+mergeFanIn <= len(d.runs); i++ {
+	start := -1
+	for i := 0; i+mergeFanIn <= len(d.runs) && start < 0; i++ {
 		c := d.sizeClass(d.runs[i])
 		j := i + 1
 		for j < len(d.runs) && j-i < mergeFanIn && d.sizeClass(d.runs[j]) == c {
 			j++
 		}
 		if j-i == mergeFanIn {
-			d.mergeIn = slices.Clone(d.runs[i:j])
-			d.jobs <- spillJob{kind: spillMerge, runs: d.mergeIn}
-			return
+			start = i
 		}
 	}
+	if start < 0 && len(d.runs) >= 2*mergeFanIn {
+		best := -1
+		for i := 0; i+mergeFanIn <= len(d.runs); i++ {
+			total := 0
+			for _, r := range d.runs[i : i+mergeFanIn] {
+				total += r.Count
+			}
+			if start < 0 || total < best {
+				start, best = i, total
+			}
+		}
+	}
+	if start < 0 {
+		return
+	}
+	d.mergeIn = slices.Clone(d.runs[start : start+mergeFanIn])
+	d.jobs <- spillJob{kind: spillMerge, runs: d.mergeIn}
 }
 
 // flush writes every memory entry up to durable into a run and waits for
@@ -265,6 +290,7 @@ func (s *statusIndex) startMerge() {
 func (s *statusIndex) closeDisk(durable tx.Version) error {
 	d := s.disk
 	var errs []error
+	d.dir.StopMerges() // a merge can wait for the next start
 	for d.writing || len(d.mergeIn) > 0 {
 		s.installResult(<-d.results)
 	}
@@ -324,4 +350,36 @@ func (d *statusDisk) abandon() {
 	}
 	d.runs = nil
 	d.dir.Close()
+}
+
+// Feeding the index from segments read back from the log: Open's rebuild
+// does this for the log's tail, and a replica that follows the log can do
+// the same to keep its index warm. For each durable segment in version
+// order: readSegment, readTransaction for each transaction after from,
+// then readSegmentDone; expire as the window moves.
+
+// readSegment notes the leader term of a durable segment read back from
+// the log (versions after from count).
+func (s *statusIndex) readSegment(h persist.SegmentHeader, from tx.Version) {
+	if h.Last > from {
+		s.terms.note(max(h.First, from+1), h.LeaderID)
+	}
+}
+
+// readTransaction records the request id of one durable transaction read
+// back from the log.
+func (s *statusIndex) readTransaction(t *tx.Transaction) {
+	if len(t.RequestID) > 0 {
+		s.insert(hashRequestID(t.RequestID), t.Version, t.TimestampUnixNano)
+	}
+}
+
+// readSegmentDone ends a segment read back from the log, durable through
+// last: with a run directory, a full run is cut and written at once, so
+// that memory stays bounded while a long stretch is read.
+func (s *statusIndex) readSegmentDone(last tx.Version) error {
+	if s.disk == nil {
+		return nil
+	}
+	return s.spillNow(last)
 }

@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,10 @@ type API struct {
 
 	// events is the shared SSE encoding of recent segments.
 	events *eventCache
+	// catchUpSlots bounds the subscribers reading the persisted log at once,
+	// workSlots those encoding and copying into their streams.
+	catchUpSlots chan struct{}
+	workSlots    chan struct{}
 
 	ready atomic.Bool
 
@@ -102,6 +107,8 @@ func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *
 	a.subs.set = make(map[*subscriber]struct{})
 	a.events = newEventCache(eventCacheBytes)
 	a.streamPieceBytes = max(StreamQueueBytes(cfg)/2, 4<<10)
+	a.catchUpSlots = make(chan struct{}, catchUpSlots)
+	a.workSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 	return a
 }
 
@@ -188,6 +195,7 @@ func (a *API) Routes() []netpoll.Route {
 		{Method: "POST", Path: "/v1/commit", Handler: &commitHandler{api: a}, MaxBodyBytes: int64(a.limits.MaxBodyBytes)},
 		{Method: "GET", Path: "/v1/status", Handler: g(routeStatus, paramsStatus, a.serveStatus), MaxBodyBytes: small},
 		{Method: "GET", Path: "/v1/subscribe", Handler: g(routeSubscribe, paramsSubscribe, a.serveSubscribe), MaxBodyBytes: small},
+		{Method: "GET", Path: "/v1/retention", Handler: g(routeRetention, paramsNone, a.serveRetentionList), MaxBodyBytes: small},
 		{Method: "GET", Path: "/v1/retention/", Handler: g(routeRetention, paramsNone, a.serveRetentionList), MaxBodyBytes: small},
 		{Method: "GET", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionGet), MaxBodyBytes: small},
 		{Method: "PUT", Path: "/v1/retention/{id}", Handler: g(routeRetention, paramsNone, a.serveRetentionPut), MaxBodyBytes: small},
@@ -227,6 +235,18 @@ func jsonContentTypeOK(r *netpoll.Request) bool {
 	}
 	return bytes.EqualFold(bytes.TrimSpace(ct), []byte("application/json"))
 }
+
+// catchUpSlots is how many subscribers may read the persisted log at once:
+// enough to keep a disk or S3 busy, few enough that a crowd of subscribers
+// behind the tail cannot take the CPU, the disk and the memory of their
+// read buffers from the commit path.
+const catchUpSlots = 2
+
+// Subscribers do their CPU work (encoding events, copying them into stream
+// queues) in at most GOMAXPROCS/2 (at least one) at a time: the other half
+// of the CPUs stays with the commit pipeline however many subscribers there
+// are. One goroutine copies gigabytes a second, so this bounds subscriber
+// throughput far above what sockets take.
 
 // eventCacheBytes bounds the shared SSE encoding of recent segments.
 const eventCacheBytes = 32 << 20

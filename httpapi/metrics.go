@@ -34,6 +34,10 @@ type Metrics struct {
 	// and an add.
 	requestCells [routeCount][statusCodeSpan]atomic.Pointer[counterCell]
 
+	// subscribersDropped counts streams netpoll closed because their peer
+	// stopped reading (write_stall_timeout).
+	subscribersDropped atomic.Uint64
+
 	api      *API
 	netStats func() netpoll.Stats
 	failover atomic.Pointer[func() FailoverStatus]
@@ -96,6 +100,18 @@ func NewMetrics() *Metrics {
 	}, []string{"route", "code"})
 	reg.MustRegister(m.commitLatency, m.resolveBatch, m.segmentTxns, m.segmentBytes, m.segmentSeconds, m.requests)
 	return m
+}
+
+// SetBuildInfo registers weaseldb_build_info{version,revision,goversion} 1,
+// the Prometheus convention for "which build is this".
+func (m *Metrics) SetBuildInfo(version, revision, goVersion string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "weaseldb_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	m.Registry.MustRegister(g)
 }
 
 // attach connects the metrics to the API (engine stats, subscribers).
@@ -168,13 +184,23 @@ var (
 	descConflictBytes      = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
 	descStatusEntries      = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids remembered in the status window.", nil, nil)
 	descTailBytes          = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
-	descVersion            = prometheus.NewDesc("weaseldb_version", "Latest version, by kind (durable, resolved).", []string{"kind"}, nil)
+	descVersion            = prometheus.NewDesc("weaseldb_log_version", "Latest log position (transaction version), by kind: durable (committed) and resolved (assigned, maybe not durable yet).", []string{"kind"}, nil)
 	descOldest             = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
 	descPolicies           = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
 	descPersistFailing     = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
 	descDeposed            = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
+	descPersistDamaged     = prometheus.NewDesc("weaseldb_persist_damaged", "1 once a log file was found deleted, cut or replaced under the server: commits are refused and a restart refuses until an operator acts.", nil, nil)
 	descSubscribers        = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
-	descSubLagVersions     = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Versions between the durable version and each subscriber's position: the largest, and the sum.", []string{"stat"}, nil)
+	descSubLagVersions     = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Distribution over open subscribers, at scrape time, of the versions between the durable version and what each has been sent.", nil, nil)
+	descSubLagSeconds      = prometheus.NewDesc("weaseldb_subscriber_lag_seconds", "Distribution over open subscribers, at scrape time, of how long each has been behind: seconds since it last held every transaction available to it (0 when it holds them all).", nil, nil)
+	descSubLagVerMax       = prometheus.NewDesc("weaseldb_subscriber_lag_versions_max", "The largest weaseldb_subscriber_lag_versions now.", nil, nil)
+	descSubLagSecMax       = prometheus.NewDesc("weaseldb_subscriber_lag_seconds_max", "The largest weaseldb_subscriber_lag_seconds now.", nil, nil)
+	descSubDropped         = prometheus.NewDesc("weaseldb_subscribers_dropped_total", "Subscribers disconnected because they stopped reading for server.write_stall_timeout.", nil, nil)
+	descTruncations        = prometheus.NewDesc("weaseldb_retention_truncations_total", "Truncation runs that removed segments from the log.", nil, nil)
+	descTruncatedVers      = prometheus.NewDesc("weaseldb_retention_truncated_versions_total", "Versions removed from the log by truncation (oldest_retained_version moved up by this much in total).", nil, nil)
+	descConflictShrink     = prometheus.NewDesc("weaseldb_conflict_set_shrinks_total", "Times the conflict set reached commit.conflict_set_bytes and its oldest version advanced early.", nil, nil)
+	descBodyBytes          = prometheus.NewDesc("weaseldb_http_body_bytes_reading", "Bytes reserved by request bodies being read, all connections (bounded by server.total_body_bytes).", nil, nil)
+	descSubBufBytes        = prometheus.NewDesc("weaseldb_subscriber_buffer_bytes", "Bytes held in subscriber stream buffers, all subscribers (bounded by subscribe.total_buffer_bytes).", nil, nil)
 	descConnections        = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
 	descAccepted           = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
 	descRejected           = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
@@ -210,6 +236,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descDuplicates, st.DuplicatesTotal)
 	counter(descSegments, st.SegmentsTotal)
+	counter(descConflictShrink, st.ConflictShrinksTotal)
 	counter(descSegmentErrors, st.SegmentErrorsTotal)
 	counter(descSegmentTxns, st.SegmentTxnsTotal)
 	counter(descSegmentBytes, st.SegmentBytesTotal)
@@ -225,21 +252,32 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPolicies, float64(len(eng.Policies())))
 	gauge(descPersistFailing, b2f(st.PersistenceFailing))
 	gauge(descDeposed, b2f(st.Deposed))
+	gauge(descPersistDamaged, b2f(st.PersistenceDamage != ""))
 
 	a.subs.Lock()
 	n := len(a.subs.set)
-	var maxLag, sumLag uint64
+	now := time.Now().UnixNano()
+	var lagV, lagS lagHistogram
+	lagV.init(lagVersionBuckets)
+	lagS.init(lagSecondBuckets)
 	for s := range a.subs.set {
+		var versions, seconds float64
 		if cur := s.cursorAt.Load(); uint64(st.DurableVersion) > cur {
-			lag := uint64(st.DurableVersion) - cur
-			sumLag += lag
-			maxLag = max(maxLag, lag)
+			versions = float64(uint64(st.DurableVersion) - cur)
+			seconds = max(0, float64(now-s.caughtUpAt.Load())/1e9)
 		}
+		lagV.observe(versions)
+		lagS.observe(seconds)
 	}
 	a.subs.Unlock()
 	gauge(descSubscribers, float64(n))
-	gauge(descSubLagVersions, float64(maxLag), "max")
-	gauge(descSubLagVersions, float64(sumLag), "sum")
+	ch <- lagV.metric(descSubLagVersions)
+	ch <- lagS.metric(descSubLagSeconds)
+	gauge(descSubLagVerMax, lagV.max)
+	gauge(descSubLagSecMax, lagS.max)
+	counter(descSubDropped, c.m.subscribersDropped.Load())
+	counter(descTruncations, st.TruncationsTotal)
+	counter(descTruncatedVers, st.TruncatedVersionsTotal)
 
 	if f := c.m.failover.Load(); f != nil {
 		fs := (*f)()
@@ -256,6 +294,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.m.netStats != nil {
 		ns := c.m.netStats()
 		gauge(descConnections, float64(ns.OpenConnections))
+		gauge(descSubBufBytes, float64(ns.StreamBytes))
+		gauge(descBodyBytes, float64(ns.BodyBytes))
 		counter(descAccepted, ns.Accepted)
 		counter(descRejected, ns.Rejected)
 		counter(descRequests, ns.Requests)
@@ -263,6 +303,46 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descByClass, prometheus.CounterValue, float64(ns.Responses[class]), strconv.Itoa(class)+"xx")
 		}
 	}
+}
+
+// Bucket bounds of the subscriber lag histograms.
+var (
+	lagVersionBuckets = prometheus.ExponentialBuckets(1, 10, 9)    // 1 .. 100M versions
+	lagSecondBuckets  = []float64{0.01, 0.1, 1, 10, 60, 600, 3600} // 10ms .. 1h
+)
+
+// lagHistogram gathers one scrape's distribution of subscriber lags.
+type lagHistogram struct {
+	bounds   []float64
+	counts   []uint64 // per bucket, not cumulative
+	n        uint64
+	sum, max float64
+}
+
+func (h *lagHistogram) init(bounds []float64) {
+	h.bounds, h.counts = bounds, make([]uint64, len(bounds))
+}
+
+func (h *lagHistogram) observe(v float64) {
+	h.n++
+	h.sum += v
+	h.max = max(h.max, v)
+	for i, b := range h.bounds {
+		if v <= b {
+			h.counts[i]++
+			return
+		}
+	}
+}
+
+func (h *lagHistogram) metric(d *prometheus.Desc) prometheus.Metric {
+	cum := make(map[float64]uint64, len(h.bounds))
+	var c uint64
+	for i, b := range h.bounds {
+		c += h.counts[i]
+		cum[b] = c
+	}
+	return prometheus.MustNewConstHistogram(d, h.n, h.sum, cum)
 }
 
 func b2f(b bool) float64 {

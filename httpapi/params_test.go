@@ -106,3 +106,34 @@ func defined(name string) bool {
 	}
 	return false
 }
+
+func TestParsePolicyBodyMessages(t *testing.T) {
+	for _, c := range []struct{ body, want string }{
+		{`{"version":7}`, ""},
+		{` { "version" : 0 } `, ""},
+		{``, `body: empty (want {"version": V})`},
+		{`{}`, `version: missing (want {"version": V})`},
+		{`{"version":"1"}`, "version: must be an unsigned 64-bit decimal integer"},
+		{`{"version":-1}`, "version: must be an unsigned 64-bit decimal integer"},
+		{`{"version":1.5}`, "version: must be an unsigned 64-bit decimal integer"},
+		{`{"version":null}`, "version: must be an unsigned 64-bit decimal integer"},
+		{`{"version":1,"x":2}`, `x: unknown field (want {"version": V})`},
+		{`{"version":1,"version":2}`, "version: given more than once"},
+		{`[1]`, `body: must be a JSON object (want {"version": V})`},
+		{`{"version":1} {}`, "body: unexpected data after the JSON object"},
+		{`{"version":1`, `body: ends before the JSON object does (want {"version": V})`},
+		{`{"version":}`, `body: invalid JSON at byte *`}, // the offset is encoding/json's
+		{`{"version":1}x`, "body: unexpected data after the JSON object"},
+	} {
+		_, got := parsePolicyBody([]byte(c.body))
+		if prefix, ok := strings.CutSuffix(c.want, "*"); ok && strings.HasPrefix(got, prefix) {
+			continue
+		}
+		if got != c.want {
+			t.Errorf("parsePolicyBody(%q) = %q, want %q", c.body, got, c.want)
+		}
+		if strings.Contains(got, "json:") || strings.Contains(got, "EOF") {
+			t.Errorf("parsePolicyBody(%q): Go internals in %q", c.body, got)
+		}
+	}
+}

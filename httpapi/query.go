@@ -150,6 +150,8 @@ func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
 		a.respond(ex, routeHealth, 503, b)
 	case st.Deposed:
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: deposed by another leader")
+	case st.PersistenceDamage != "":
+		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: "+st.PersistenceDamage)
 	case st.PersistenceFailing:
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: persistence is failing")
 	default:

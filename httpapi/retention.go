@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"strconv"
 	"time"
 
@@ -43,7 +44,7 @@ func appendPolicy(b []byte, id string, v tx.Version) []byte {
 	return append(b, '}')
 }
 
-// serveRetentionList answers GET /v1/retention/.
+// serveRetentionList answers GET /v1/retention/ (and GET /v1/retention).
 func (a *API) serveRetentionList(ex *netpoll.Exchange, _ []byte) {
 	eng := a.engine()
 	if eng == nil {
@@ -87,7 +88,7 @@ func (a *API) serveRetentionGet(ex *netpoll.Exchange, _ []byte) {
 // The durable write happens off the reactor.
 func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 	if !jsonContentTypeOK(ex.Request()) {
-		a.respondError(ex, routeRetention, 415, "unsupported_media_type", "Content-Type: must be application/json")
+		a.respondError(ex, routeRetention, 415, "unsupported_media_type", "Content-Type: must be application/json (curl: use --json, not -d)")
 		return
 	}
 	id, ok := a.policyID(ex)
@@ -129,28 +130,67 @@ func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 	}()
 }
 
-// parsePolicyBody parses {"version": V} strictly: one field, an unsigned
-// integer, nothing else. It returns a message naming the field on error.
+// policyBodyShape is what a PUT body must look like, for messages.
+const policyBodyShape = `want {"version": V}`
+
+// parsePolicyBody parses {"version": V} strictly: one field, given once,
+// an unsigned integer, nothing else. On error it returns a message naming
+// the field (or "body" for the shape), as commit errors do, and never a Go
+// decoder's own words.
 func parsePolicyBody(body []byte) (tx.Version, string) {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	// Raw, not json.Number: a json.Number also accepts a quoted number
-	// ("1"), which API.md calls a wrong type.
-	var in struct {
-		Version *json.RawMessage `json:"version"`
+	syntax := func(err error) string {
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &se):
+			return "body: invalid JSON at byte " + strconv.FormatInt(se.Offset, 10) + " (" + policyBodyShape + ")"
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return "body: ends before the JSON object does (" + policyBodyShape + ")"
+		default:
+			return "body: invalid JSON (" + policyBodyShape + ")"
+		}
 	}
-	if err := dec.Decode(&in); err != nil {
-		return 0, "body: " + err.Error() + ` (want {"version": V})`
+	tok, err := dec.Token()
+	if errors.Is(err, io.EOF) {
+		return 0, "body: empty (" + policyBodyShape + ")"
 	}
-	if dec.More() {
+	if err != nil {
+		return 0, syntax(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return 0, "body: must be a JSON object (" + policyBodyShape + ")"
+	}
+	var v tx.Version
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return 0, syntax(err)
+		}
+		name, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return 0, syntax(err)
+		}
+		switch {
+		case name != "version":
+			return 0, describeName([]byte(name)) + ": unknown field (" + policyBodyShape + ")"
+		case seen:
+			return 0, "version: given more than once"
+		}
+		seen = true
+		if v, err = parseVersion(raw); err != nil {
+			return 0, "version: " + err.Error()
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return 0, syntax(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return 0, "body: unexpected data after the JSON object"
 	}
-	if in.Version == nil {
-		return 0, "version: missing"
-	}
-	v, err := parseVersion(*in.Version)
-	if err != nil {
-		return 0, "version: " + err.Error()
+	if !seen {
+		return 0, "version: missing (" + policyBodyShape + ")"
 	}
 	return v, ""
 }

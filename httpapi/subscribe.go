@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -21,22 +22,46 @@ import (
 // falls back to persist.Log.ReadFrom when the tail no longer holds its
 // position, filters by key range, and writes SSE events into the stream.
 //
-// Memory per subscriber is bounded: the stream queue (netpoll's
-// MaxStreamQueueBytes) plus one batch being encoded (flushBytes). A
-// subscriber whose peer reads slowly stops taking from the tail while the
-// queue is full; if the tail moves past it meanwhile, it continues from the
-// log. Commits never wait for subscribers.
+// A slow subscriber never slows commits (API.md). So:
+//   - Writes never block. When the stream is full the subscriber records
+//     how far it got (cursor plus evOff into the next event), lets go of
+//     every segment it holds and sleeps on Stream.Room, which the reactor
+//     closes when the peer has taken the queue. A peer that reads nothing
+//     costs no CPU (no polling) until netpoll's stall timeout ends it.
+//   - Memory per subscriber is its stream queue plus what the reactor is
+//     writing (netpoll's MaxStreamQueueBytes each), plus s.out (at most
+//     flushBytes and one event); all streams together are bounded by
+//     subscribe.total_buffer_bytes, past which new subscribers get 503.
+//   - Work is done in server-wide slots: encoding and copying into streams
+//     under one of subscribeWorkSlots, reads of the persisted log under one
+//     of catchUpSlots. Three hundred subscribers starting together are then
+//     two goroutines working and the rest parked, not three hundred in the
+//     scheduler's run queue ahead of the commit pipeline's goroutines
+//     (which is what made commits wait seconds, more than the CPU work
+//     itself), and many subscribers behind the tail cannot flood the disk
+//     or S3 or hold catch-up buffers side by side.
+// Tried first and rejected: polling a full stream every 5 ms — 300 stalled
+// subscribers were 60,000 wakeups a second and, each holding its segments,
+// 14–18 MiB of heap apiece; one committer waited 12.7 s.
 
 const (
 	// flushBytes is how much encoded SSE text a subscriber gathers before
 	// writing it to the stream.
 	flushBytes = 256 << 10
 	// catchUpBytes bounds one ReadFrom of the persisted log.
-	catchUpBytes = 4 << 20
-	// drainPoll is how often a subscriber whose stream queue is full checks
-	// whether the peer has read; the stall timeout of netpoll ends hopeless
-	// cases.
-	drainPoll = 5 * time.Millisecond
+	catchUpBytes = 2 << 20
+	// notStoredPoll is how long a subscriber waits when the log has nothing
+	// after its cursor yet (the tail will have it shortly).
+	notStoredPoll = 5 * time.Millisecond
+)
+
+// progress is the outcome of a step that writes to the stream.
+type progress uint8
+
+const (
+	progressed progress = iota // everything was written
+	blocked                    // the stream is full: wait for Room
+	over                       // the stream ended (or the log is broken)
 )
 
 // subscriber is one /v1/subscribe stream.
@@ -49,14 +74,22 @@ type subscriber struct {
 	end     []byte
 	filter  bool
 
-	cursor   tx.Version // every version <= cursor has been sent (or skipped)
-	prevSent tx.Version // version of the last transaction sent, for prev_version
-	lastCP   tx.Version // committed_version of the last checkpoint sent
-	cursorAt atomic.Uint64
-	out      []byte
-	ops      []tx.Operation
-	segs     [][]byte
-	reader   persist.SegmentReader
+	// cursor: every version <= cursor has been written to the stream (or
+	// skipped by the filter), or sits in out. evOff: bytes of the event of
+	// cursor+1 already written (unfiltered streams, which write the shared
+	// encoding directly); out is empty while evOff > 0.
+	cursor   tx.Version
+	evOff    int
+	prevSent tx.Version    // version of the last transaction sent, for prev_version
+	lastCP   tx.Version    // committed_version of the last checkpoint sent
+	cursorAt atomic.Uint64 // cursor once its events are in the stream queue, for /metrics
+	// caughtUpAt is when (unix nanos) the subscriber last held every
+	// transaction then available to it, for the lag-in-seconds metric.
+	caughtUpAt atomic.Int64
+	out        []byte // own encodings (filtered events, checkpoints) not yet written
+	ops        []tx.Operation
+	segs       [][]byte
+	reader     persist.SegmentReader
 }
 
 // serveSubscribe answers GET /v1/subscribe: validates the position and the
@@ -141,12 +174,18 @@ func (a *API) serveSubscribe(ex *netpoll.Exchange, _ []byte) {
 			return
 		}
 	}
+	if ex.StreamBytesFree() < int64(StreamQueueBytes(a.cfg)) {
+		a.respondError(ex, routeSubscribe, 503, "unavailable",
+			"subscriber buffers are at their server-wide bound (subscribe.total_buffer_bytes); retry later")
+		return
+	}
 	if !a.addSubscriber(s) {
 		a.respondError(ex, routeSubscribe, 429, "too_many_requests", "too many subscribers (subscribe.max_subscribers)")
 		return
 	}
 	s.cursor, s.prevSent, s.lastCP = after, after, 0
 	s.cursorAt.Store(uint64(after))
+	s.caughtUpAt.Store(time.Now().UnixNano())
 	a.met.countResponse(routeSubscribe, 200)
 	s.stream = ex.StartStream(200, "text/event-stream",
 		netpoll.Header{Name: "Cache-Control", Value: []byte("no-cache")},
@@ -205,10 +244,17 @@ func (a *API) CloseSubscribers(ctx context.Context) {
 	}
 }
 
-// run is the subscriber's goroutine.
+// run is the subscriber's goroutine. Its work (encoding, copying into the
+// stream) happens while it holds a work slot, its waiting while it holds
+// none: see subscribeWorkSlots.
 func (s *subscriber) run() {
 	a := s.api
 	defer a.removeSubscriber(s)
+	defer func() {
+		if errors.Is(s.stream.Err(), netpoll.ErrWriteStalled) {
+			a.met.subscribersDropped.Add(1) // its peer stopped reading
+		}
+	}()
 	defer s.stream.Close()
 	tail := s.eng.Tail()
 	cpEvery := a.cfg.Subscribe.CheckpointInterval.Duration
@@ -216,45 +262,37 @@ func (s *subscriber) run() {
 	defer ticker.Stop()
 	idleSince := time.Now()
 	for {
-		segs, wait, err := tail.Read(s.cursor, s.durable, s.segs[:0])
-		s.segs = segs[:0]
-		switch {
-		case errors.Is(err, engine.ErrBehindTail):
+		if !s.takeSlot(a.workSlots) {
+			return
+		}
+		step, wait, sent := s.work(tail)
+		<-a.workSlots
+		if sent {
+			idleSince = time.Now()
+		}
+		switch step {
+		case blocked:
+			if !s.waitRoom() {
+				return
+			}
+			continue
+		case over:
+			return
+		case behindTail:
 			if !s.catchUp() {
 				return
 			}
 			continue
-		case err != nil: // deposed or closed: the stream ends
-			return
-		}
-		sent := false
-		for _, seg := range segs {
-			if !s.sendSegment(seg) {
-				return
-			}
-			sent = true
-		}
-		// durable=false readers learn promptly what became durable.
-		if !s.durable && s.checkpointDue(tail.Durable()) {
-			s.appendCheckpoint(tail.Durable())
-		}
-		if !s.flush() {
-			return
-		}
-		if sent {
-			idleSince = time.Now()
+		case moreNow:
 			continue
 		}
 		select {
 		case <-wait:
 		case <-ticker.C:
-			if time.Since(idleSince) >= cpEvery {
+			if time.Since(idleSince) >= cpEvery && s.evOff == 0 {
 				// At least one checkpoint a second while idle; it doubles
-				// as the keep-alive.
+				// as the keep-alive. Written by the next work step.
 				s.appendCheckpoint(min(s.cursor, tail.Durable()))
-				if !s.flush() {
-					return
-				}
 				idleSince = time.Now()
 			}
 		case <-s.stream.Done():
@@ -263,16 +301,87 @@ func (s *subscriber) run() {
 	}
 }
 
-func (s *subscriber) checkpointDue(durable tx.Version) bool {
-	return min(s.cursor, durable) > s.lastCP
+// Outcomes of work besides progressed (nothing more to do now), blocked
+// and over.
+const (
+	behindTail progress = over + 1 + iota // the tail lost the cursor: read the log
+	moreNow                               // progress was made: look again at once
+)
+
+// work writes what is pending and what the tail holds after the cursor,
+// without waiting for anything. wait is the tail's channel for new data.
+func (s *subscriber) work(tail *engine.Tail) (step progress, wait <-chan struct{}, sent bool) {
+	if step := s.writeOut(); step != progressed {
+		return step, nil, false
+	}
+	readAt := time.Now().UnixNano()
+	segs, wait, err := tail.Read(s.cursor, s.durable, s.segs[:0])
+	switch {
+	case errors.Is(err, engine.ErrBehindTail):
+		return behindTail, nil, false
+	case err != nil: // deposed or closed: the stream ends
+		return over, nil, false
+	}
+	before := s.cursor
+	step = progressed
+	for _, seg := range segs {
+		if step = s.sendSegment(seg); step != progressed {
+			break
+		}
+	}
+	clear(segs) // hold no segment while waiting
+	s.segs = segs[:0]
+	sent = s.cursor != before
+	if step != progressed {
+		return step, nil, sent
+	}
+	// durable=false readers learn promptly what became durable.
+	if !s.durable && s.checkpointDue(tail.Durable()) {
+		s.appendCheckpoint(tail.Durable())
+	}
+	if step := s.writeOut(); step != progressed {
+		return step, nil, sent
+	}
+	s.caughtUpAt.Store(readAt) // it has everything the tail held at readAt
+	if sent {
+		return moreNow, nil, true
+	}
+	return progressed, wait, false
 }
 
-// catchUp sends transactions from the persisted log until the cursor is
-// back within reach of the tail. It returns false when the stream is over.
+// takeSlot waits for a slot of the given pool; false when the stream ended.
+func (s *subscriber) takeSlot(pool chan struct{}) bool {
+	select {
+	case pool <- struct{}{}:
+		return true
+	case <-s.stream.Done():
+		return false
+	}
+}
+
+// waitRoom sleeps until the stream may take more; false when it is over.
+func (s *subscriber) waitRoom() bool {
+	select {
+	case <-s.stream.Room():
+		return true
+	case <-s.stream.Done():
+		return false
+	}
+}
+
+func (s *subscriber) checkpointDue(durable tx.Version) bool {
+	return s.evOff == 0 && min(s.cursor, durable) > s.lastCP
+}
+
+// catchUp sends transactions from the persisted log: the read under a
+// catch-up slot, the sending under a work slot. It returns false when the
+// stream is over.
 func (s *subscriber) catchUp() bool {
 	a := s.api
+	if !s.takeSlot(a.catchUpSlots) {
+		return false
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go func() {
 		select {
 		case <-s.stream.Done():
@@ -281,6 +390,8 @@ func (s *subscriber) catchUp() bool {
 		}
 	}()
 	segs, err := s.eng.Log().ReadFrom(ctx, s.cursor, catchUpBytes)
+	cancel()
+	<-a.catchUpSlots
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			a.logger.Warn("subscriber catch-up read failed; closing stream", "after", uint64(s.cursor), "err", err)
@@ -290,47 +401,44 @@ func (s *subscriber) catchUp() bool {
 	if len(segs) == 0 {
 		// after+1 is not stored yet: the tail will have it shortly.
 		select {
-		case <-time.After(drainPoll):
+		case <-time.After(notStoredPoll):
 			return true
 		case <-s.stream.Done():
 			return false
 		}
 	}
+	if !s.takeSlot(a.workSlots) {
+		return false
+	}
+	step := progressed
 	for _, seg := range segs {
-		if !s.sendSegment(seg) {
-			return false
+		if step = s.sendSegment(seg); step != progressed {
+			break
 		}
 	}
-	return s.flush()
+	if step == progressed {
+		step = s.writeOut()
+	}
+	<-a.workSlots
+	switch step {
+	case blocked:
+		return s.waitRoom()
+	case over:
+		return false
+	}
+	return true
 }
 
 // sendSegment sends the segment's transactions above the cursor: the shared
 // encoding for unfiltered streams, its own encoding for filtered ones.
-func (s *subscriber) sendSegment(seg []byte) bool {
+func (s *subscriber) sendSegment(seg []byte) progress {
 	if !s.filter {
-		e, err := s.api.events.get(seg)
-		if err != nil {
-			s.api.logger.Error("subscriber: corrupt segment", "err", err)
-			return false
-		}
-		if e.last <= s.cursor {
-			return true
-		}
-		if e.first > s.cursor+1 {
-			s.api.logger.Error("subscriber: gap in the log", "cursor", uint64(s.cursor), "next", uint64(e.first))
-			return false
-		}
-		s.out = append(s.out, e.after(s.cursor)...)
-		s.cursor, s.prevSent = e.last, e.last
-		if len(s.out) >= flushBytes {
-			return s.flush()
-		}
-		return true
+		return s.sendShared(seg)
 	}
 	hdr, err := s.reader.Reset(seg)
 	if err != nil {
 		s.api.logger.Error("subscriber: corrupt segment", "err", err)
-		return false
+		return over
 	}
 	for t, ok := s.reader.Next(); ok; t, ok = s.reader.Next() {
 		if t.Version <= s.cursor {
@@ -338,19 +446,67 @@ func (s *subscriber) sendSegment(seg []byte) bool {
 		}
 		if t.Version != s.cursor+1 {
 			s.api.logger.Error("subscriber: gap in the log", "cursor", uint64(s.cursor), "next", uint64(t.Version))
-			return false
+			return over
 		}
 		s.cursor = t.Version
 		s.appendFiltered(t, hdr.LeaderID)
-		if len(s.out) >= flushBytes && !s.flush() {
-			return false
+		if len(s.out) >= flushBytes {
+			if step := s.writeOut(); step != progressed {
+				return step
+			}
 		}
 	}
 	if err := s.reader.Err(); err != nil {
 		s.api.logger.Error("subscriber: corrupt segment", "err", err)
-		return false
+		return over
 	}
-	return true
+	return progressed
+}
+
+// sendShared writes the shared encoding of seg's events above the cursor
+// straight into the stream, in pieces, recording partial progress.
+func (s *subscriber) sendShared(seg []byte) progress {
+	e, err := s.api.events.get(seg)
+	if err != nil {
+		s.api.logger.Error("subscriber: corrupt segment", "err", err)
+		return over
+	}
+	if e.last <= s.cursor {
+		return progressed
+	}
+	if e.first > s.cursor+1 {
+		s.api.logger.Error("subscriber: gap in the log", "cursor", uint64(s.cursor), "next", uint64(e.first))
+		return over
+	}
+	text := e.after(s.cursor)
+	pos := len(e.text) - len(text) + s.evOff // where the unwritten text starts
+	for pos < len(e.text) {
+		piece := e.text[pos:min(len(e.text), pos+s.api.streamPieceBytes)]
+		if err := s.stream.Write(piece); err != nil {
+			s.advance(e, pos)
+			if errors.Is(err, netpoll.ErrStreamFull) {
+				return blocked
+			}
+			return over
+		}
+		pos += len(piece)
+	}
+	s.advance(e, pos)
+	return progressed
+}
+
+// advance sets cursor and evOff from pos, the end of what was written of
+// e.text.
+func (s *subscriber) advance(e *encodedSegment, pos int) {
+	// i: the first event not completely written.
+	i := sort.Search(len(e.offsets), func(i int) bool { return e.offsets[i] > pos }) - 1
+	if i == len(e.offsets)-1 {
+		s.cursor, s.evOff = e.last, 0
+	} else {
+		s.cursor, s.evOff = e.first+tx.Version(i)-1, pos-e.offsets[i]
+	}
+	s.prevSent = s.cursor
+	s.cursorAt.Store(uint64(s.cursor))
 }
 
 // appendFiltered encodes the part of t inside the key filter, or nothing
@@ -375,56 +531,36 @@ func (s *subscriber) appendCheckpoint(v tx.Version) {
 	}
 }
 
-// flush writes the gathered events, waiting (bounded by netpoll's stall
-// timeout) while the stream queue is full. It returns false when the stream
-// is over.
-func (s *subscriber) flush() bool {
-	s.cursorAt.Store(uint64(s.cursor))
+// writeOut writes out without waiting: blocked (out keeps what is left)
+// when the stream is full.
+func (s *subscriber) writeOut() progress {
+	if len(s.out) == 0 {
+		s.cursorAt.Store(uint64(s.cursor))
+		return progressed
+	}
 	pending := s.out
 	for len(pending) > 0 {
 		// A piece never exceeds half the stream queue, so even an event
 		// larger than the queue (a 16 MiB transaction) gets through.
 		piece := pending[:min(len(pending), s.api.streamPieceBytes)]
-		err := s.stream.Write(piece)
-		if err == nil {
-			pending = pending[len(piece):]
-			continue
+		if err := s.stream.Write(piece); err != nil {
+			s.out = s.out[:copy(s.out, pending)]
+			if errors.Is(err, netpoll.ErrStreamFull) {
+				return blocked
+			}
+			return over
 		}
-		if !errors.Is(err, netpoll.ErrStreamFull) {
-			return false
-		}
-		select {
-		case <-time.After(drainPoll):
-		case <-s.stream.Done():
-			return false
-		}
+		pending = pending[len(piece):]
 	}
 	s.out = s.out[:0]
-	return true
+	if cap(s.out) > 2*flushBytes {
+		s.out = nil // one huge event must not pin its buffer for the stream's life
+	}
+	s.cursorAt.Store(uint64(s.cursor))
+	return progressed
 }
 
-// clipOperations appends to dst the operations of ops that touch [begin,
-// end) (end nil: unbounded), with range deletes clipped to the range.
+// clipOperations is the key filter (shared with weaseldb log dump).
 func clipOperations(dst, ops []tx.Operation, begin, end []byte) []tx.Operation {
-	for _, op := range ops {
-		switch op.Type {
-		case tx.OpRangeDelete:
-			lo, hi := op.Key, op.End
-			if bytes.Compare(lo, begin) < 0 {
-				lo = begin
-			}
-			if end != nil && bytes.Compare(hi, end) > 0 {
-				hi = end
-			}
-			if bytes.Compare(lo, hi) < 0 {
-				op.Key, op.End = lo, hi
-				dst = append(dst, op)
-			}
-		default:
-			if bytes.Compare(op.Key, begin) >= 0 && (end == nil || bytes.Compare(op.Key, end) < 0) {
-				dst = append(dst, op)
-			}
-		}
-	}
-	return dst
+	return tx.ClipOperations(dst, ops, begin, end)
 }

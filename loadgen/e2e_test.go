@@ -5,31 +5,70 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// weaseldbForTest builds the real server (or takes $WEASELDB_TEST_BIN) and
-// starts it with env on a free loopback port; it is stopped at the end.
-func weaseldbForTest(t *testing.T, env ...string) string {
+// weaseldbBin is the real server built once for this test binary (or
+// $WEASELDB_TEST_BIN); TestMain removes it.
+var weaseldbBin struct {
+	once      sync.Once
+	path, dir string
+	err       error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if weaseldbBin.dir != "" {
+		os.RemoveAll(weaseldbBin.dir)
+	}
+	os.Exit(code)
+}
+
+// weaseldbBinary builds the real server once (or takes $WEASELDB_TEST_BIN)
+// and returns its path.
+func weaseldbBinary(t *testing.T) string {
 	t.Helper()
-	bin := os.Getenv("WEASELDB_TEST_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "weaseldb")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/weaseldb")
+	weaseldbBin.once.Do(func() {
+		if b := os.Getenv("WEASELDB_TEST_BIN"); b != "" {
+			weaseldbBin.path = b
+			return
+		}
+		dir, err := os.MkdirTemp("", "loadgen-weaseldb-bin-")
+		if err != nil {
+			weaseldbBin.err = err
+			return
+		}
+		weaseldbBin.dir, weaseldbBin.path = dir, filepath.Join(dir, "weaseldb")
+		cmd := exec.Command("go", "build", "-o", weaseldbBin.path, "./cmd/weaseldb")
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/weaseldb: %v\n%s", err, out)
+			weaseldbBin.err = fmt.Errorf("go build ./cmd/weaseldb: %v\n%s", err, out)
 		}
+	})
+	if weaseldbBin.err != nil {
+		t.Fatal(weaseldbBin.err)
 	}
+	return weaseldbBin.path
+}
+
+// weaseldbForTest starts the real server with env on a free loopback
+// port; it is stopped at the end.
+func weaseldbForTest(t *testing.T, env ...string) string {
+	t.Helper()
+	bin := weaseldbBinary(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +185,58 @@ func TestEndpointsTokenAndRedirectAgainstRealServer(t *testing.T) {
 	}
 }
 
+// lossyFront forwards everything to the leader, but drops the answers of
+// the first `drop` commits after they committed (the connection is closed
+// unanswered), as a leader dying between its fsync and its answer would.
+func lossyFront(t *testing.T, leader string, drop int64) string {
+	var dropped atomic.Int64
+	target := &url.URL{Scheme: "http", Host: leader}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // the dropped answers' writes fail, as intended
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/commit" && dropped.Add(1) <= drop {
+			proxy.ServeHTTP(httptest.NewRecorder(), r)
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// Lost answers are not resent: after the run they are resolved with
+// /v1/status, and every dropped answer was a commit that happened.
+func TestLostAnswersResolvedWithStatus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real server")
+	}
+	leader := weaseldbForTest(t)
+	front := lossyFront(t, leader, 5)
+	var out, errOut bytes.Buffer
+	code := run([]string{"--addr", front, "--connections", "1", "--duration", "1s", "--warmup", "0s",
+		"--keys", "100", "--json", "--quiet"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var s Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	l := s.Run.Lost
+	if l == nil || l.Count != 5 || l.Committed != 5 || l.NotCommitted != 0 || l.Unknown != 0 {
+		t.Fatalf("lost answers %+v; want 5, all committed", l)
+	}
+	if s.Run.Outcomes.Transport != 5 {
+		t.Fatalf("transport errors %d; want the 5 lost answers", s.Run.Outcomes.Transport)
+	}
+	if !strings.Contains(errOut.String(), "lost answers 5, resolved with /v1/status: 5 committed") {
+		t.Fatalf("table does not report the lost answers:\n%s", errOut.String())
+	}
+}
+
 // TestFailoverScenario: --spawn --backend s3 starts a fake S3, a leader and
 // a replica; --kill-leader-after SIGKILLs the leader; the replica takes
 // over and the run reports a commit gap (its size is not asserted).
@@ -153,15 +244,7 @@ func TestFailoverScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real server")
 	}
-	bin := os.Getenv("WEASELDB_TEST_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "weaseldb")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/weaseldb")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/weaseldb: %v\n%s", err, out)
-		}
-	}
+	bin := weaseldbBinary(t)
 	var out, errOut bytes.Buffer
 	code := run([]string{"--spawn", "--weaseldb", bin, "--backend", "s3", "--replicas", "1", "--kill-leader-after", "1s",
 		"--connections", "4", "--duration", "8s", "--warmup", "0s", "--request-id", "--json", "--quiet"}, &out, &errOut)

@@ -58,7 +58,12 @@ SERVER
                           (a leader and its replicas): connections go to the
                           first that answers, move to the next on a
                           connection error, and to the leader a 307 names
-                          (the redirected commit is counted, not resent)
+                          (the redirected commit is counted, not resent).
+                          Commits whose answer was lost (a connection broke
+                          with them in flight) are never resent: after the
+                          run they are resolved with /v1/status (up to 30s)
+                          and reported as committed, not committed or
+                          unknown
     --token TOKEN         bearer token for a server configured with one
                           (default: $WEASELDB_AUTH_TOKEN)
     --spawn               start a server for this run: free port, temporary

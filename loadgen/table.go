@@ -31,6 +31,10 @@ func printTable(w io.Writer, s *Summary) {
 		}
 	}
 	quantRow(w, "latency ms", r.Latency)
+	if l := r.Lost; l != nil {
+		fmt.Fprintf(w, "  lost answers %d, resolved with /v1/status: %d committed, %d not committed, %d unknown\n",
+			l.Count, l.Committed, l.NotCommitted, l.Unknown)
+	}
 	if s.Version != nil {
 		fmt.Fprintf(w, "  %-22s %12.0f /s   commits/versions %.3f\n", "GET /v1/version", s.Version.Throughput, s.VersionRatio)
 		quantRow(w, "version latency ms", s.Version.Latency)

@@ -57,6 +57,21 @@ type Config struct {
 	// At most twice this is held per stream (one batch being written, one
 	// queued). 0 = 1 MiB.
 	MaxStreamQueueBytes int
+	// MaxStreamBytesTotal bounds the bytes all streams of the server hold at
+	// once (each stream's queue plus what the reactor took from it and has
+	// not written). A Write past it is refused with ErrStreamFull, as if the
+	// stream's own queue were full; Exchange.StreamBytesFree tells a handler
+	// whether a new stream has room (WeaselDB answers a new subscriber 503
+	// when it has not). 0 = 1 GiB.
+	MaxStreamBytesTotal int64
+	// MaxBodyBytesTotal bounds the bytes of request bodies being read at
+	// once, all connections together: a body with a Content-Length reserves
+	// it before a byte is read and is answered 503 when it does not fit (a
+	// body over 64 KiB may use only 7/8 of the bound, so small requests
+	// still pass when big ones fill it); a chunked body reserves as it
+	// arrives and is answered 503, and the connection closed, when the
+	// bound is reached. 0 = 1 GiB.
+	MaxBodyBytesTotal int64
 	// MaxWriteBufferBytes is how much response data pipelined requests may
 	// pile up before the server stops reading that connection until the
 	// peer reads. 0 = 1 MiB.
@@ -79,6 +94,8 @@ const (
 	defaultBodyTimeout         = 20 * time.Second
 	defaultMinBodyRate         = 500
 	defaultMaxStreamQueueBytes = 1 << 20
+	defaultMaxStreamBytesTotal = 1 << 30
+	defaultMaxBodyBytesTotal   = 1 << 30
 	defaultMaxWriteBufferBytes = 1 << 20
 	defaultMaxDetachedPerConn  = 16
 	headRoomBytes              = 4 << 10
@@ -119,6 +136,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxWriteBufferBytes == 0 {
 		c.MaxWriteBufferBytes = defaultMaxWriteBufferBytes
 	}
+	if c.MaxStreamBytesTotal == 0 {
+		c.MaxStreamBytesTotal = defaultMaxStreamBytesTotal
+	}
+	if c.MaxBodyBytesTotal == 0 {
+		c.MaxBodyBytesTotal = defaultMaxBodyBytesTotal
+	}
 	if c.MaxDetachedPerConn == 0 {
 		c.MaxDetachedPerConn = defaultMaxDetachedPerConn
 	}
@@ -154,6 +177,12 @@ func (c Config) validate() error {
 	}
 	if c.MaxStreamQueueBytes < 4096 {
 		bad("MaxStreamQueueBytes = %d: want >= 4096", c.MaxStreamQueueBytes)
+	}
+	if c.MaxStreamBytesTotal < int64(c.MaxStreamQueueBytes) {
+		bad("MaxStreamBytesTotal = %d: want at least MaxStreamQueueBytes (%d)", c.MaxStreamBytesTotal, c.MaxStreamQueueBytes)
+	}
+	if c.MaxBodyBytesTotal < 64<<10 {
+		bad("MaxBodyBytesTotal = %d: want >= 64 KiB", c.MaxBodyBytesTotal)
 	}
 	if c.MaxWriteBufferBytes < 4096 {
 		bad("MaxWriteBufferBytes = %d: want >= 4096", c.MaxWriteBufferBytes)

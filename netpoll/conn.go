@@ -68,18 +68,25 @@ type conn struct {
 	emptyBytes int   // CR/LF bytes skipped before the pending head
 	bodyStart  int64 // when the current request's head ended (body deadline base)
 	bodyRead   int64 // body bytes (with chunk framing) consumed so far
-	lastActive int64 // last read, completed response or accept
-	lastWrite  int64 // last write progress
-	lingerEnd  int64
+	// bodyReserved: bytes of the server's body budget this request holds
+	// (see reserveBody).
+	bodyReserved int64
+	lastActive   int64 // last read, completed response or accept
+	lastWrite    int64 // last write progress
+	lingerEnd    int64
 
 	ticketSeq uint64
 	ticket    atomic.Uint64 // nonzero while a Detached token may answer
 
-	stream    *Stream
-	userState any
-	scratch   []byte
-	arena     *arena.Arena // immutable, never nil; reset when a request starts
-	inReady   bool
+	stream *Stream
+	// streamHeld: bytes taken from the stream's queue into wbuf and not yet
+	// all written; they count against the server's stream budget until
+	// they are.
+	streamHeld int
+	userState  any
+	scratch    []byte
+	arena      *arena.Arena // immutable, never nil; reset when a request starts
+	inReady    bool
 
 	// held: answers that must wait for an earlier pipelined Detached
 	// token, in request order (see held.go). Reactor-owned, except each
@@ -169,9 +176,6 @@ func (c *conn) appendStreamHead(status int, contentType string, hdrs []Header, c
 	b := c.appendHead(*out, status, contentType, hdrs)
 	if chunked && !c.req.head {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
-	}
-	if !c.closeAfter && !c.req.http10 {
-		b = append(b, "Cache-Control: no-cache\r\n"...)
 	}
 	*out = append(b, "\r\n"...)
 	c.r.countStatus(status)
@@ -414,7 +418,12 @@ func (c *conn) startRequest() {
 	}
 	c.route = res.route
 	if c.req.contentLength > c.route.maxBody {
-		c.appendErrorResponse(413, "payload_too_large", "request body exceeds the limit of this path", nil, &c.r.errBuf)
+		c.appendErrorResponse(413, "payload_too_large", c.route.tooLarge, nil, &c.r.errBuf)
+		c.endRequest()
+		return
+	}
+	if c.req.contentLength > 0 && !c.reserveBody(c.req.contentLength) {
+		c.appendErrorResponse(503, "unavailable", errBodyBudget, nil, &c.r.errBuf)
 		c.endRequest()
 		return
 	}
@@ -470,10 +479,14 @@ func (c *conn) feedBody() bool {
 		c.failBody(err.status, err.code, err.message)
 		return false
 	}
+	if c.bodyRead > c.bodyReserved && !c.reserveBody(max(bodyReserveStep, c.bodyRead-c.bodyReserved)) {
+		c.failBody(503, "unavailable", errBodyBudget)
+		return false
+	}
 	if len(chunk) > 0 {
 		c.bodySeen += int64(len(chunk))
 		if c.bodySeen > c.route.maxBody {
-			c.failBody(413, "payload_too_large", "request body exceeds the limit of this path")
+			c.failBody(413, "payload_too_large", c.route.tooLarge)
 			return false
 		}
 		c.route.handler.ServeBody(&c.ex, chunk)
@@ -489,6 +502,7 @@ func (c *conn) feedBody() bool {
 }
 
 func (c *conn) failBody(status int, code, message string) {
+	c.releaseBody()
 	c.closeAfter = true
 	if !c.answered {
 		c.appendErrorResponse(status, code, message, nil, &c.r.errBuf)
@@ -497,6 +511,7 @@ func (c *conn) failBody(status int, code, message string) {
 }
 
 func (c *conn) finishBody() {
+	c.releaseBody() // read in full: no longer a body being read
 	c.route.handler.ServeEnd(&c.ex)
 	if c.state == stateDetached || c.state == stateStream {
 		return
@@ -510,6 +525,7 @@ func (c *conn) finishBody() {
 // endRequest moves on after an answer: to the next request, or to closing.
 func (c *conn) endRequest() {
 	c.lastActive = c.r.now
+	c.releaseBody()
 	if c.closeAfter || c.bodyPending() {
 		c.closeAfter = true
 		c.state = stateDraining
@@ -616,11 +632,18 @@ func (c *conn) pumpStream() {
 		if c.pendingOutput() > 0 && !c.flush() {
 			return
 		}
+		c.releaseStreamHeld() // written: the bytes no longer count
 		s.mu.Lock()
 		s.mu.wakePending = false
 		if len(s.mu.queue) > 0 {
-			c.wbuf, s.mu.queue = s.mu.queue, c.wbuf[:0]
+			spare := c.wbuf[:0]
+			if cap(spare) > streamQueueKeepBytes {
+				spare = nil // do not keep a burst's buffer for the stream's life
+			}
+			c.wbuf, s.mu.queue = s.mu.queue, spare
 			c.wpos = 0
+			c.streamHeld = len(c.wbuf)
+			s.wakeRoomLocked()
 			s.mu.Unlock()
 			continue
 		}
@@ -628,6 +651,9 @@ func (c *conn) pumpStream() {
 		s.mu.Unlock()
 		if !ending {
 			return
+		}
+		if cap(c.wbuf) > streamQueueKeepBytes {
+			c.wbuf = nil // the connection lives on; the stream's big buffer need not
 		}
 		if s.chunked && !c.req.head {
 			c.wbuf = append(c.wbuf, "0\r\n\r\n"...)
@@ -641,6 +667,55 @@ func (c *conn) pumpStream() {
 	}
 }
 
+// Request bodies count against the server's MaxBodyBytesTotal from their
+// head to their last byte: bytes a client sends are bytes the server holds
+// (a commit body is decoded into the connection's arena as it arrives), and
+// 200 connections each holding an unfinished 15 MiB body took 2.3 GB. A
+// Content-Length body reserves its length before a byte of it is read; a
+// chunked one reserves bodyReserveStep at a time as it arrives. A body
+// above bigBodyBytes may only take the budget up to 7/8, so that small
+// requests (most commits) still pass while big ones fill it.
+//
+// Refused with 503, not paused: paused bodies would hold their reservations
+// while waiting for each other's, and the budget would deadlock until the
+// idle timeout; a refusal is immediate and the client may retry.
+const (
+	bigBodyBytes    = 64 << 10
+	bodyReserveStep = 64 << 10
+	errBodyBudget   = "request bodies being read are at their server-wide bound (server.total_body_bytes); retry later"
+)
+
+// reserveBody takes n more bytes of the body budget for this request.
+func (c *conn) reserveBody(n int64) bool {
+	b := c.r.srv.bodyBytes
+	limit := b.max
+	if c.bodyReserved+n > bigBodyBytes {
+		limit = b.max - b.max/8
+	}
+	if !b.takeBelow(n, limit) {
+		return false
+	}
+	c.bodyReserved += n
+	return true
+}
+
+// releaseBody gives the request's body reservation back.
+func (c *conn) releaseBody() {
+	if c.bodyReserved > 0 {
+		c.r.srv.bodyBytes.release(c.bodyReserved)
+		c.bodyReserved = 0
+	}
+}
+
+// releaseStreamHeld returns the stream bytes in wbuf to the server's budget
+// (they were written, or will never be).
+func (c *conn) releaseStreamHeld() {
+	if c.streamHeld > 0 {
+		c.r.srv.streamBytes.release(int64(c.streamHeld))
+		c.streamHeld = 0
+	}
+}
+
 // close releases the connection; err tells a stream why.
 func (c *conn) close(err error) {
 	if c.state == stateClosed {
@@ -650,6 +725,8 @@ func (c *conn) close(err error) {
 		c.stream.finish(err)
 		c.stream = nil
 	}
+	c.releaseStreamHeld()
+	c.releaseBody()
 	c.state = stateClosed
 	c.dropHeld()
 	c.r.release(c)

@@ -66,6 +66,14 @@ func (ex *Exchange) RespondError(status int, code, message string) {
 // turned into a stream).
 func (ex *Exchange) Answered() bool { return ex.c.answered }
 
+// StreamBytesFree returns how many bytes the server-wide stream budget
+// (MaxStreamBytesTotal) has left now: a handler about to start a stream that
+// may queue up to a full MaxStreamQueueBytes can refuse instead.
+func (ex *Exchange) StreamBytesFree() int64 {
+	b := ex.c.r.srv.streamBytes
+	return b.max - b.used.Load()
+}
+
 // Scratch returns the connection's reusable scratch buffer (length 0,
 // capacity kept from earlier requests), for handlers that gather a body or
 // build an answer without allocating. Store the grown slice back with
@@ -266,11 +274,45 @@ type Stream struct {
 
 	mu struct {
 		sync.Mutex
-		queue       []byte // framed bytes not yet handed to the reactor
-		closing     bool   // Close called: the reactor ends the body when the queue drains
-		finished    bool   // done is closed
-		err         error  // why it finished (nil after a clean Close)
-		wakePending bool   // a cmdStream for this stream is in the reactor's inbox
+		queue       []byte        // framed bytes not yet handed to the reactor
+		closing     bool          // Close called: the reactor ends the body when the queue drains
+		finished    bool          // done is closed
+		err         error         // why it finished (nil after a clean Close)
+		wakePending bool          // a cmdStream for this stream is in the reactor's inbox
+		room        chan struct{} // closed when the reactor takes the queue; nil when nobody waits
+	}
+}
+
+// streamQueueKeepBytes is the largest queue capacity a stream keeps once its
+// bytes are written; a bigger one (a burst, a stalled peer) is let go, so an
+// idle stream holds little and a closed one nothing.
+const streamQueueKeepBytes = 64 << 10
+
+// Room returns a channel that is closed when a Write refused with
+// ErrStreamFull may succeed: the reactor took the queue, the server-wide
+// stream budget has room for half a queue, or the stream is over. Writers
+// wait on it instead of polling; a peer that reads nothing never closes it
+// (WriteStallTimeout then ends the stream, which does).
+func (s *Stream) Room() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.finished || s.mu.closing {
+		return closedChan
+	}
+	if len(s.mu.queue) > 0 {
+		if s.mu.room == nil {
+			s.mu.room = make(chan struct{})
+		}
+		return s.mu.room
+	}
+	return s.r.srv.streamBytes.wait(int64(chunkFrameBytes(s.maxQueue / 2)))
+}
+
+// wakeRoomLocked closes the Room channel. Caller holds s.mu.
+func (s *Stream) wakeRoomLocked() {
+	if s.mu.room != nil {
+		close(s.mu.room)
+		s.mu.room = nil
 	}
 }
 
@@ -290,9 +332,22 @@ func (s *Stream) Write(p []byte) error {
 	if s.chunked {
 		need = chunkFrameBytes(len(p))
 	}
-	if len(s.mu.queue)+need > s.maxQueue {
+	if len(s.mu.queue)+need > s.maxQueue || !s.r.srv.streamBytes.take(int64(need)) {
 		s.mu.Unlock()
 		return ErrStreamFull
+	}
+	if len(s.mu.queue)+need > cap(s.mu.queue) {
+		// Grown in at most two steps, to streamQueueKeepBytes and then to
+		// the bound, not by doubling: a stalled stream's queue is one
+		// allocation of maxQueue, with no trail of garbage, and its heap
+		// is what the budget counts.
+		size := streamQueueKeepBytes
+		if len(s.mu.queue)+need > size {
+			size = s.maxQueue + chunkFrameBytes(0)
+		}
+		q := make([]byte, len(s.mu.queue), size)
+		copy(q, s.mu.queue)
+		s.mu.queue = q
 	}
 	if s.chunked {
 		s.mu.queue = appendChunk(s.mu.queue, p)
@@ -353,8 +408,11 @@ func (s *Stream) finish(err error) {
 	}
 	s.mu.finished = true
 	s.mu.err = err
+	queued := len(s.mu.queue)
 	s.mu.queue = nil
+	s.wakeRoomLocked()
 	s.mu.Unlock()
+	s.r.srv.streamBytes.release(int64(queued))
 	close(s.done)
 	s.r.streamsOpen.Add(-1)
 }

@@ -364,12 +364,18 @@ func (r *reactor) recycle(c *conn) {
 	c.fd, c.index, c.local, c.state = -1, 0, false, stateClosed
 	c.rstart, c.rend, c.scanFrom, c.headStart, c.headLen = 0, 0, 0, 0, 0
 	c.wbuf, c.wpos, c.writeBlocked, c.shutWrite = c.wbuf[:0], 0, false, false
+	if cap(c.wbuf) > wbufKeepBytes {
+		// A stream's queue or a big answer: up to 1,024 free connections
+		// per reactor must not each pin megabytes.
+		c.wbuf = nil
+	}
+	c.streamHeld = 0
 	c.req = Request{}
 	c.route, c.bodyLeft, c.bodySeen = nil, 0, 0
 	c.dechunk.reset()
 	c.answered, c.closeAfter, c.eof, c.peerClosed, c.drained = false, false, false, false, false
 	c.headSince, c.lastActive, c.lastWrite, c.lingerEnd = 0, 0, 0, 0
-	c.emptyBytes, c.bodyStart, c.bodyRead = 0, 0, 0
+	c.emptyBytes, c.bodyStart, c.bodyRead, c.bodyReserved = 0, 0, 0, 0
 	c.stream, c.userState, c.inReady = nil, nil, false
 	if cap(c.scratch) > scratchKeepBytes {
 		c.scratch = nil
@@ -379,6 +385,9 @@ func (r *reactor) recycle(c *conn) {
 		r.free = append(r.free, c)
 	}
 }
+
+// wbufKeepBytes is the largest write buffer a recycled connection keeps.
+const wbufKeepBytes = 64 << 10
 
 func (r *reactor) markReady(c *conn) {
 	if !c.inReady {
@@ -458,6 +467,7 @@ func (r *reactor) closeAll() {
 			c.stream.finish(ErrServerClosed)
 			c.stream = nil
 		}
+		c.releaseStreamHeld()
 		c.state = stateClosed
 		c.ticket.Store(0)
 		c.dropHeld()

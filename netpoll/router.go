@@ -57,6 +57,8 @@ type routeEntry struct {
 	method  string
 	handler Handler
 	maxBody int64
+	// tooLarge is the 413 message, stating the limit (built once).
+	tooLarge string
 }
 
 // perfectTable maps keys to entries with no collisions: slot = hash(seed,
@@ -120,7 +122,8 @@ func NewRouter(routes []Route) (*Router, error) {
 				problems = append(problems, fmt.Sprintf("route %d: duplicate %s %s", i, r.Method, r.Path))
 			}
 		}
-		e.routes = append(e.routes, routeEntry{method: r.Method, handler: r.Handler, maxBody: maxBody})
+		e.routes = append(e.routes, routeEntry{method: r.Method, handler: r.Handler, maxBody: maxBody,
+			tooLarge: fmt.Sprintf("request body exceeds the limit of %d bytes for %s %s", maxBody, r.Method, r.Path)})
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("netpoll router: %s", strings.Join(problems, "; "))

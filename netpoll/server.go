@@ -26,6 +26,8 @@ type Server struct {
 	shuttingDown atomic.Bool
 	reactorsDone sync.WaitGroup
 	date         atomic.Pointer[dateCache]
+	streamBytes  *byteBudget // immutable
+	bodyBytes    *byteBudget // immutable
 
 	mu struct {
 		sync.Mutex
@@ -42,7 +44,8 @@ func NewServer(cfg Config, router *Router) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, router: router}
+	s := &Server{cfg: cfg, router: router, streamBytes: newByteBudget(cfg.MaxStreamBytesTotal),
+		bodyBytes: newByteBudget(cfg.MaxBodyBytesTotal)}
 	s.refreshDate()
 	cpus := allowedCPUs()
 	for i := 0; i < cfg.Reactors; i++ {
@@ -266,11 +269,14 @@ type Stats struct {
 	Requests        uint64    // complete request heads received, malformed ones included (an oversized head is not)
 	Responses       [6]uint64 // by status class: Responses[2] counts 2xx; [0] unused
 	OpenStreams     int64     // streams (StartStream) not yet over
+	StreamBytes     int64     // bytes held for streams, all of them (bounded by MaxStreamBytesTotal)
+	BodyBytes       int64     // bytes reserved by request bodies being read (bounded by MaxBodyBytesTotal)
 }
 
 // Stats sums the reactors' counters.
 func (s *Server) Stats() Stats {
-	st := Stats{OpenConnections: s.open.Load()}
+	st := Stats{OpenConnections: s.open.Load(), StreamBytes: s.streamBytes.used.Load(),
+		BodyBytes: s.bodyBytes.used.Load()}
 	for _, r := range s.reactors {
 		st.Accepted += r.accepted.Load()
 		st.Rejected += r.rejected.Load()

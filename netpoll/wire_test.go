@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -516,5 +517,78 @@ func TestPipeliningPeerNeverReads(t *testing.T) {
 			t.Fatalf("connection of a peer that never reads still open: %+v", srv.Stats())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBodyBudget: bodies being read count against MaxBodyBytesTotal (issue
+// 12, item 9). A Content-Length body that does not fit is answered 503
+// before it is read; small bodies still pass while a big one holds most of
+// the budget; a chunked body that runs out is answered 503 and closed; the
+// budget comes back when a body is complete.
+func TestBodyBudget(t *testing.T) {
+	echo := Buffered(func(ex *Exchange, body []byte) {
+		ex.Respond(200, "text/plain", []byte(strconv.Itoa(len(body))))
+	})
+	routes := []Route{{Method: "POST", Path: "/echo", Handler: echo, MaxBodyBytes: 1 << 20}}
+	srv, addr := startServer(t, Config{MaxBodyBytesTotal: 256 << 10}, routes)
+	post := func(c net.Conn, n int, body bool) {
+		t.Helper()
+		mustWrite(t, c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(n)+"\r\n\r\n")
+		if body {
+			mustWrite(t, c, strings.Repeat("b", n))
+		}
+	}
+	// A holds 200 KiB of the 256 KiB and sends all but one byte.
+	a := dial(t, addr)
+	post(a, 200<<10, false)
+	mustWrite(t, a, strings.Repeat("a", 200<<10-1))
+	waitFor(t, "A's reservation", func() bool { return srv.Stats().BodyBytes == 200<<10 })
+
+	b := dial(t, addr)
+	post(b, 100<<10, false)
+	if out := readAllUntilClose(t, b); !strings.HasPrefix(out, "HTTP/1.1 503") || !strings.Contains(out, "total_body_bytes") {
+		t.Fatalf("big body past the budget: %q, want 503 before it is read", out)
+	}
+	small := dial(t, addr)
+	br := bufio.NewReader(small)
+	post(small, 1000, true)
+	if resp := readResponse(t, br, "POST"); resp.status != 200 || resp.body != "1000" {
+		t.Fatalf("small body while a big one holds the budget: %d %q", resp.status, resp.body)
+	}
+
+	chunked := dial(t, addr)
+	mustWrite(t, chunked, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	piece := "8000\r\n" + strings.Repeat("c", 0x8000) + "\r\n"
+	go func() {
+		for range 8 { // 256 KiB: more than is left
+			if _, err := chunked.Write([]byte(piece)); err != nil {
+				return
+			}
+		}
+	}()
+	if out := readAllUntilClose(t, chunked); !strings.HasPrefix(out, "HTTP/1.1 503") {
+		t.Fatalf("chunked body past the budget: %q, want 503", out)
+	}
+
+	mustWrite(t, a, "a")
+	if resp := readResponse(t, bufio.NewReader(a), "POST"); resp.status != 200 || resp.body != strconv.Itoa(200<<10) {
+		t.Fatalf("A completes: %d %q", resp.status, resp.body)
+	}
+	waitFor(t, "the budget back", func() bool { return srv.Stats().BodyBytes == 0 })
+	c := dial(t, addr)
+	post(c, 100<<10, true)
+	if resp := readResponse(t, bufio.NewReader(c), "POST"); resp.status != 200 {
+		t.Fatalf("big body once the budget is back: %d", resp.status)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

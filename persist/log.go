@@ -23,9 +23,19 @@
 // Recover lists the segments and returns the longest contiguous run starting
 // at the oldest one (each segment's First is the previous one's Last+1).
 // Segments after a gap, and a torn or corrupt last segment, were never
-// acknowledged; they are reported in Recovery.Discarded and deleted. A corrupt
-// segment in the middle of the run is an error (ErrCorruption), never
-// skipped.
+// acknowledged; they are reported in Recovery.Discarded. A corrupt segment in
+// the middle of the run is an error (ErrCorruption), never skipped.
+//
+// Recover deletes nothing another server could still need: a server that
+// recovers has not won the log yet, and a live leader may be about to fill
+// the very gap it saw (its segment at the gap was in flight). The discarded
+// segments are deleted by DeleteDiscarded, which the engine calls only after
+// its claim segment was stored by conditional write: from then on this
+// server owns the name after the run, and the leader that was writing there
+// is fenced and acknowledges nothing past it (in-order release), so what
+// follows the gap is provably unacknowledged. A claim whose name is held by
+// a discarded segment (a torn tail, or the orphan of a returned leader term)
+// replaces that exact object conditionally (see Log.Append).
 //
 // # Segment format
 //
@@ -95,7 +105,22 @@ var (
 	// ErrNotFound is returned by ReadFrom when the versions asked for were
 	// truncated away.
 	ErrNotFound = errors.New("persist: not found")
+	// ErrDamaged marks a stored log found damaged behind the server's back
+	// (a log file deleted, cut short or replaced while the server ran), or
+	// a log marked so by an earlier run: acknowledged segments may be
+	// missing, so the server must stop acknowledging, and a restart must
+	// refuse rather than reuse their versions. Never retried. Test with
+	// errors.Is.
+	ErrDamaged = errors.New("persist: log damaged")
 )
+
+// DamageReporter is implemented by backends that check their stored log
+// between writes (persist/disk). Damage returns nil while the log is sound,
+// else an error wrapping ErrDamaged that says what happened. It is one
+// atomic load: the engine asks on every commit it admits.
+type DamageReporter interface {
+	Damage() error
+}
 
 // SegmentInfo names one stored segment.
 type SegmentInfo struct {
@@ -109,7 +134,7 @@ type Recovery struct {
 	// Segments is the contiguous run, oldest first. Empty for a new log.
 	Segments []SegmentInfo
 	// Discarded lists segments cut off because they followed a gap or were
-	// torn at the tail; each was logged and deleted.
+	// torn at the tail; each was logged, and is deleted by DeleteDiscarded.
 	Discarded []SegmentInfo
 }
 
@@ -140,13 +165,26 @@ func (r Recovery) OldestRetained() tx.Version {
 // writes outstanding and releases them in version order itself). All other
 // methods are safe for concurrent use with Append.
 type Log interface {
-	// Recover scans the stored log; see the package doc.
+	// Recover scans the stored log; see the package doc. It deletes
+	// nothing that another server sharing the storage could need; what it
+	// discards stays stored until DeleteDiscarded. Calling it again (a
+	// retried start-up) starts over.
 	Recover(ctx context.Context) (Recovery, error)
+
+	// DeleteDiscarded deletes the segments the last Recover discarded. Call
+	// it only after this Log's claim (its first Append after Recover)
+	// succeeded: only the winner of the log may delete. It fails, deleting
+	// nothing, when no Append has succeeded since Recover. A segment that
+	// changed since Recover (another server replaced it) is left alone.
+	DeleteDiscarded(ctx context.Context) error
 
 	// Append stores one encoded segment (see EncodeSegment) durably: when it
 	// returns nil the segment survives a crash of the process and of the
-	// machine. It returns ErrFenced if a segment with the same First exists.
-	// The Log does not keep data after Append returns.
+	// machine. It returns ErrFenced if a segment with the same First exists,
+	// except a segment the last Recover discarded and that is still exactly
+	// what Recover found: that one is replaced, atomically with the check
+	// (the claim over a discarded segment that holds the claim's name). The
+	// Log does not keep data after Append returns.
 	Append(ctx context.Context, data []byte) error
 
 	// ReadFrom returns encoded segments holding versions greater than

@@ -390,3 +390,13 @@ func ParseSegmentName(name string) (tx.Version, bool) {
 	}
 	return tx.Version(v), true
 }
+
+// PeekSegmentRange returns the First version of the segment whose header
+// starts b (at least SegmentHeaderBytes), checking only its magic: for
+// indexing copies that are validated in full when used.
+func PeekSegmentRange(b []byte) (tx.Version, bool) {
+	if len(b) < SegmentHeaderBytes || string(b[:4]) != segmentMagic {
+		return 0, false
+	}
+	return tx.Version(binary.LittleEndian.Uint64(b[offFirst:])), true
+}

@@ -1,8 +1,17 @@
 package tests
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,5 +210,269 @@ func TestRequestsMetric(t *testing.T) {
 	}
 	if n := len(series()); n > 6 {
 		t.Errorf("%d series after four kinds of answer, want only those that happened:\n%s", n, strings.Join(series(), "\n"))
+	}
+}
+
+// TestRetentionRouteErrors (issue 13.11): GET /v1/retention without the
+// slash is served; error bodies name the field without Go internals; 413
+// states the limit; 415 has the --json hint.
+func TestRetentionRouteErrors(t *testing.T) {
+	s := startServer(t, spec{})
+	status, o := s.doJSON("GET", "/v1/retention", "", nil)
+	if status != 200 || o.num("oldest_retained_version") != 0 || o["policies"] == nil {
+		t.Fatalf("GET /v1/retention: %d %v", status, o)
+	}
+	for _, c := range []struct{ body, want string }{
+		{``, "body: empty"},
+		{`{"version":1,"x":2}`, "x: unknown field"},
+		{`{"version":"1"}`, "version: must be"},
+		{`{"version":1`, "body: ends before"},
+	} {
+		status, o := s.doJSON("PUT", "/v1/retention/p", "application/json", []byte(c.body))
+		wantError(t, "PUT "+c.body, status, o, 400, "bad_request")
+		if msg := o.str("message"); !strings.HasPrefix(msg, c.want) || strings.Contains(msg, "json:") || strings.Contains(msg, "EOF") {
+			t.Errorf("PUT %q: message %q, want it to start with %q and hold no Go internals", c.body, msg, c.want)
+		}
+	}
+	big := `{"version":0` + strings.Repeat(" ", 70<<10) + `}`
+	status, o = s.doJSON("PUT", "/v1/retention/p", "application/json", []byte(big))
+	wantError(t, "PUT of 70 KiB", status, o, 413, "payload_too_large")
+	if !strings.Contains(o.str("message"), "65536 bytes") {
+		t.Errorf("413 message %q does not state the limit", o.str("message"))
+	}
+	status, o = s.doJSON("PUT", "/v1/retention/p", "application/x-www-form-urlencoded", []byte(`{"version":0}`))
+	wantError(t, "PUT as a form", status, o, 415, "unsupported_media_type")
+	if !strings.Contains(o.str("message"), "--json") {
+		t.Errorf("415 message %q lacks the curl --json hint", o.str("message"))
+	}
+}
+
+// TestBuildInfoAndLogFlags (issue 13.12): --version names the revision and
+// the Go version, /metrics has weaseldb_build_info, --log-format text and
+// --log-level work and bad values exit 2, and the ready line carries a few
+// settings as attributes instead of the whole configuration.
+func TestBuildInfoAndLogFlags(t *testing.T) {
+	out, err := exec.Command(binPath, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+	re := regexp.MustCompile(`^weaseldb \S+ \(revision [^,()]+(, [^,()]+)?, ` + regexp.QuoteMeta(runtime.Version()) + `\)\n$`)
+	if !re.Match(out) {
+		t.Errorf("--version printed %q, want %s", out, re)
+	}
+	for _, args := range [][]string{{"--log-level", "loud"}, {"--log-format", "yaml"}} {
+		out, err := exec.Command(binPath, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(string(out), "\n") != 1 || !strings.Contains(string(out), args[0]) {
+			t.Errorf("%v: %v %q, want exit 2 and one line naming %s", args, err, out, args[0])
+		}
+	}
+
+	s := startServer(t, spec{})
+	var ready map[string]any
+	for _, line := range strings.Split(s.proc.logText(), "\n") {
+		if strings.Contains(line, `"weaseldb ready"`) {
+			if err := json.Unmarshal([]byte(line), &ready); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, ok := ready["config"]; ok {
+		t.Errorf("the ready line embeds the whole configuration: %v", ready)
+	}
+	for _, k := range []string{"listen", "version", "revision", "role", "backend", "data_dir", "auth", "recovered_version"} {
+		if _, ok := ready[k]; !ok {
+			t.Errorf("the ready line lacks %q: %v", k, ready)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^weaseldb_build_info\{goversion="` + regexp.QuoteMeta(runtime.Version()) + `",revision="[^"]+",version="[^"]+"\} 1$`).MatchString(s.metricsText()) {
+		t.Errorf("no weaseldb_build_info sample in /metrics")
+	}
+
+	// Text logs at debug level.
+	p, err := launch(binPath, "--config", s.cfgPath, "--data-dir", t.TempDir(), "--log-format", "text", "--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(syscall.SIGKILL)
+	eventually(t, "a text ready line", func() bool {
+		select {
+		case <-p.exited:
+			t.Fatalf("exited: %s", p.tail(10))
+		default:
+		}
+		return strings.Contains(p.logText(), `msg="weaseldb ready"`)
+	})
+	if strings.Contains(p.logText(), `{"time"`) {
+		t.Errorf("JSON lines with --log-format text:\n%s", p.tail(10))
+	}
+}
+
+// TestS3MissingBucket (issue 13.10): a bucket that does not exist fails the
+// start at once (no retry loop) naming the bucket and the endpoint; every
+// line the server writes is structured JSON (the SDK logs through slog);
+// and a bucket name S3 refuses fails config validation with exit 2.
+func TestS3MissingBucket(t *testing.T) {
+	dir := t.TempDir()
+	fake, err := startFakeS3(filepath.Join(dir, "s3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.stop(syscall.SIGTERM)
+	endpoint := "http://" + fake.addr
+	cfgFile := filepath.Join(dir, "w.toml")
+	write := func(bucket string) {
+		text := fmt.Sprintf("[server]\nlisten = \"127.0.0.1:0\"\npin_threads = false\n\n[persist]\nbackend = \"s3\"\nbucket = %q\nendpoint = %q\nuse_path_style = true\naccess_key_id = \"e2e\"\nsecret_access_key = \"e2e-secret\"\n", bucket, endpoint)
+		if err := os.WriteFile(cfgFile, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func() (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, binPath, "--config", cfgFile).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("weaseldb with a bad bucket: %v, want a failing exit\n%s", err, out)
+		}
+		return ee.ExitCode(), string(out)
+	}
+
+	write("missing-bucket")
+	code, out := run()
+	if code == 0 || !strings.Contains(out, `missing-bucket`) || !strings.Contains(out, endpoint) || !strings.Contains(out, "does not exist") {
+		t.Errorf("missing bucket: exit %d, want a failure naming the bucket and %s:\n%s", code, endpoint, out)
+	}
+	if strings.Contains(out, "retrying") {
+		t.Errorf("a missing bucket was retried:\n%s", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("a line that is not a JSON log record: %q", line)
+		}
+	}
+
+	write("Weasel_DB")
+	code, out = run()
+	if code != 2 || !strings.Contains(out, "persist.bucket") {
+		t.Errorf("bucket name S3 refuses: exit %d, want 2 naming persist.bucket:\n%s", code, out)
+	}
+}
+
+// TestObservabilityMetrics (issue 13.13): the log position is
+// weaseldb_log_version; subscriber lag is a histogram in versions and in
+// seconds; a subscriber dropped for not reading and truncation runs are
+// counted.
+func TestObservabilityMetrics(t *testing.T) {
+	value := strings.Repeat("v", 120<<10)
+	body := `{"operations":[{"type":"write","key":"` + b64("k") + `","value":"` + b64(value) + `"}]}`
+
+	// Lag: a subscriber that never reads (the default 30s stall timeout
+	// keeps it connected) falls behind once the socket buffers are full.
+	s := startServer(t, spec{conf: conf{"subscribe": {`buffer_bytes = 65536`}}})
+	text := s.metricsText()
+	if strings.Contains(text, "\nweaseldb_version{") {
+		t.Errorf("the old weaseldb_version family is still exported")
+	}
+	if !strings.Contains(text, `weaseldb_log_version{kind="durable"} 0`) {
+		t.Errorf("no weaseldb_log_version{kind=\"durable\"}")
+	}
+	stalled := func(s *server) net.Conn {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conn.(*net.TCPConn).SetReadBuffer(4096)
+		if _, err := conn.Write([]byte("GET /v1/subscribe?after=0 HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the stalled subscriber is registered", func() bool {
+			return metricValue(t, s, "weaseldb_subscribers") == 1
+		})
+		return conn
+	}
+	stalled(s)
+	lagged := false
+	for i := 0; i < 300 && !lagged; i++ { // at most ~36 MB, far beyond socket buffers
+		status, o := s.commitRaw(body)
+		wantCommitted(t, "big commit", status, o)
+		lagged = metricValue(t, s, "weaseldb_subscriber_lag_versions_max") > 0
+	}
+	if !lagged {
+		t.Fatalf("a subscriber that reads nothing never lagged:\n%s", s.metricsText())
+	}
+	if v := metricValue(t, s, "weaseldb_subscriber_lag_versions_count"); v != 1 {
+		t.Errorf("lag histogram count %v, want 1 (one subscriber)", v)
+	}
+	if v := metricValue(t, s, "weaseldb_subscriber_lag_seconds_count"); v != 1 {
+		t.Errorf("lag seconds histogram count %v, want 1", v)
+	}
+	if v := metricValue(t, s, "weaseldb_subscriber_lag_seconds_max"); v <= 0 {
+		t.Errorf("lag seconds max %v with a lagging subscriber, want > 0", v)
+	}
+
+	// Dropped: the same with a short stall timeout.
+	s = startServer(t, spec{conf: conf{
+		"server":    {`write_stall_timeout = "500ms"`},
+		"subscribe": {`buffer_bytes = 65536`},
+		"retention": {`truncate_interval = "50ms"`},
+	}})
+	stalled(s)
+	for i := 0; i < 300 && metricValue(t, s, "weaseldb_subscribers_dropped_total") == 0; i++ {
+		status, o := s.commitRaw(body)
+		wantCommitted(t, "big commit", status, o)
+	}
+	eventually(t, "the stalled subscriber is dropped and counted", func() bool {
+		return metricValue(t, s, "weaseldb_subscribers_dropped_total") == 1 && metricValue(t, s, "weaseldb_subscribers") == 0
+	})
+
+	// Truncation is counted.
+	v := s.version()
+	if status, o := s.doJSON("PUT", "/v1/retention/p", "application/json", []byte(`{"version":`+itoa(v-1)+`}`)); status != 200 {
+		t.Fatalf("PUT policy: %d %v", status, o)
+	}
+	eventually(t, "a truncation is counted", func() bool {
+		return metricValue(t, s, "weaseldb_retention_truncations_total") >= 1
+	})
+	text = s.metricsText() // one scrape: a later run may move both
+	oldest, got := sampleIn(t, text, "weaseldb_retention_oldest_retained_version"), sampleIn(t, text, "weaseldb_retention_truncated_versions_total")
+	if got != oldest || oldest == 0 {
+		t.Errorf("truncated versions %v, want the oldest retained version %v", got, oldest)
+	}
+}
+
+// sampleIn returns the value of one sample line in a scrape, 0 if absent.
+func sampleIn(t *testing.T, text, sample string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(sample) + ` (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("metric %s: %v", sample, err)
+	}
+	return v
+}
+
+// TestFakeS3CLI (issue 13.14): `weaseldb fakes3` follows the main
+// binary's conventions.
+func TestFakeS3CLI(t *testing.T) {
+	out, err := exec.Command(binPath, "fakes3", "--help").Output()
+	if err != nil || !strings.Contains(string(out), "SYNOPSIS") || !strings.Contains(string(out), "--listen ADDR") {
+		t.Errorf("fakes3 --help: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binPath, "fakes3", "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "weaseldb fakes3 ") || !strings.Contains(string(out), "revision") {
+		t.Errorf("fakes3 --version: %v %q", err, out)
+	}
+	cmd := exec.Command(binPath, "fakes3", "-bogus")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("fakes3 -bogus: %v, stderr %q; want exit 2 and one line", err, stderr.String())
 	}
 }

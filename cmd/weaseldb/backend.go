@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 
 	"weaseldb/config"
 	"weaseldb/httpapi"
+	"weaseldb/internal/buildinfo"
+	"weaseldb/internal/dirlock"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/disk"
@@ -48,7 +51,7 @@ func openBackend(ctx context.Context, cfg config.Config, logger *slog.Logger, m 
 	case "s3":
 		l, err := s3log.Open(ctx, s3Config(cfg, logger, m))
 		if err != nil {
-			return nil, fmt.Errorf("persist s3 bucket %q: %w", p.Bucket, err)
+			return nil, fmt.Errorf("persist s3: %w", err)
 		}
 		return &backend{log: l}, nil
 	case "fakes3":
@@ -72,6 +75,9 @@ func s3Config(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) s3log.
 	}, []string{"op"})
 	m.Registry.MustRegister(latency, errs)
 	return s3log.Config{
+		// A local copy of recent segments beside the status index: a
+		// restart reads the conflict window from it, not one GET each.
+		CacheDir:         filepath.Join(p.Dir, "s3cache"),
 		Bucket:           p.Bucket,
 		Prefix:           p.Prefix,
 		Endpoint:         p.Endpoint,
@@ -85,6 +91,7 @@ func s3Config(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) s3log.
 		MaxConnsPerHost:  max(p.MaxConnections, cfg.Commit.MaxInFlight),
 		IdleConnTimeout:  p.IdleConnTimeout.Duration,
 		RetryMaxAttempts: p.MaxAttempts,
+		EC2IMDS:          p.EC2IMDS,
 		Logger:           logger,
 		OnRequest: func(op s3log.Op, elapsed time.Duration, err error) {
 			latency.WithLabelValues(op.String()).Observe(elapsed.Seconds())
@@ -113,6 +120,22 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("persist fakes3: %w", err)
 	}
+	// The fake S3 lives in this process only: a second server on the same
+	// directory would serve a second copy of the bucket, and both would
+	// lead. The same exclusive lock as the disk backend's fences it off.
+	lock, err := dirlock.Acquire(filepath.Join(dir, "LOCK"))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("persist fakes3: data directory %s is in use by another server: %w", p.Dir, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("persist fakes3: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	fake, err := fakes3.New(fakes3.Options{Dir: dir, Buckets: []string{bucket}, ObjectBytesMax: fakeS3BodyBytesMax, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("persist fakes3 %s: %w", dir, err)
@@ -148,10 +171,11 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 		return nil, fmt.Errorf("persist fakes3: %w", err)
 	}
 	logger.Info("in-process fake S3", "dir", dir, "bucket", bucket, "put_latency", p.FakeS3PutLatency.String())
-	return &backend{log: l, close: stop}, nil
+	ok = true
+	return &backend{log: l, close: func() { stop(); lock.Close() }}, nil
 }
 
 // runFakeS3 runs the standalone fake S3 server (weaseldb fakes3 ...).
 func runFakeS3(args []string, stdout, stderr io.Writer) int {
-	return fakes3.Main(args)
+	return fakes3.Main(args, buildinfo.Read(version, revision).Line("weaseldb fakes3"))
 }

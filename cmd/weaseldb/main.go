@@ -7,13 +7,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"weaseldb/config"
+	"weaseldb/internal/buildinfo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+// version and revision are set at build time with -ldflags "-X
+// main.version=... -X main.revision=..." (the Makefile sets revision to
+// `git rev-parse HEAD`; the toolchain's own VCS stamp wins when present).
+var (
+	version  = "0.1.0-dev"
+	revision = ""
+)
 
 const usage = `NAME
     weaseldb - a transaction log with optimistic concurrency control
@@ -22,9 +29,12 @@ SYNOPSIS
     weaseldb [--config FILE] [--listen ADDR] [--data-dir DIR]
              [--persist disk|s3|fakes3] [--admin-listen ADDR]
              [--advertise-url URL]
+             [--log-level debug|info|warn|error] [--log-format json|text]
     weaseldb --print-config [flags...]
     weaseldb --version
     weaseldb fakes3 [--listen ADDR] [--dir DIR] ...   (see: weaseldb fakes3 --help)
+    weaseldb log stat|verify|dump|copy ...           (see: weaseldb log --help)
+    weaseldb backup --url URL --to DIR ...           (see: weaseldb backup --help)
 
 DESCRIPTION
     Serves the HTTP/JSON API of WeaselDB (POST /v1/commit, GET /v1/version,
@@ -49,6 +59,8 @@ OPTIONS
                          region; credentials from the standard AWS chain);
                          fakes3: an in-process fake S3 stored in --data-dir,
                          reached through the real S3 client (development).
+                         disk and fakes3 lock --data-dir: a second server on
+                         it exits at once, naming the holder's pid.
     --admin-listen ADDR  admin listener with /debug/pprof/ (default off;
                          loopback only unless [admin] allow_remote = true)
     --advertise-url URL  where other servers and clients reach this one
@@ -57,8 +69,13 @@ OPTIONS
                          127.0.0.1 for an unspecified host). With the s3
                          backend the leader writes it in its lease and
                          replicas redirect commits there.
+    --log-level LEVEL    least severe log level written: debug, info (default),
+                         warn or error
+    --log-format FORMAT  json (default: one JSON object per line) or text
+                         (key=value lines)
     --print-config       print the effective configuration as TOML and exit
-    --version            print the version and exit
+    --version            print the version, VCS revision and Go version, and
+                         exit
     -h, --help           this text
 
 LIMITS (defaults; [server] section)
@@ -68,7 +85,19 @@ LIMITS (defaults; [server] section)
     before a request count); a request body must arrive within 20s plus 1s
     per 500 bytes (body_timeout, min_body_rate; 408 and close beyond); idle
     timeout 120s; a stream whose peer stops reading is closed after 30s;
-    10 MiB buffered per subscriber before it is caught up from the log.
+    10 MiB buffered per subscriber before it is caught up from the log, and
+    all subscribers together at most [subscribe] total_buffer_bytes (1/16
+    of the machine's memory; a new subscriber gets 503 beyond).
+
+MEMORY BOUNDS (defaults sized to the machine's memory, or the cgroup limit)
+    total_body_bytes      [server] request bodies being read at once, all
+                          connections (1/8 of memory, 64 MiB..8 GiB); a body
+                          that does not fit gets 503 before it is read
+    conflict_set_bytes    [commit] conflict set (1/8 of memory, 64 MiB..16
+                          GiB); past it the oldest version advances early
+                          and older reads get 409 too_old
+    total_buffer_bytes    [subscribe] all subscriber buffers (1/16)
+    See docs/operations.md, "Memory budget"; --print-config shows the values.
 
 REPLICAS AND FAILOVER (s3 backend; docs/operations.md)
     Several servers may share one bucket and prefix: one leads and renews a
@@ -100,6 +129,9 @@ ENVIRONMENT
                          open); set but empty is refused (exit 2). [server]
                          auth_token_file takes precedence; a token file
                          readable by group or others is warned about.
+    NOTIFY_SOCKET        set by systemd for Type=notify (see
+                         contrib/systemd/weaseldb.service): READY=1 is sent
+                         once the server serves, STOPPING=1 when it drains.
 `
 
 func main() {
@@ -111,7 +143,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "fakes3" {
 		return runFakeS3(args[1:], stdout, stderr)
 	}
-	cfg, action, err := parseFlags(args, stderr)
+	if len(args) > 0 && args[0] == "log" {
+		return runLog(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "backup" {
+		return runBackup(args[1:], stdout, stderr)
+	}
+	cfg, action, logOpts, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -122,7 +160,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch action {
 	case actionVersion:
-		fmt.Fprintf(stdout, "weaseldb %s\n", version)
+		fmt.Fprintln(stdout, buildinfo.Read(version, revision).Line("weaseldb"))
 		return 0
 	case actionPrintConfig:
 		text, err := cfg.TOML(true)
@@ -138,7 +176,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weaseldb: %v\n", err)
 		return 2
 	}
-	return serve(cfg, token, stderr)
+	return serve(cfg, token, logOpts, stderr)
 }
 
 type action int
@@ -149,9 +187,49 @@ const (
 	actionPrintConfig
 )
 
+// logOptions say how the server logs (--log-level, --log-format).
+type logOptions struct {
+	level slog.Level
+	text  bool
+}
+
+// newLogger builds the server's logger on w.
+func (o logOptions) newLogger(w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: o.level}
+	if o.text {
+		return slog.New(slog.NewTextHandler(w, ho))
+	}
+	return slog.New(slog.NewJSONHandler(w, ho))
+}
+
+// parseLogOptions checks --log-level and --log-format.
+func parseLogOptions(level, format string) (logOptions, error) {
+	var o logOptions
+	switch level {
+	case "debug":
+		o.level = slog.LevelDebug
+	case "info":
+		o.level = slog.LevelInfo
+	case "warn":
+		o.level = slog.LevelWarn
+	case "error":
+		o.level = slog.LevelError
+	default:
+		return o, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+	case "text":
+		o.text = true
+	default:
+		return o, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+	return o, nil
+}
+
 // parseFlags builds the effective configuration: defaults, then the file,
 // then flags, then validation.
-func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) {
+func parseFlags(args []string, stderr io.Writer) (config.Config, action, logOptions, error) {
 	fs := flag.NewFlagSet("weaseldb", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -163,22 +241,29 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) 
 	advertiseURL := fs.String("advertise-url", "", "")
 	printConfig := fs.Bool("print-config", false, "")
 	showVersion := fs.Bool("version", false, "")
+	logLevel := fs.String("log-level", "info", "")
+	logFormat := fs.String("log-format", "json", "")
+	var lo logOptions
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return config.Config{}, actionServe, err
+			return config.Config{}, actionServe, lo, err
 		}
-		return config.Config{}, actionServe, fmt.Errorf("%w (see weaseldb --help)", err)
+		return config.Config{}, actionServe, lo, fmt.Errorf("%w (see weaseldb --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return config.Config{}, actionServe, fmt.Errorf("unexpected argument %q (see weaseldb --help)", fs.Arg(0))
+		return config.Config{}, actionServe, lo, fmt.Errorf("unexpected argument %q (see weaseldb --help)", fs.Arg(0))
 	}
 	if *showVersion {
-		return config.Config{}, actionVersion, nil
+		return config.Config{}, actionVersion, lo, nil
+	}
+	lo, err := parseLogOptions(*logLevel, *logFormat)
+	if err != nil {
+		return config.Config{}, actionServe, lo, err
 	}
 	cfg := config.Default()
 	if *configFile != "" {
 		if err := cfg.LoadFile(*configFile); err != nil {
-			return cfg, actionServe, err
+			return cfg, actionServe, lo, err
 		}
 	}
 	if *listen != "" {
@@ -197,10 +282,10 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, error) 
 		cfg.Admin.Listen = *adminListen
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, actionServe, err
+		return cfg, actionServe, lo, err
 	}
 	if *printConfig {
-		return cfg, actionPrintConfig, nil
+		return cfg, actionPrintConfig, lo, nil
 	}
-	return cfg, actionServe, nil
+	return cfg, actionServe, lo, nil
 }

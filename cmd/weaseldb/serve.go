@@ -21,6 +21,8 @@ import (
 	"weaseldb/engine"
 	"weaseldb/failover"
 	"weaseldb/httpapi"
+	"weaseldb/internal/buildinfo"
+	"weaseldb/internal/sdnotify"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/s3log"
@@ -33,8 +35,8 @@ const shutdownGrace = 30 * time.Second
 
 // serve runs the server until SIGTERM/SIGINT (exit 0) or a fatal condition
 // such as being deposed by another leader (exit 1).
-func serve(cfg config.Config, token authToken, stderr io.Writer) int {
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+func serve(cfg config.Config, token authToken, lo logOptions, stderr io.Writer) int {
+	logger := lo.newLogger(stderr)
 	slog.SetDefault(logger)
 	if token.warning != "" {
 		logger.Warn(token.warning)
@@ -57,7 +59,9 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	// depose a healthy leader (issue 14.1). The configuration and the token
 	// were checked before serve. Until the engine is open the API answers
 	// 503.
+	build := buildinfo.Read(version, revision)
 	metrics := httpapi.NewMetrics()
+	metrics.SetBuildInfo(build.Version, build.ShortRevision(), build.GoVersion)
 	api := httpapi.New(cfg, nil, nil, httpapi.Options{
 		AuthToken: token, Logger: logger, Metrics: metrics,
 	})
@@ -133,12 +137,22 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 		api.SetEngine(eng)
 	}
 	api.SetReady(true)
-	effective, _ := cfg.TOML(true)
-	logger.Info("weaseldb ready",
-		"listen", addr.String(), "advertise_url", cfg.Advertise(addr), "backend", cfg.Persist.Backend, "version", version,
-		"role", roleOf(eng), "leader_id", eng.LeaderID(), "recovered_version", uint64(eng.Version()),
+	// The settings that matter when reading a log, not the whole
+	// configuration (--print-config shows that).
+	attrs := []any{"listen", addr.String(), "advertise_url", cfg.Advertise(addr), "version", build.Version, "revision", build.ShortRevision(),
+		"leader_id", eng.LeaderID(), "role", string(eng.Role()), "recovered_version", uint64(eng.Version()),
 		"oldest_retained_version", uint64(eng.OldestRetained()),
-		"startup_seconds", time.Since(start).Seconds(), "config", string(effective))
+		"startup_seconds", time.Since(start).Seconds(), "backend", cfg.Persist.Backend}
+	switch cfg.Persist.Backend {
+	case "s3":
+		attrs = append(attrs, "bucket", cfg.Persist.Bucket, "prefix", cfg.Persist.Prefix, "endpoint", cfg.Persist.Endpoint)
+	default:
+		attrs = append(attrs, "data_dir", cfg.Persist.Dir)
+	}
+	attrs = append(attrs, "auth", token != "", "tls", cfg.Server.TLSCertFile != "", "metrics", cfg.Metrics.Enabled,
+		"admin_listen", cfg.Admin.Listen)
+	logger.Info("weaseldb ready", attrs...)
+	notifySystemd(logger, sdnotify.Ready+"\nSTATUS=serving on "+addr.String())
 
 	var runErr error
 	if node != nil {
@@ -157,6 +171,7 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 
 	// Graceful: stop admitting, make the pipeline durable and answer it,
 	// close streams, close connections.
+	notifySystemd(logger, sdnotify.Stopping+"\nSTATUS=draining")
 	api.SetReady(false)
 	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -176,12 +191,15 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	return runErr
 }
 
-func roleOf(eng *engine.Engine) string {
-	if eng.IsReplica() {
-		return "replica"
+// notifySystemd tells systemd (Type=notify, see contrib/systemd) about a
+// state change; outside systemd it does nothing. A failure is only logged.
+func notifySystemd(logger *slog.Logger, state string) {
+	if err := sdnotify.Notify(state); err != nil {
+		logger.Warn("systemd notification failed", "state", state, "err", err)
 	}
-	return "leader"
 }
+
+func roleOf(eng *engine.Engine) string { return string(eng.Role()) }
 
 // listenClients opens the client listener: plain TCP served by the reactors,
 // or with [server] tls_cert_file a crypto/tls listener whose connections are
@@ -222,6 +240,16 @@ const (
 // backend that is slow or briefly unreachable) is retried a few times so a
 // single timeout among thousands of segment reads does not fail the start.
 func openEngine(ctx context.Context, cfg engine.Config, log persist.Log, logger *slog.Logger) (*engine.Engine, error) {
+	// One leader id for every attempt: a claim that timed out and landed
+	// later is then this process's own, not another leader's (see
+	// engine.Config.LeaderID).
+	if len(cfg.LeaderID) == 0 {
+		id, err := engine.NewLeaderID()
+		if err != nil {
+			return nil, fmt.Errorf("open engine: %w", err)
+		}
+		cfg.LeaderID = id
+	}
 	pause := openRetryInitial
 	for attempt := 1; ; attempt++ {
 		eng, err := engine.Open(ctx, cfg, log)
@@ -230,7 +258,9 @@ func openEngine(ctx context.Context, cfg engine.Config, log persist.Log, logger 
 			return eng, nil
 		case errors.Is(err, persist.ErrFenced):
 			return nil, fmt.Errorf("another leader claimed the log first; staying down as a standby: %w", err)
-		case errors.Is(err, persist.ErrCorruption), attempt == openAttempts, ctx.Err() != nil:
+		case errors.Is(err, persist.ErrCorruption), errors.Is(err, persist.ErrDamaged):
+			return nil, fmt.Errorf("open engine: permanent error, not retried: %w", err)
+		case attempt == openAttempts, ctx.Err() != nil:
 			return nil, fmt.Errorf("open engine (attempt %d of %d): %w", attempt, openAttempts, err)
 		}
 		logger.Warn("recovery failed; retrying", "attempt", attempt, "of", openAttempts, "pause", pause.String(), "err", err)
@@ -253,6 +283,7 @@ func engineConfig(cfg config.Config, logger *slog.Logger, m *httpapi.Metrics) en
 		MaxQueued:              c.MaxQueued,
 		ConflictWindow:         c.ConflictWindow.Duration,
 		ConflictWindowVersions: c.ConflictWindowVersions,
+		ConflictSetBytesMax:    c.ConflictSetBytes,
 		StatusWindow:           c.StatusWindow.Duration,
 		StatusWindowVersions:   c.StatusWindowVersions,
 		StatusEntriesMax:       c.StatusMemoryIDs,
@@ -280,6 +311,8 @@ func netConfig(cfg config.Config) netpoll.Config {
 		MinBodyRate:          s.MinBodyRate,
 		WriteStallTimeout:    s.WriteStallTimeout.Duration,
 		MaxStreamQueueBytes:  httpapi.StreamQueueBytes(cfg),
+		MaxStreamBytesTotal:  cfg.Subscribe.TotalBufferBytes,
+		MaxBodyBytesTotal:    s.TotalBodyBytes,
 	}
 }
 

@@ -228,6 +228,23 @@ func (s *Set) SetOldestVersion(v tx.Version) {
 	}
 }
 
+// ForgetThrough is SetOldestVersion done at once: it forgets the history at
+// or below v (if v is above the oldest version), removes every boundary
+// that only records such versions in one full pass, and compacts the
+// storage so that the memory is given back. O(n): it serves the memory
+// bound (the engine calls it when Bytes passes its limit), not the steady
+// state, where SetOldestVersion's incremental sweep keeps latency flat.
+func (s *Set) ForgetThrough(v tx.Version) {
+	if v > s.oldest {
+		s.oldest = v
+	}
+	s.sweepAfter = s.sweepAfter[:0]
+	s.sweep(s.tree.count + 1)
+	s.sweepAfter = nil
+	s.inserted = 0
+	s.tree.rebuild()
+}
+
 // sweepMin is the least number of boundaries a sweep step visits.
 const sweepMin = 4096
 

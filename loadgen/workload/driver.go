@@ -63,16 +63,35 @@ type connWorker struct {
 	slotNext uint64        // open loop: next schedule slot of this connection
 	body     []byte        // scratch
 	starts   []int64       // closed loop: send times of the requests in flight, a FIFO ring
+	ids      []requestID   // closed loop: their request ids, the same ring
+	lost     *lostSet      // commits whose answer was lost, resolved after the run
 }
 
-// appendRequest queues the next request on c, sent at start.
-func (w *connWorker) appendRequest(c *wireConn, start int64) {
+// appendRequest queues the next request on c, sent at start, and copies
+// its request id into id (zeroed when it has none).
+func (w *connWorker) appendRequest(c *wireConn, start int64, id *requestID) {
+	*id = requestID{}
 	if w.load.Op == "version" {
 		c.appendGet("/v1/version")
 		return
 	}
 	w.body = w.gen.AppendCommit(w.body[:0], w.version.Load(), start)
+	if rid, ok := jsonString(w.body, "request_id"); ok && len(rid) == requestIDBytes {
+		copy(id[:], rid)
+	}
 	c.appendPost("/v1/commit", w.body)
+}
+
+// lose records requests whose answers were lost: counted as transport
+// errors, and their commits resolved after the run.
+func (w *connWorker) lose(ids ...requestID) {
+	w.countTransport(len(ids))
+	if w.load.Op != "commit" || w.lost == nil {
+		return
+	}
+	for i := range ids {
+		w.lost.add(&ids[i])
+	}
 }
 
 // record counts one answer; it reports whether the answer was a 307 whose
@@ -139,25 +158,35 @@ func (w *connWorker) closedLoop(ctx context.Context, c *wireConn) error {
 	if cap(w.starts) < k {
 		w.starts = make([]int64, k)
 	}
-	ring := w.starts[:k]
+	if cap(w.ids) < k {
+		w.ids = make([]requestID, k)
+	}
+	ring, ids := w.starts[:k], w.ids[:k]
 	head, inFlight := 0, 0
+	inFlightIDs := func() []requestID {
+		out := make([]requestID, inFlight)
+		for i := range out {
+			out[i] = ids[(head+i)%k]
+		}
+		return out
+	}
 	redirected := false // stop sending, read what is in flight, reconnect
 	for ctx.Err() == nil {
 		for inFlight < k && !redirected {
 			start := nowNanos()
 			ring[(head+inFlight)%k] = start
-			w.appendRequest(c, start)
+			w.appendRequest(c, start, &ids[(head+inFlight)%k])
 			inFlight++
 		}
 		if err := c.flush(); err != nil {
-			w.countTransport(inFlight)
+			w.lose(inFlightIDs()...)
 			return err
 		}
 		for {
 			status, body, err := c.readResponse()
 			if err != nil {
 				if ctx.Err() == nil {
-					w.countTransport(inFlight)
+					w.lose(inFlightIDs()...)
 				}
 				return err
 			}
@@ -198,13 +227,28 @@ func (s *openSchedule) slot(conn int, i uint64) int64 {
 // Pipeline requests are in flight; beyond, sending waits — and the wait
 // counts in the latency because it is measured from the intended time.
 func (w *connWorker) openLoop(ctx context.Context, c *wireConn, s *openSchedule) error {
-	pending := make(chan int64, w.load.Pipeline)
+	type sent struct {
+		start int64
+		id    requestID
+	}
+	pending := make(chan sent, w.load.Pipeline)
 	readErr := make(chan error, 1)
+	drain := func() []requestID { // the reader's: what is still pending
+		var ids []requestID
+		for {
+			select {
+			case p := <-pending:
+				ids = append(ids, p.id)
+			default:
+				return ids
+			}
+		}
+	}
 	go func() {
 		for {
-			var start int64
+			var p sent
 			select {
-			case start = <-pending:
+			case p = <-pending:
 			case <-ctx.Done():
 				readErr <- ctx.Err()
 				return
@@ -212,14 +256,18 @@ func (w *connWorker) openLoop(ctx context.Context, c *wireConn, s *openSchedule)
 			status, body, err := c.readResponse()
 			if err != nil {
 				if ctx.Err() == nil {
-					w.countTransport(1 + len(pending))
+					w.lose(append([]requestID{p.id}, drain()...)...)
 				}
 				c.close()
 				readErr <- err
 				return
 			}
-			if w.record(start, status, body) {
-				w.countTransport(len(pending)) // the rest were sent to the replica
+			if w.record(p.start, status, body) {
+				// The rest went to the replica too: answered 307, not committed.
+				n := len(drain())
+				w.rec.mu.Lock()
+				w.rec.mu.out.Redirected += uint64(n)
+				w.rec.mu.Unlock()
 				c.close()
 				readErr <- errRedirected
 				return
@@ -239,12 +287,14 @@ func (w *connWorker) openLoop(ctx context.Context, c *wireConn, s *openSchedule)
 				return err
 			}
 		}
+		var p sent
+		p.start = intended
+		w.appendRequest(c, intended, &p.id) // queued only: flushed below, after the reader knows
 		select {
-		case pending <- intended:
+		case pending <- p:
 		case err := <-readErr:
 			return err
 		}
-		w.appendRequest(c, intended)
 		if err := c.flush(); err != nil {
 			c.close()
 			return errors.Join(err, <-readErr)

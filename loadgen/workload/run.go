@@ -33,6 +33,9 @@ type Result struct {
 	// answered 200 (Load.CommitGap), sampled every millisecond.
 	CommitGapMs float64    `json:"commit_gap_ms,omitempty"`
 	Admin       *AdminLoad `json:"admin,omitempty"`
+	// Lost: commits whose answer was lost (the connection broke with them
+	// in flight), resolved with /v1/status after the run; nil when none.
+	Lost *LostAnswers `json:"lost_answers,omitempty"`
 }
 
 // SubResult summarises the subscribers.
@@ -52,6 +55,10 @@ type AdminLoad struct {
 	Outcomes   Outcomes  `json:"outcomes"`
 	Latency    Quantiles `json:"latency"`
 }
+
+// lostResolveTimeout bounds the status queries about lost answers after a
+// run: long enough for a takeover to end.
+const lostResolveTimeout = 30 * time.Second
 
 // Run drives the server at addr (host:port, or a comma-separated list of a
 // leader and its replicas: see Endpoints) with shape and load and returns
@@ -105,9 +112,10 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	if load.CommitGap {
 		gap = &gapMeter{}
 	}
+	lost := &lostSet{}
 	workers := make([]*recorder, load.Connections)
 	for i := range workers {
-		w := &connWorker{ends: ends, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder(), gap: gap}
+		w := &connWorker{ends: ends, lost: lost, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder(), gap: gap}
 		workers[i] = w.rec
 		wg.Go(func() { w.run(ctx, schedule) })
 	}
@@ -150,6 +158,9 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 			Lag: quantilesOf(c.subTotal.lat),
 		}
 	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), lostResolveTimeout)
+	res.Lost = lost.resolve(rctx, ends, load.Token)
+	rcancel()
 	if admin != nil {
 		res.Admin = &AdminLoad{RatePerSec: load.AdminRate, Outcomes: c.adminTotal.out, Latency: quantilesOf(c.adminTotal.lat)}
 	}

@@ -8,6 +8,9 @@
 //	<dir>/<seq, 20 digits>.log       segments, each exactly as encoded, back to back
 //	<dir>/retention.json             the retention policies
 //	<dir>/retention.json.tmp         policies being replaced
+//	<dir>/DAMAGED                    a log file was deleted or cut under a running Log: Recover refuses (damage.go)
+//	<dir>/<seq>.log.rescued          the synced content of a log file deleted under a running Log
+//	<dir>/SIZES                      the log files' synced sizes at the last clean Close (damage.go)
 //
 // A log file is named by a sequence number that grows with every file this
 // directory ever had, so names sort in write order (a version would not: a
@@ -105,9 +108,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	"golang.org/x/sys/unix"
-
+	"weaseldb/internal/dirlock"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -133,6 +136,11 @@ type Options struct {
 	MaxFileBytes int64
 	// Logger receives recovery reports; nil means slog.Default().
 	Logger *slog.Logger
+	// CheckInterval is how often every open log file is checked for
+	// damage behind the server's back (see damage.go). Zero means
+	// DefaultCheckInterval; negative turns the periodic check off (the
+	// check after every fdatasync stays).
+	CheckInterval time.Duration
 }
 
 // Stats counts the work done by a Log since Open.
@@ -181,12 +189,17 @@ var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan erro
 
 // Log is a persist.Log in a directory. See the package doc.
 type Log struct {
-	dir          string   // immutable
-	dirFD        *os.File // immutable; the directory, for fsync
-	lock         *os.File // immutable; the held LOCK file
+	dir          string        // immutable
+	dirFD        *os.File      // immutable; the directory, for fsync
+	lock         *dirlock.Lock // immutable; the held LOCK file
 	logger       *slog.Logger
 	maxFileBytes int64 // immutable
 	syncer       dirSyncer
+	checkEvery   time.Duration // immutable; <= 0: no periodic check
+
+	// damage is the first damage found behind the server's back (see
+	// damage.go); nil while none was.
+	damage atomic.Pointer[error]
 
 	writeFault atomic.Pointer[WriteFault]
 	stats      struct {
@@ -198,9 +211,10 @@ type Log struct {
 	// while it may roll the active file; it guards active's contents.
 	wmu sync.Mutex
 
-	wake       chan struct{} // buffered 1; an Append was queued
-	quit       chan struct{} // closed by Close
-	writerDone chan struct{} // closed when the writer has exited
+	wake        chan struct{} // buffered 1; an Append was queued
+	quit        chan struct{} // closed by Close
+	writerDone  chan struct{} // closed when the writer has exited
+	checkerDone chan struct{} // closed when the periodic checker has exited
 
 	// Owned by the writer goroutine (and by Recover before it starts):
 	active  *logFile // the file being appended to; nil until the first batch; written under mu
@@ -221,12 +235,16 @@ type Log struct {
 		queue   []*appendReq
 		failed  error // sticky: a failed fdatasync
 		writing bool  // the writer goroutine runs
+		claimed bool  // an Append succeeded since Recover
 		recovered,
 		closed bool
 	}
 }
 
-var _ persist.Log = (*Log)(nil)
+var (
+	_ persist.Log            = (*Log)(nil)
+	_ persist.DamageReporter = (*Log)(nil)
+)
 
 // Open opens (creating it if needed) the log directory dir and takes its
 // lock. Call Recover before anything else.
@@ -234,23 +252,22 @@ func Open(dir string, opts Options) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: create log directory: %w", err)
 	}
-	l := &Log{dir: dir, logger: opts.Logger, maxFileBytes: opts.MaxFileBytes}
+	l := &Log{dir: dir, logger: opts.Logger, maxFileBytes: opts.MaxFileBytes, checkEvery: opts.CheckInterval}
+	if l.checkEvery == 0 {
+		l.checkEvery = DefaultCheckInterval
+	}
 	if l.logger == nil {
 		l.logger = slog.Default()
 	}
 	if l.maxFileBytes <= 0 {
 		l.maxFileBytes = DefaultMaxFileBytes
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("disk: open lock file: %w", err)
+	lock, err := acquireLock(filepath.Join(dir, lockName))
+	if errors.Is(err, dirlock.ErrLocked) {
+		return nil, fmt.Errorf("disk: log directory %s is in use by %s: %w", dir, LockHolder(dir), err)
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("disk: log directory %s is in use by another process or Log (lock file %s is held)", dir, lockName)
-		}
-		return nil, fmt.Errorf("disk: lock %s: %w", filepath.Join(dir, lockName), err)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
 	}
 	l.lock = lock
 	d, err := os.Open(dir)
@@ -263,6 +280,7 @@ func Open(dir string, opts Options) (*Log, error) {
 	l.wake = make(chan struct{}, 1)
 	l.quit = make(chan struct{})
 	l.writerDone = make(chan struct{})
+	l.checkerDone = make(chan struct{})
 	return l, nil
 }
 
@@ -374,7 +392,28 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("disk: append segment %d: %w", h.First, err)
 	}
+	l.mu.Lock()
+	l.mu.claimed = true
+	l.mu.Unlock()
 	return nil
+}
+
+// DeleteDiscarded implements persist.Log. The disk backend's fence is the
+// exclusive LOCK taken by Open: no other server can share the directory, so
+// holding the lock is winning the log, and Recover already tombstoned the
+// discarded frames and cut the torn tail (it must, before the writer
+// appends after them). There is nothing left to delete; like every
+// backend, it refuses to be called before a claim was stored.
+func (l *Log) DeleteDiscarded(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.checkLocked(); err != nil {
+		return err
+	}
+	if !l.mu.claimed {
+		return errors.New("disk: DeleteDiscarded before a claim was stored: only the winner of the log may delete")
+	}
+	return ctx.Err()
 }
 
 // admitLocked checks that a segment starting at first may be queued.
@@ -598,11 +637,16 @@ func (l *Log) Close() error {
 	close(l.quit)
 	if writing {
 		<-l.writerDone
+		<-l.checkerDone
 	}
 	l.mu.Lock()
 	files := l.mu.files
 	l.mu.files = nil
+	failed := l.mu.failed
 	l.mu.Unlock()
+	if writing && failed == nil {
+		l.recordSyncedSizes(files) // lower bounds for the next Recover
+	}
 	for _, f := range files {
 		f.f.Close()
 	}

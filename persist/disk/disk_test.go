@@ -58,10 +58,20 @@ func locateFrame(t *testing.T, dir string, first tx.Version) (path string, off, 
 	return "", 0, 0
 }
 
+// crashed removes what only a clean Close leaves (SIZES), so that damage
+// done next is what a crash leaves, not a cut after a clean stop.
+func crashed(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, sizesName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+}
+
 // damageFrame replaces the frame of segment first with damage(its bytes),
 // splicing the file.
 func damageFrame(t *testing.T, dir string, first tx.Version, damage func([]byte) []byte) {
 	t.Helper()
+	crashed(t, dir)
 	path, off, n := locateFrame(t, dir, first)
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -271,6 +281,7 @@ func TestCorruptTailOfOlderFileRefused(t *testing.T) {
 	appendAll(t, l, logtest.Segment(0, 0, "c"), logtest.Segment(1, 2, "c"), logtest.Segment(3, 3, "c"))
 	path, _, n, _ := l.SegmentLocation(1)
 	l.Close()
+	crashed(t, dir)
 	if err := os.Truncate(path, n-1); err != nil {
 		t.Fatal(err)
 	}

@@ -130,6 +130,12 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 // recover scans, plans and repairs; it fills the index (l.mu.infos, locs)
 // and returns the files still open. On error the caller closes them.
 func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error) {
+	if err := l.checkNotDamaged(); err != nil {
+		return persist.Recovery{}, nil, err
+	}
+	if err := l.checkSyncedSizes(); err != nil {
+		return persist.Recovery{}, nil, err
+	}
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
 		return persist.Recovery{}, nil, fmt.Errorf("list: %w", err)
@@ -138,7 +144,7 @@ func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error)
 	var files []*logFile
 	for _, e := range entries {
 		name := e.Name()
-		if name == policiesName+tempSuffix { // a StorePolicies that never finished
+		if name == policiesName+tempSuffix || name == sizesName+tempSuffix { // a write that never finished
 			if err := os.Remove(l.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return persist.Recovery{}, files, fmt.Errorf("remove %s: %w", name, err)
 			}
@@ -190,8 +196,10 @@ func (l *Log) recover(ctx context.Context) (persist.Recovery, []*logFile, error)
 			}
 			tornFile, tornOff = i, int64(off)
 			torn, tornNamed = tornInfo(data[off:])
-			l.logger.Warn("disk: recovery cuts a torn tail that was never acknowledged",
-				"file", f.name, "offset", off, "bytes", len(data)-off, "reason", err.Error())
+			// Which of the two it was cannot be told from the bytes: say
+			// both (a server that saw the file cut would have left DAMAGED).
+			l.logger.Warn("disk: recovery cuts an incomplete frame at the end of the newest log file: a write torn by a crash (never acknowledged), or a file cut short while no server ran (then acknowledged commits in it are lost)",
+				"file", f.name, "offset", off, "bytes", len(data)-off, "first_version", uint64(torn.First), "reason", err.Error())
 			break
 		}
 		f.size = int64(off)

@@ -21,6 +21,11 @@ var errClosed = errors.New("log closed before the segment was written")
 func (l *Log) startWriter() {
 	l.mu.writing = true
 	go l.writeLoop()
+	if l.checkEvery > 0 {
+		go l.checkLoop(l.checkEvery)
+	} else {
+		close(l.checkerDone)
+	}
 }
 
 // writeLoop is the writer goroutine: it takes every queued Append at once,
@@ -78,6 +83,17 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	l.stats.fileSyncs.Add(1)
 	if err := unix.Fdatasync(int(f.f.Fd())); err != nil {
 		l.finish(batch, l.fail(fmt.Errorf("fdatasync %s: %w", f.name, err)))
+		return
+	}
+	// The file may have been deleted or cut behind our back: then the
+	// sync made nothing durable that a restart would find.
+	if rescue, err := l.checkFile(f, start+total, false); err != nil {
+		if errors.Is(err, persist.ErrDamaged) {
+			err = l.damaged(err, f, rescue)
+		} else {
+			err = l.fail(err)
+		}
+		l.finish(batch, err)
 		return
 	}
 	f.size = start + total
@@ -162,7 +178,9 @@ func (l *Log) roll() error {
 	// one (fewer metadata updates per fdatasync). KEEP_SIZE: the file's
 	// size still marks the end of the frames. Best effort: a file system
 	// without fallocate, or without room for all of it, still works.
-	_ = unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, l.maxFileBytes)
+	if err := unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, l.maxFileBytes); err != nil {
+		l.releaseReservation(fd, name, err)
+	}
 	if err := l.syncer.Sync(); err != nil {
 		fd.Close()
 		os.Remove(l.path(name))
@@ -176,6 +194,21 @@ func (l *Log) roll() error {
 	l.active = f // under mu: Truncate compares with it
 	l.mu.Unlock()
 	return nil
+}
+
+// releaseReservation gives back what a failed preallocation reserved: ext4
+// keeps the blocks it found before running out (on an 8 MiB file system, a
+// failed 64 MiB fallocate left the file holding every free block, so the
+// policies file and the next roll had no room). The file is still empty:
+// cutting it to zero frees exactly the reservation (punching a hole does
+// not: ext4 ignores a hole past the end of the file).
+func (l *Log) releaseReservation(fd *os.File, name string, cause error) {
+	if errors.Is(cause, unix.EOPNOTSUPP) || errors.Is(cause, unix.ENOSYS) {
+		return // nothing was reserved
+	}
+	err := fd.Truncate(0) // frees the blocks past the (zero) size
+	l.logger.Warn("disk: could not preallocate a new log file; writing without a reservation",
+		"file", name, "bytes", l.maxFileBytes, "err", cause.Error(), "released", err == nil)
 }
 
 // fail records a sticky failure and returns err.

@@ -168,16 +168,36 @@ func TestRawAWSChunkedChecks(t *testing.T) {
 	}
 }
 
+// TestMainFlags: the main binary's CLI conventions (issue 13.14): --help
+// prints the manual on stdout, --version the version, a bad flag or value
+// is one line on stderr and exit 2.
 func TestMainFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "-listen") {
-		t.Fatalf("--help: code %d, output %q", code, errOut.String())
+	if code := run([]string{"--help"}, &out, &errOut, "v"); code != 0 || !strings.Contains(out.String(), "SYNOPSIS") ||
+		!strings.Contains(out.String(), "--listen ADDR") || errOut.Len() != 0 {
+		t.Fatalf("--help: code %d, stdout %q, stderr %q", code, out.String(), errOut.String())
 	}
-	if code := run([]string{"--no-such-flag"}, &out, &errOut); code != 2 {
-		t.Fatalf("bad flag: code %d", code)
+	out.Reset()
+	if code := run([]string{"--version"}, &out, &errOut, "weaseldb 1.2.3 (revision x, go1)"); code != 0 || out.String() != "weaseldb 1.2.3 (revision x, go1)\n" {
+		t.Fatalf("--version: code %d, %q", code, out.String())
 	}
-	if code := run([]string{"--buckets", "Bad_Bucket", "--listen", "127.0.0.1:0"}, &out, &errOut); code != 1 {
-		t.Fatalf("bad bucket: code %d", code)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag (see weaseldb fakes3 --help)"},
+		{[]string{"--listen", "notaport"}, `--listen "notaport": want host:port`},
+		{[]string{"--server", "apache"}, `--server "apache": want netpoll or net-http`},
+		{[]string{"--buckets", "Bad_Bucket", "--listen", "127.0.0.1:0"}, "--buckets: bucket name"},
+		{[]string{"--put-latency", "soon"}, "invalid value"},
+		{[]string{"extra"}, `unexpected argument "extra"`},
+	} {
+		errOut.Reset()
+		code := run(c.args, &out, &errOut, "v")
+		lines := strings.Split(strings.TrimSuffix(errOut.String(), "\n"), "\n")
+		if code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "weaseldb fakes3: ") || !strings.Contains(lines[0], c.want) {
+			t.Errorf("%v: code %d, stderr %q; want exit 2 and one line containing %q", c.args, code, errOut.String(), c.want)
+		}
 	}
 }
 
@@ -216,7 +236,7 @@ func TestMainServes(t *testing.T) {
 			pr, pw := io.Pipe()
 			done := make(chan int, 1)
 			go func() {
-				done <- run([]string{"--listen", "127.0.0.1:0", "--buckets", testBucket, "--server", server, "--dir", t.TempDir()}, pw, io.Discard)
+				done <- run([]string{"--listen", "127.0.0.1:0", "--buckets", testBucket, "--server", server, "--dir", t.TempDir()}, pw, io.Discard, "v")
 				pw.Close()
 			}()
 			line, err := bufio.NewReader(pr).ReadString('\n')

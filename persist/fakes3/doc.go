@@ -23,7 +23,7 @@
 // common prefixes, KeyCount, IsTruncated; encoding-type is ignored),
 // PutObject, GetObject and HeadObject (single Range: 206 with
 // Content-Range, 416 InvalidRange; If-Match, If-None-Match), DeleteObject
-// and DeleteObjects (XML body, Quiet, ≤ 1000 keys, per-key results).
+// (If-Match: a conditional delete, 412 on another ETag) and DeleteObjects (XML body, Quiet, ≤ 1000 keys, per-key results).
 // Anything else (multipart, copy, ACLs, versioning) answers 501
 // NotImplemented.
 //
@@ -34,9 +34,10 @@
 // crc32c,sha1,sha256} it is given, in a header or a trailer, Content-MD5,
 // a hex x-amz-content-sha256 and x-amz-decoded-content-length, answering
 // BadDigest, XAmzContentSHA256Mismatch or IncompleteBody. If-None-Match: *
-// answers 412 PreconditionFailed when the key exists; the check and the
-// store are one atomic step, so of two racing conditional PUTs exactly one
-// wins. ETags are the quoted MD5 hex of the data.
+// answers 412 PreconditionFailed when the key exists, If-Match: <ETag> when
+// it does not hold that ETag; the check and the store are one atomic step,
+// so of two racing conditional PUTs exactly one wins. ETags are the quoted
+// MD5 hex of the data.
 //
 // An object remembers the checksum it was uploaded with (CRC32 computed by
 // the server otherwise) and returns it on whole-object GET/HEAD answers
@@ -61,10 +62,16 @@
 //
 // # Faults
 //
-// Per operation class (Op): fixed and random extra latency, a fraction of
-// 503 SlowDown and 500 InternalError answers, a fraction of connections
-// dropped before the request takes effect, and a fraction dropped after
-// it took effect (the client cannot tell whether its write happened). Pause
+// Per operation class (Op): fixed and random extra latency before the
+// request takes effect (so concurrent PUTs land out of order), fixed and
+// random extra latency after it took effect and before the answer (the
+// answers arrive in yet another order, possibly after the client gave up),
+// a fraction of 503 SlowDown and 500 InternalError answers, a fraction of
+// connections dropped before the request takes effect, a fraction dropped
+// after it took effect (the client cannot tell whether its write
+// happened), and a fraction held until the client gives up and applied
+// only then (the write lands after its client saw a timeout; HoldLate
+// holds those until ReleaseLate, for tests that choose the moment). Pause
 // holds every new request until Resume. Switchable at any time from any
 // goroutine.
 package fakes3

@@ -90,6 +90,7 @@ type Faults struct {
 		sync.Mutex
 		byOp   [opCount]Fault
 		resume chan struct{} // non-nil while paused; closed by Resume
+		late   chan struct{} // non-nil while late applies are held; closed by ReleaseLate
 	}
 	requests [opCount]atomic.Uint64
 	injected atomic.Uint64
@@ -113,10 +114,12 @@ func (f *Faults) Set(fault Fault, ops ...Op) {
 	}
 }
 
-// Clear removes every fault and resumes a paused server.
+// Clear removes every fault, resumes a paused server and releases held
+// late applies.
 func (f *Faults) Clear() {
 	f.Set(Fault{})
 	f.Resume()
+	f.ReleaseLate()
 }
 
 // Pause makes every request that arrives from now on wait until Resume
@@ -137,6 +140,33 @@ func (f *Faults) Resume() {
 		close(f.mu.resume)
 		f.mu.resume = nil
 	}
+}
+
+// HoldLate makes LateApplyRate requests wait, after their client gave up,
+// until ReleaseLate: a test then chooses the moment the late write lands.
+func (f *Faults) HoldLate() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.late == nil {
+		f.mu.late = make(chan struct{})
+	}
+}
+
+// ReleaseLate lets held late applies take effect.
+func (f *Faults) ReleaseLate() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mu.late != nil {
+		close(f.mu.late)
+		f.mu.late = nil
+	}
+}
+
+// lateGate returns the channel a late apply waits on (nil: none).
+func (f *Faults) lateGate() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.late
 }
 
 // Requests returns how many requests of op arrived (including the ones a

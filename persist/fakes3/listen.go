@@ -64,54 +64,110 @@ func (t *TCPServer) Close() error {
 }
 
 // Main runs the standalone fake S3 server until SIGINT or SIGTERM and
-// returns the process exit code. args excludes the program name.
-func Main(args []string) int {
-	return run(args, os.Stdout, os.Stderr)
+// returns the process exit code. args excludes the program name and the
+// subcommand; versionLine is what --version prints.
+func Main(args []string, versionLine string) int {
+	return run(args, os.Stdout, os.Stderr, versionLine)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("fakes3", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:9000", "address to listen on (keep it on loopback: there is no authentication)")
-	dir := fs.String("dir", "", "directory to keep objects in across restarts (empty: memory only)")
-	buckets := fs.String("buckets", "", "comma-separated buckets to create at start")
-	objectMax := fs.Int64("max-object-bytes", objectBytesMaxDefault, "largest accepted object in bytes (also bounds request bodies)")
-	latency := fs.Duration("put-latency", 0, "fixed latency added to every PutObject (fault injection)")
-	host := fs.String("server", "netpoll", "HTTP server to host on: netpoll (WeaselDB's epoll server) or net-http (needed for dropped-connection faults)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: weaseldb fakes3 [flags]
+// usage is the manual of `weaseldb fakes3`, in the main binary's form.
+const usage = `NAME
+    weaseldb fakes3 - a fake S3 service for development and tests
 
-A fake S3 service (path-style, no authentication) for development and
-tests. Implements ListObjectsV2, PutObject (aws-chunked, If-None-Match, If-Match),
-GetObject (Range), HeadObject, DeleteObject(s), bucket create/head/delete.
-Limits: request headers 64 KiB; object size -max-object-bytes; DeleteObjects
-1000 keys; ListObjectsV2 1000 keys per page.
+SYNOPSIS
+    weaseldb fakes3 [--listen ADDR] [--dir DIR] [--buckets B1,B2,...]
+                    [--max-object-bytes N] [--put-latency DURATION]
+                    [--server netpoll|net-http]
+    weaseldb fakes3 --version
 
-Flags:
-`)
-		fs.PrintDefaults()
+DESCRIPTION
+    Serves the subset of S3 that WeaselDB's S3 backend uses, path-style
+    (http://ADDR/<bucket>/<key>): ListObjectsV2, PutObject (aws-chunked,
+    If-None-Match: *, If-Match: ETag), GetObject (Range), HeadObject, DeleteObject(s), bucket
+    create/head/delete. There is no authentication: any credentials work, so
+    keep it on loopback. Prints "fakes3 listening on http://ADDR" on stdout
+    once it accepts connections; logs go to stderr as JSON lines.
+
+OPTIONS
+    --listen ADDR            host:port to listen on (default 127.0.0.1:9000)
+    --dir DIR                keep objects in DIR across restarts, fsynced
+                             (default: memory only)
+    --buckets LIST           comma-separated buckets to create at start
+    --max-object-bytes N     largest accepted object in bytes, also bounds
+                             request bodies (default 1 GiB)
+    --put-latency DURATION   fixed latency added to every PutObject, e.g.
+                             20ms (fault injection; default 0)
+    --server NAME            netpoll (default: WeaselDB's epoll server) or
+                             net-http (needed for dropped-connection faults)
+    --version                print the version and exit
+    -h, --help               this text
+
+LIMITS
+    request headers 64 KiB; object size --max-object-bytes; DeleteObjects
+    1000 keys; ListObjectsV2 1000 keys per page.
+
+EXIT STATUS
+    0 stopped by SIGINT/SIGTERM; 1 runtime failure (the address is in use,
+    the directory cannot be read); 2 bad usage.
+
+EXAMPLE
+    weaseldb fakes3 --listen 127.0.0.1:9000 --dir /tmp/weasel-s3 --buckets weaseldb
+`
+
+func run(args []string, stdout, stderr io.Writer, versionLine string) int {
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "weaseldb fakes3: "+format+"\n", a...)
+		return code
 	}
+	fs := flag.NewFlagSet("weaseldb fakes3", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	listen := fs.String("listen", "127.0.0.1:9000", "")
+	dir := fs.String("dir", "", "")
+	buckets := fs.String("buckets", "", "")
+	objectMax := fs.Int64("max-object-bytes", objectBytesMaxDefault, "")
+	latency := fs.Duration("put-latency", 0, "")
+	host := fs.String("server", "netpoll", "")
+	showVersion := fs.Bool("version", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
 			return 0
 		}
-		return 2
+		return fail(2, "%v (see weaseldb fakes3 --help)", err)
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "fakes3: unexpected arguments %q\n", fs.Args())
-		return 2
+		return fail(2, "unexpected argument %q (see weaseldb fakes3 --help)", fs.Arg(0))
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if *showVersion {
+		fmt.Fprintln(stdout, versionLine)
+		return 0
+	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return fail(2, "--listen %q: want host:port", *listen)
+	}
+	if *objectMax <= 0 {
+		return fail(2, "--max-object-bytes %d: must be positive", *objectMax)
+	}
+	if *latency < 0 {
+		return fail(2, "--put-latency %v: must not be negative", *latency)
+	}
+	if *host != "netpoll" && *host != "net-http" {
+		return fail(2, "--server %q: want netpoll or net-http", *host)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 	opts := Options{Dir: *dir, ObjectBytesMax: *objectMax, Logger: logger}
 	for _, b := range strings.Split(*buckets, ",") {
 		if b = strings.TrimSpace(b); b != "" {
+			if err := validBucketName(b); err != nil {
+				return fail(2, "--buckets: %v", err)
+			}
 			opts.Buckets = append(opts.Buckets, b)
 		}
 	}
 	srv, err := New(opts)
 	if err != nil {
-		fmt.Fprintf(stderr, "fakes3: %v\n", err)
-		return 1
+		return fail(1, "%v", err)
 	}
 	if *latency > 0 {
 		srv.Faults().Set(Fault{Latency: *latency}, OpPutObject)
@@ -122,28 +178,22 @@ Flags:
 	case "netpoll":
 		ns, err := ListenNetpoll(srv, *listen, netpoll.Config{DisableThreadPinning: true})
 		if err != nil {
-			fmt.Fprintf(stderr, "fakes3: %v\n", err)
-			return 1
+			return fail(1, "%v", err)
 		}
 		url, closer = ns.URL, ns
 	case "net-http":
 		ts, err := ListenTCP(srv, *listen)
 		if err != nil {
-			fmt.Fprintf(stderr, "fakes3: %v\n", err)
-			return 1
+			return fail(1, "%v", err)
 		}
 		url, closer = ts.URL, ts
-	default:
-		fmt.Fprintf(stderr, "fakes3: -server %q: want netpoll or net-http\n", *host)
-		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(stdout, "fakes3 listening on %s\n", url) // after Notify: a signal from now on stops us cleanly
 	<-ctx.Done()
 	if err := closer.Close(); err != nil {
-		fmt.Fprintf(stderr, "fakes3: %v\n", err)
-		return 1
+		return fail(1, "%v", err)
 	}
 	return 0
 }

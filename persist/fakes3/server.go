@@ -190,11 +190,17 @@ func (s *Server) applyLate(req *request, w http.ResponseWriter, handler func(*re
 		return // the body never arrived whole: no effect
 	}
 	t := time.NewTimer(lateApplyHoldMax)
+	defer t.Stop()
 	select {
 	case <-req.r.Context().Done():
 	case <-t.C:
 	}
-	t.Stop()
+	if gate := s.faults.lateGate(); gate != nil { // HoldLate: the test says when
+		select {
+		case <-gate:
+		case <-t.C:
+		}
+	}
 	r := req.r.WithContext(context.WithoutCancel(req.r.Context()))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	req.r = r

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/btree"
+
+	"weaseldb/persist"
 )
 
 // object is one stored object. Immutable once stored: a PUT replaces the
@@ -418,25 +420,6 @@ func syncDir(dir string) error {
 	return err
 }
 
-// validBucketName applies the S3 bucket naming rules that matter here: 3 to
-// 63 characters of lower-case letters, digits, '.' and '-', starting and
-// ending with a letter or digit.
-func validBucketName(name string) error {
-	if len(name) < 3 || len(name) > 63 {
-		return fmt.Errorf("bucket name %q: length must be 3 to 63", name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		alnum := (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-		if !alnum && c != '.' && c != '-' {
-			return fmt.Errorf("bucket name %q: invalid character %q", name, c)
-		}
-		if (i == 0 || i == len(name)-1) && !alnum {
-			return fmt.Errorf("bucket name %q: must start and end with a letter or digit", name)
-		}
-	}
-	if strings.Contains(name, "..") {
-		return fmt.Errorf("bucket name %q: two adjacent periods", name)
-	}
-	return nil
-}
+// validBucketName applies the S3 bucket naming rules (shared with config
+// validation, so a name refused here fails at start instead).
+func validBucketName(name string) error { return persist.ValidBucketName(name) }

@@ -17,7 +17,10 @@
 // on one storage (sequential and racing), or for a backend whose fence is an
 // exclusive open (Storage.ExclusiveOpen), that a second open fails and that
 // stored and in-flight Firsts are fenced within one Log and across restarts; a gap (what follows it is
-// discarded and reported); a torn last segment cut off; a corrupt middle
+// discarded and reported, kept until the claim, then deleted by
+// DeleteDiscarded, which refuses to run before a claim); a newcomer whose
+// claim loses to the live leader's segment at the gap deletes nothing; a
+// claim over a discarded segment holding its name replaces it; a torn last segment cut off; a corrupt middle
 // segment refused with ErrCorruption; policies round-trip and durability
 // across reopen; many concurrent Appends, then recovery.
 package logtest
@@ -83,6 +86,8 @@ func Run(t *testing.T, newStorage func(t *testing.T) Storage) {
 		{"Fencing", testFencing},
 		{"FencingRace", testFencingRace},
 		{"Gap", testGap},
+		{"GapFilledByLiveLeader", testGapFilledByLiveLeader},
+		{"ClaimReplacesDiscardedAtItsName", testClaimReplacesDiscardedAtItsName},
 		{"TornTail", testTornTail},
 		{"CorruptMiddle", testCorruptMiddle},
 		{"Policies", testPolicies},
@@ -498,6 +503,7 @@ func testFencingRace(t *testing.T, s Storage) {
 }
 
 func testGap(t *testing.T, s Storage) {
+	ctx := context.Background()
 	l := open(t, s)
 	recoverLog(t, l)
 	// 6-7 was in flight and never written when the process died; 8-9 and
@@ -507,14 +513,100 @@ func testGap(t *testing.T, s Storage) {
 	checkSpans(t, "recovered", rec.Segments, "[0-0 1-5]")
 	checkSpans(t, "discarded", rec.Discarded, "[8-9 10-12]")
 	checkVersions(t, readAll(t, l, 0, 1<<20), 1, 5)
-	// The discarded segments are gone: the log continues from 6.
-	mustAppend(t, l, Segment(6, 8, "h"), Segment(9, 9, "h"))
+	// Only the winner of the log deletes: not before its claim.
+	if err := l.DeleteDiscarded(ctx); err == nil {
+		t.Fatal("DeleteDiscarded before any Append succeeded: want an error")
+	}
+	if s.ExclusiveOpen == nil {
+		// Recover deleted nothing: another server recovering now still
+		// finds the discarded segments.
+		other := openSecond(t, s)
+		checkSpans(t, "discarded, seen by a second Log before the claim", recoverLog(t, other).Discarded, "[8-9 10-12]")
+		other.Close()
+	}
+	// The claim, then DeleteDiscarded: the log continues from 6, over the
+	// names the discarded segments held.
+	mustAppend(t, l, Segment(6, 7, "h"))
+	if err := l.DeleteDiscarded(ctx); err != nil {
+		t.Fatalf("DeleteDiscarded after the claim: %v", err)
+	}
+	mustAppend(t, l, Segment(8, 8, "h"), Segment(9, 9, "h"), Segment(10, 10, "h"))
 	l, rec = reopen(t, s, l)
-	checkSpans(t, "recovered after continuing", rec.Segments, "[0-0 1-5 6-8 9-9]")
+	checkSpans(t, "recovered after continuing", rec.Segments, "[0-0 1-5 6-7 8-8 9-9 10-10]")
 	if len(rec.Discarded) != 0 {
 		t.Fatalf("second recovery discarded %s again", spans(rec.Discarded))
 	}
-	checkVersions(t, readAll(t, l, 0, 1<<20), 1, 9)
+	checkVersions(t, readAll(t, l, 0, 1<<20), 1, 10)
+}
+
+// testGapFilledByLiveLeader is issue 12 item 1 at the Log level: a second
+// server recovers while the live leader's segment at the gap is still in
+// flight; the leader's segment lands first, so the newcomer's claim is
+// fenced; the newcomer must not have deleted the leader's segments after
+// the gap, which the leader has now acknowledged.
+func testGapFilledByLiveLeader(t *testing.T, s Storage) {
+	if s.ExclusiveOpen != nil {
+		t.Skip("the backend's fence is an exclusive open: no second server shares the storage")
+	}
+	ctx := context.Background()
+	a := open(t, s)
+	recoverLog(t, a)
+	// The leader's 6-7 is in flight; 8-9 and 10-12 landed before it.
+	mustAppend(t, a, Segment(0, 0, "a"), Segment(1, 5, "a"), Segment(8, 9, "a"), Segment(10, 12, "a"))
+	b := openSecond(t, s)
+	rec := recoverLog(t, b)
+	checkSpans(t, "newcomer discarded", rec.Discarded, "[8-9 10-12]")
+	// 6-7 lands: the leader releases (acknowledges) 1..12.
+	mustAppend(t, a, Segment(6, 7, "a"))
+	// The newcomer's claim at 6 loses, and it may not delete.
+	if err := b.Append(ctx, Segment(6, 6, "b")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("newcomer's claim over the leader's segment: %v, want ErrFenced", err)
+	}
+	if err := b.DeleteDiscarded(ctx); err == nil {
+		t.Fatal("DeleteDiscarded by a fenced newcomer: want an error")
+	}
+	b.Close()
+	mustAppend(t, a, Segment(13, 13, "a"))
+	_, rec = reopen(t, s, a)
+	checkSpans(t, "recovered", rec.Segments, "[0-0 1-5 6-7 8-9 10-12 13-13]")
+}
+
+// testClaimReplacesDiscardedAtItsName: a discarded segment holding exactly
+// the claim's name (the orphan of a returned leader term) is replaced by
+// the claim, atomically; a second claimant over the same orphan is fenced,
+// and a leader's plain write of the name stays fenced throughout.
+func testClaimReplacesDiscardedAtItsName(t *testing.T, s Storage) {
+	if s.ExclusiveOpen != nil {
+		t.Skip("the backend's fence is an exclusive open: one writer, so no leader term can return")
+	}
+	ctx := context.Background()
+	a := open(t, s)
+	recoverLog(t, a)
+	// Leader a, then leader b claims at 6 and writes 7-8; then a's orphan
+	// lands at 9 (a's term returns: PlanRecovery rule 3 discards it).
+	mustAppend(t, a, Segment(0, 0, "a"), Segment(1, 5, "a"), Segment(6, 6, "b"), Segment(7, 8, "b"), Segment(9, 10, "a"))
+	c, rec := reopen(t, s, a)
+	checkSpans(t, "recovered", rec.Segments, "[0-0 1-5 6-6 7-8]")
+	checkSpans(t, "discarded", rec.Discarded, "[9-10]")
+	d := openSecond(t, s)
+	recoverLog(t, d)
+	mustAppend(t, c, Segment(9, 9, "c")) // the claim replaces the orphan
+	if err := d.Append(ctx, Segment(9, 9, "d")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("second claim over the replaced orphan: %v, want ErrFenced", err)
+	}
+	d.Close()
+	if err := c.Append(ctx, Segment(9, 12, "b")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("a leader's write of the claimed name: %v, want ErrFenced", err)
+	}
+	if err := c.DeleteDiscarded(ctx); err != nil {
+		t.Fatalf("DeleteDiscarded: %v", err)
+	}
+	mustAppend(t, c, Segment(10, 11, "c"))
+	_, rec = reopen(t, s, c)
+	checkSpans(t, "recovered", rec.Segments, "[0-0 1-5 6-6 7-8 9-9 10-11]")
+	if len(rec.Discarded) != 0 {
+		t.Fatalf("discarded %s after the claim replaced the orphan", spans(rec.Discarded))
+	}
 }
 
 func testTornTail(t *testing.T, s Storage) {
@@ -551,7 +643,8 @@ func testTornTail(t *testing.T, s Storage) {
 				t.Fatalf("torn tail: discarded %s, want the segment at %d", spans(rec.Discarded), next+5)
 			}
 			checkVersions(t, readAll(t, l, 0, 1<<20), 1, next+4)
-			// The torn segment was deleted: its name can be written again.
+			// The torn segment holds the next claim's name: the claim
+			// replaces it.
 			mustAppend(t, l, Segment(next+5, next+5, "y"+strconv.Itoa(k)))
 			l.Close()
 		}()

@@ -135,7 +135,11 @@ type Log struct {
 		// index is this Log's view of the contiguous run: the recovered
 		// segments plus those appended since, sorted by First. Appends
 		// completing out of order may leave temporary gaps.
-		index     []persist.SegmentInfo
+		index []persist.SegmentInfo
+		// discarded holds the segments the last Recover discarded, by
+		// First, as found (pointer identity says "still the same").
+		discarded map[tx.Version]*segment
+		claimed   bool // an Append succeeded since Recover
 		recovered bool
 		closed    bool
 	}
@@ -179,12 +183,14 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		s.mu.Unlock()
 		return persist.Recovery{}, fmt.Errorf("memlog: recover: %w", err)
 	}
+	// Nothing is deleted before this Log's claim: see persist's package doc.
+	discarded := make(map[tx.Version]*segment, len(rec.Discarded))
 	for _, d := range rec.Discarded {
-		delete(s.mu.segs, d.First)
+		discarded[d.First] = s.mu.segs[d.First]
 	}
 	s.mu.Unlock()
 	for _, d := range rec.Discarded {
-		slog.Warn("memlog: recovery discarded a segment that was never acknowledged", "first", d.First, "last", d.Last, "bytes", d.Bytes)
+		slog.Warn("memlog: recovery discards a segment that was never acknowledged; deleted once this Log's claim is stored", "first", d.First, "last", d.Last, "bytes", d.Bytes)
 	}
 
 	l.mu.Lock()
@@ -193,8 +199,36 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		return persist.Recovery{}, errClosed
 	}
 	l.mu.index = slices.Clone(rec.Segments)
+	l.mu.discarded = discarded
+	l.mu.claimed = false
 	l.mu.recovered = true
 	return rec, nil
+}
+
+// DeleteDiscarded implements persist.Log: it deletes each segment the last
+// Recover discarded that is still the very segment Recover found.
+func (l *Log) DeleteDiscarded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memlog: delete discarded: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.check(); err != nil {
+		return err
+	}
+	if !l.mu.claimed {
+		return errors.New("memlog: DeleteDiscarded before a claim was stored: only the winner of the log may delete")
+	}
+	s := l.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for first, seg := range l.mu.discarded {
+		if s.mu.segs[first] == seg {
+			delete(s.mu.segs, first)
+		}
+	}
+	clear(l.mu.discarded)
+	return nil
 }
 
 // Append implements persist.Log.
@@ -208,6 +242,7 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	}
 	l.mu.Lock()
 	err = l.check()
+	replace := l.mu.discarded[h.First]
 	l.mu.Unlock()
 	if err != nil {
 		return err
@@ -216,11 +251,12 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	s := l.store
 	seg := &segment{data: slices.Clone(data)}
 	s.mu.Lock()
-	if _, exists := s.mu.segs[h.First]; exists {
+	prev, exists := s.mu.segs[h.First]
+	if exists && (replace == nil || prev != replace) {
 		s.mu.Unlock()
 		return fmt.Errorf("memlog: append segment %d: %w", h.First, persist.ErrFenced)
 	}
-	s.mu.segs[h.First] = seg
+	s.mu.segs[h.First] = seg // replacing, at most, the discarded segment of this name
 	s.mu.Unlock()
 
 	l.hook.Lock()
@@ -235,7 +271,11 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	s.mu.Lock()
 	if err != nil {
 		if s.mu.segs[h.First] == seg {
-			delete(s.mu.segs, h.First)
+			if prev != nil {
+				s.mu.segs[h.First] = prev
+			} else {
+				delete(s.mu.segs, h.First)
+			}
 		}
 		s.mu.Unlock()
 		return fmt.Errorf("memlog: append segment %d: %w", h.First, err)
@@ -246,6 +286,8 @@ func (l *Log) Append(ctx context.Context, data []byte) error {
 	info := h.Info()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.mu.claimed = true
+	delete(l.mu.discarded, info.First)
 	i, _ := slices.BinarySearchFunc(l.mu.index, info.First, func(s persist.SegmentInfo, first tx.Version) int {
 		return cmp.Compare(s.First, first)
 	})

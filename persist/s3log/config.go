@@ -16,6 +16,12 @@ import (
 type Config struct {
 	// Bucket holds the log. Required.
 	Bucket string
+	// CacheDir, when set, keeps a local copy of recent segments (the ones
+	// written and read) there, so that a restart reads the conflict
+	// window's segments locally instead of one GET each (see cache.go).
+	// CacheBytes bounds it; default 256 MiB.
+	CacheDir   string
+	CacheBytes int64
 	// Prefix is prepended to every key: segments live at
 	// "<Prefix>/log/<First as 20 digits>", policies at
 	// "<Prefix>/retention.json". Empty puts them at the bucket's root.
@@ -80,8 +86,16 @@ type Config struct {
 	// metrics; it must not block.
 	OnRequest func(op Op, elapsed time.Duration, err error)
 
-	// Logger receives recovery reports (discarded segments) and ambiguous
-	// write resolutions. Nil: slog.Default().
+	// EC2IMDS lets the AWS SDK ask EC2 instance metadata (for credentials
+	// and region) although Endpoint is set. With an Endpoint (an
+	// S3-compatible server, a fake) the default is not to: off EC2 the
+	// probe only waits for timeouts and logs warnings. Without an Endpoint
+	// the standard AWS chain, IMDS included, applies either way.
+	EC2IMDS bool
+
+	// Logger receives recovery reports (discarded segments), ambiguous
+	// write resolutions and the AWS SDK's own log lines (at Debug for its
+	// debug classification, else Warn). Nil: slog.Default().
 	Logger *slog.Logger
 }
 
@@ -97,6 +111,9 @@ const (
 )
 
 func (c *Config) ensureDefaults() {
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 256 << 20
+	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = maxInFlightDefault
 	}

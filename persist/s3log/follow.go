@@ -22,52 +22,13 @@ var _ persist.Shared = (*Log)(nil)
 const pruneEvery = 32
 
 // Observe implements persist.Shared: Recover's listing, reading and
-// planning, without deleting anything (the log is the leader's).
+// planning, deleting nothing (Recover deletes nothing either: the winner of
+// a claim does, with DeleteDiscarded) and writing no recovery checkpoint.
 func (l *Log) Observe(ctx context.Context) (persist.Recovery, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
-	defer cancel()
-	listed, err := l.listSegments(ctx)
+	rec, err := l.recover(ctx, false)
 	if err != nil {
 		return persist.Recovery{}, fmt.Errorf("s3log: observe: %w", err)
 	}
-	stored := make([]persist.StoredSegment, len(listed))
-	vanished := make([]bool, len(listed))
-	err = l.forEachParallel(ctx, len(listed), func(ctx context.Context, i int) error {
-		data, err := l.get(ctx, l.segmentKey(listed[i].First))
-		if errors.Is(err, errNoSuchKey) {
-			vanished[i] = true
-			stored[i] = persist.StoredSegment{First: listed[i].First, Err: fmt.Errorf("%w: vanished while observing", persist.ErrCorruption)}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read segment %d: %w", listed[i].First, err)
-		}
-		h, herr := persist.DecodeSegmentHeader(data)
-		stored[i] = persist.StoredSegment{First: listed[i].First, Bytes: int64(len(data)), Header: h, Err: herr}
-		return nil
-	})
-	if err != nil {
-		return persist.Recovery{}, fmt.Errorf("s3log: observe: %w", err)
-	}
-	// A segment that vanished in the middle was truncated by the leader
-	// meanwhile: start the plan after it rather than calling it corruption.
-	for i := len(stored) - 2; i >= 0; i-- {
-		if vanished[i] {
-			stored = stored[i+1:]
-			break
-		}
-	}
-	rec, err := persist.PlanRecovery(stored)
-	if err != nil {
-		return persist.Recovery{}, fmt.Errorf("s3log: observe s3://%s/%s: %w", l.cfg.Bucket, l.segPrefix, err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.mu.closed {
-		return persist.Recovery{}, errors.New("s3log: log is closed")
-	}
-	l.mu.index = slices.Clone(rec.Segments)
-	l.mu.recovered = true
 	return rec, nil
 }
 

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/logging"
 
 	"weaseldb/netpoll"
 	"weaseldb/persist"
@@ -313,12 +317,15 @@ func TestStatsAndCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := l.Stats()
-	if st.Op(OpPut).Requests != 3 || st.Op(OpGet).Requests != 2 || st.Op(OpList).Requests != 1 || st.Op(OpDelete).Requests != 1 {
+	// Puts: three segments and the truncation floor; lists: segments and
+	// floors at recovery, floors after the truncation; GETs: the recovery
+	// checkpoint (none yet) and the two segments read.
+	if st.Op(OpPut).Requests != 4 || st.Op(OpGet).Requests != 3 || st.Op(OpList).Requests != 3 || st.Op(OpDelete).Requests != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if seen[OpPut] != 3 || seen[OpDelete] != 1 {
+	if seen[OpPut] != 4 || seen[OpDelete] != 1 {
 		t.Fatalf("callback saw %v", seen)
 	}
 }
@@ -390,5 +397,56 @@ func TestRetriedAppendAfterTimeoutIsOurs(t *testing.T) {
 	// A different segment at a name that exists is still fenced.
 	if err := l.Append(ctx, logtest.Segment(1, 3, "b")); !errors.Is(err, persist.ErrFenced) {
 		t.Fatalf("Append over an existing segment: %v, want ErrFenced", err)
+	}
+}
+
+// TestOpenNoSuchBucket: a missing bucket fails Open at once with
+// ErrNoSuchBucket, naming the bucket and the endpoint, after one request
+// (no retries).
+func TestOpenNoSuchBucket(t *testing.T) {
+	f := startFake(t)
+	cfg := testConfig(f.url)
+	cfg.Bucket = "no-such-bucket"
+	cfg.RetryMaxAttempts = 8
+	_, err := Open(context.Background(), cfg)
+	if !errors.Is(err, ErrNoSuchBucket) || !strings.Contains(err.Error(), `"no-such-bucket"`) || !strings.Contains(err.Error(), f.url) {
+		t.Fatalf("Open with a missing bucket: %v, want ErrNoSuchBucket naming the bucket and %s", err, f.url)
+	}
+	if n := f.srv.Faults().Requests(fakes3.OpBucket); n != 1 {
+		t.Errorf("%d bucket requests, want 1 (no retry)", n)
+	}
+	l := openLog(t, testConfig(f.url))
+	l.Close()
+}
+
+// TestSDKLogsThroughSlog: with an endpoint set, the SDK does not ask EC2
+// instance metadata, and whatever it logs arrives as slog records.
+func TestSDKLogsThroughSlog(t *testing.T) {
+	f := startFake(t)
+	var buf bytes.Buffer
+	cfg := testConfig(f.url)
+	cfg.AccessKeyID, cfg.SecretAccessKey = "", "" // the default chain, without IMDS
+	cfg.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	_, err := Open(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "no AWS credentials") {
+		t.Fatalf("Open without credentials: %v, want a refusal naming the missing credentials", err)
+	}
+	t.Logf("error: %v", err)
+	if strings.Contains(err.Error(), "169.254.169.254") || strings.Contains(strings.ToLower(err.Error()), "ec2 imds") && !strings.Contains(err.Error(), "disabled") {
+		t.Errorf("the SDK asked instance metadata: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if line != "" && !strings.HasPrefix(line, "{") {
+			t.Errorf("a log line that is not slog JSON: %q", line)
+		}
+	}
+	var rec bytes.Buffer
+	sdkLogger{slog.New(slog.NewJSONHandler(&rec, nil))}.Logf(logging.Warn, "x %d", 1)
+	if !strings.Contains(rec.String(), `"msg":"s3log: aws sdk: x 1"`) || !strings.Contains(rec.String(), `"level":"WARN"`) {
+		t.Errorf("sdkLogger wrote %q", rec.String())
 	}
 }

@@ -47,6 +47,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
@@ -78,9 +79,18 @@ var ErrCorruption = errors.New("statusruns: corruption")
 // Dir is an open run directory. Write, Merge and Remove may run on one
 // goroutine while Run.Lookup runs on another.
 type Dir struct {
-	path string
-	lock *os.File
+	path     string
+	lock     *os.File
+	stopping atomic.Bool // StopMerges was called
 }
+
+// ErrStopped is returned by a Merge that StopMerges interrupted.
+var ErrStopped = errors.New("statusruns: merge stopped")
+
+// StopMerges makes a Merge under way, and every later one, stop early with
+// ErrStopped (leaving its inputs as they were): for a shutdown that must
+// not wait for a merge of gigabytes.
+func (d *Dir) StopMerges() { d.stopping.Store(true) }
 
 // Open creates (if needed) and locks the directory, and removes temp files
 // of writes a crash interrupted. A second Open of the same directory, from
@@ -252,8 +262,13 @@ func (d *Dir) Merge(runs []*Run) (*Run, error) {
 	}
 	heap.Init(&h)
 	var mergeErr error
+	n := 0
 	out, err := d.write(runs[0].First, runs[len(runs)-1].Last, total, func() (Entry, bool) {
 		if len(h) == 0 || mergeErr != nil {
+			return Entry{}, false
+		}
+		if n++; n%65536 == 0 && d.stopping.Load() {
+			mergeErr = ErrStopped
 			return Entry{}, false
 		}
 		it := h[0]

@@ -16,30 +16,44 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# Commit latency: 100 observations from before the test (p50 about 5.5 ms),
+# then one of 50 ms per commit, so a quantile over an interval with commits
+# (55 ms) differs from one since start.
 METRICS = """# HELP weaseldb_commits_total Commits by outcome.
 # TYPE weaseldb_commits_total counter
 weaseldb_commits_total{outcome="committed"} %(committed)d
 weaseldb_commits_total{outcome="conflict"} %(conflicts)d
 # HELP weaseldb_commit_latency_seconds Commit latency.
 # TYPE weaseldb_commit_latency_seconds histogram
-weaseldb_commit_latency_seconds_bucket{le="0.001"} 10
-weaseldb_commit_latency_seconds_bucket{le="0.01"} 90
-weaseldb_commit_latency_seconds_bucket{le="0.1"} 100
-weaseldb_commit_latency_seconds_bucket{le="+Inf"} 100
-weaseldb_commit_latency_seconds_sum 0.5
-weaseldb_commit_latency_seconds_count 100
+weaseldb_commit_latency_seconds_bucket{outcome="committed",le="0.001"} 10
+weaseldb_commit_latency_seconds_bucket{outcome="committed",le="0.01"} 90
+weaseldb_commit_latency_seconds_bucket{outcome="committed",le="0.1"} %(observed)d
+weaseldb_commit_latency_seconds_bucket{outcome="committed",le="+Inf"} %(observed)d
+weaseldb_commit_latency_seconds_sum{outcome="committed"} %(latency_sum)g
+weaseldb_commit_latency_seconds_count{outcome="committed"} %(observed)d
+# TYPE weaseldb_persist_latency_seconds histogram
+weaseldb_persist_latency_seconds_bucket{le="0.002"} 0
+weaseldb_persist_latency_seconds_bucket{le="0.004"} %(committed)d
+weaseldb_persist_latency_seconds_bucket{le="+Inf"} %(committed)d
+weaseldb_persist_latency_seconds_sum %(persist_sum)g
+weaseldb_persist_latency_seconds_count %(committed)d
+# TYPE weaseldb_persist_batch_transactions histogram
+weaseldb_persist_batch_transactions_bucket{le="1"} %(committed)d
+weaseldb_persist_batch_transactions_bucket{le="+Inf"} %(committed)d
+weaseldb_persist_batch_transactions_sum %(committed)d
+weaseldb_persist_batch_transactions_count %(committed)d
 # HELP weaseldb_subscribers Open subscriptions.
 # TYPE weaseldb_subscribers gauge
 weaseldb_subscribers %(subscribers)d
-# TYPE weaseldb_subscriber_lag_versions gauge
-weaseldb_subscriber_lag_versions{subscriber="a"} 3
-weaseldb_subscriber_lag_versions{subscriber="b"} 7
+# TYPE weaseldb_subscriber_lag_versions_max gauge
+weaseldb_subscriber_lag_versions_max 7
 # HELP weaseldb_request_errors_total Errors by code, with "quoted" \\\\ help.
 # TYPE weaseldb_request_errors_total counter
 weaseldb_request_errors_total{code="bad_request",path="/v1/commit \\"x\\"\\n"} 2
 go_gc_duration_seconds{quantile="0.5"} NaN
 process_start_time_seconds 1.7e+09
 """
+
 
 
 def _unb64(s: Any) -> bytes:
@@ -77,6 +91,7 @@ class FakeWeaselDB:
         self.stream_drop_after = 0
         self.gap_at = 0
         self.split_writes = False
+        self.repeat_checkpoints = False  # an idle stream repeats its checkpoint, as the real server does
         # observations
         self.commit_calls = self.status_calls = self.subscribe_calls = 0
         self.last_event_ids: list[str | None] = []
@@ -153,8 +168,9 @@ class FakeWeaselDB:
             self.retention(h, method, urllib.parse.unquote(path[len("/v1/retention/"):]), body)
         elif path == "/metrics" and method == "GET":
             with self.lock:
-                text = METRICS % {"committed": len(self.txns), "conflicts": self.conflicts,
-                                  "subscribers": self.subscribers}
+                n = len(self.txns)
+                text = METRICS % {"committed": n, "conflicts": self.conflicts, "subscribers": self.subscribers,
+                                  "observed": 100 + n, "latency_sum": 0.5 + 0.05 * n, "persist_sum": 0.003 * n}
             data = text.encode()
             h.send_response(200)
             h.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -290,7 +306,7 @@ class FakeWeaselDB:
                           "operations": t["operations"]}
                     send(f"id: {t['version']}\r\nevent: transaction\r\ndata: {json.dumps(ev)}\r\n\r\n")
                     prev, sent = t["version"], sent + 1
-                if pending:
+                if pending or self.repeat_checkpoints:
                     send(f"event: checkpoint\ndata: {json.dumps({'committed_version': after, 'leader_id': self.leader})}\n\n")
                 else:
                     send(": keep-alive\n\n")

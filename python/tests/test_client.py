@@ -218,8 +218,31 @@ class AdminTest(unittest.TestCase):
             c.commit(operations=[weaseldb.write("k", "v")])
         h = self.a.health(interval=0.05)
         self.assertEqual((h.version, h.leader_id, h.ready, h.subscribers, h.subscriber_lag), (1, "leader-1", True, 0, 7))
-        self.assertEqual(h.commit_rate, 0.0)  # nothing committed between the two scrapes
-        self.assertAlmostEqual(h.commit_latency_p50, 0.001 + 0.009 * 40 / 80)
+        # Nothing happened between the two scrapes: no rate, and no latency
+        # (13.8: not the quantiles since start, about 5.5 ms here).
+        self.assertEqual((h.commit_rate, h.conflict_rate), (0.0, 0.0))
+        self.assertEqual((h.commit_latency_p50, h.commit_latency_p99, h.persist_latency_p50, h.batch_size),
+                         (None, None, None, None))
+
+    def test_figures_over_an_interval(self):
+        from weaseldb.admin import figures
+        s1 = self.a.scrape()
+        with weaseldb.Client(self.fake.url) as c:
+            for i in range(4):
+                c.commit(operations=[weaseldb.write(f"k{i}", "v")])
+        s2 = self.a.scrape()
+        f = figures(s1, s2)
+        # The 4 commits of the interval took 50 ms each in the fake, the
+        # 100 before mostly under 10 ms: the interval's quantiles are theirs.
+        self.assertAlmostEqual(f.commit_p50, 0.01 + 0.09 * 2 / 4)
+        self.assertAlmostEqual(f.commit_p99, 0.01 + 0.09 * 3.96 / 4)
+        self.assertAlmostEqual(f.persist_p50, 0.002 + 0.002 * 2 / 4)
+        self.assertEqual((f.batch_size, f.lag, f.version, f.leader_id), (1.0, 7, 4, "leader-1"))
+        self.assertAlmostEqual(f.commit_rate * f.seconds, 4)
+        self.assertEqual(f.conflict_rate, 0.0)
+        down = Admin("http://127.0.0.1:1", max_attempts=1).scrape()
+        self.assertIsNone(down.version)
+        self.assertIn("127.0.0.1:1", down.error)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,31 @@ class AuthTokenTest(unittest.TestCase):
         with self.assertRaises(weaseldb.UnauthorizedError):
             Admin(self.server.url, token="wrong").put_policy("tok", 0)
 
+    def test_figures_and_top_from_the_real_metrics(self):
+        # 13.8 / 20.4: the real server's metric names are found, and the
+        # figures are those of the interval.
+        from weaseldb.admin import figures
+        a = Admin(self.server.url, token=TOKEN)
+        s1 = a.scrape()
+        c = weaseldb.Client(self.server.url, token=TOKEN)
+        for i in range(5):
+            c.commit(operations=[weaseldb.write(f"top/{i}", "v")])
+        s2 = a.scrape()
+        f = figures(s1, s2)
+        self.assertIsNone(s2.error)
+        self.assertAlmostEqual(f.commit_rate * f.seconds, 5)
+        for name in ("commit_p50", "commit_p99", "persist_p50", "persist_p99", "batch_size", "subscribers", "lag"):
+            self.assertIsNotNone(getattr(f, name), name)
+        idle = figures(s2, a.scrape())
+        self.assertEqual((idle.commit_rate, idle.commit_p50, idle.persist_p99), (0.0, None, None))
+        code, out, err = run_cli("--url", self.server.url, "--token", TOKEN, "top", "--interval", "0.1",
+                                 "--iterations", "1")
+        self.assertEqual(code, 0, err)
+        header, row = out.splitlines()[1:3]
+        cols = dict(zip(header.split(), row.split()))
+        self.assertEqual(cols["ENDPOINT"], self.server.url)
+        self.assertNotEqual(cols["VERSION"], "-")
+
     def test_cli_token_flag_and_environment(self):
         url = self.server.url
         code, _, err = run_cli("--url", url, "commit", "--set", "cli=1")
@@ -112,6 +137,10 @@ class Front:
         self.mode = mode
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
         self.open: list[socket.socket] = []
+        # "proxy" only: redirect the first N requests to leader_url_override
+        # (a replica naming the dead old leader), then serve (take over).
+        self.redirect_first = 0
+        self.leader_url_override = ""
         front = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -128,12 +157,16 @@ class Front:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 front.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
-                if front.mode == "proxy" or (front.mode == "lossy" and self.path == "/v1/commit"):
+                leader = front.leader_url
+                if front.redirect_first > 0:
+                    front.redirect_first -= 1
+                    leader = front.leader_url_override
+                elif front.mode == "proxy" or (front.mode == "lossy" and self.path == "/v1/commit"):
                     self._forward(body)
                     return
-                data = json.dumps({"error": "not_leader", "message": "replica", "leader_url": front.leader_url}).encode()
+                data = json.dumps({"error": "not_leader", "message": "replica", "leader_url": leader}).encode()
                 self.send_response(307)
-                self.send_header("Location", front.leader_url + self.path)
+                self.send_header("Location", leader + self.path)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -218,6 +251,11 @@ class EndpointsTest(unittest.TestCase):
         self.assertEqual(c.status(r.request_id).status, "committed")
         Admin(c.url, token=TOKEN)  # a list string is accepted too
         self.assertEqual(len(replica.requests), 1)
+        # raw_request can show the 307 itself.
+        status, hdrs, data = weaseldb.Client(replica.url, token=TOKEN).raw_request(
+            "GET", "/v1/status?request_id=x", follow_redirects=False)
+        self.assertEqual((status, json.loads(data)["leader_url"]), (307, self.server.url))
+        self.assertEqual(hdrs["location"], self.server.url + "/v1/status?request_id=x")
         # A fresh client on the replica follows 307 for every method, body kept.
         self.assertEqual(weaseldb.Client(replica.url, token=TOKEN).status(r.request_id).version, r.version)
         self.assertEqual(Admin(replica.url, token=TOKEN).put_policy("ep", r.version).version, r.version)
@@ -225,6 +263,18 @@ class EndpointsTest(unittest.TestCase):
             read_version=r.version, preconditions=[weaseldb.point_read("ep/a")], operations=[weaseldb.write("ep/a", "2")])
         self.assertFalse(r2.resolved)
         self.assertGreater(r2.version, r.version)
+
+    def test_commit_waits_out_a_takeover(self):
+        # The replica names the dead old leader for 12 requests (its lease
+        # has not expired), then takes over: the commit keeps trying past
+        # max_attempts, bounded by outcome_wait, and commits once.
+        dead = down_url()
+        replica = self.front("proxy")
+        replica.redirect_first, replica.leader_url_override = 12, dead
+        c = weaseldb.Client(replica.url, token=TOKEN, max_attempts=3, backoff_min=0.001, backoff_max=0.02)
+        r = c.commit(operations=[weaseldb.write("ep/takeover", "1")])
+        self.assertFalse(r.resolved)
+        self.assertEqual([m for m, p, _ in replica.requests if p == "/v1/commit"].count("POST"), 13)
 
     def test_lost_answer_resolved_on_leader_not_resent(self):
         lossy = self.front("lossy")

@@ -178,5 +178,22 @@ class ErrorMappingTest(unittest.TestCase):
         self.assertEqual(errors.error_from_answer(502, None, b"Bad Gateway\n").message, "Bad Gateway")
 
 
+class LagMetricTest(unittest.TestCase):
+    """The worst subscriber lag is read from each form servers have had."""
+
+    def test_forms(self):
+        from weaseldb.admin import subscriber_lag
+        from weaseldb.metrics import parse
+        self.assertEqual(subscriber_lag(parse("weaseldb_subscriber_lag_versions_max 7\n")), 7)
+        self.assertEqual(subscriber_lag(parse('weaseldb_subscriber_lag_versions{stat="max"} 7\n'
+                                              'weaseldb_subscriber_lag_versions{stat="sum"} 10\n')), 7)
+        h = ('weaseldb_subscriber_lag_versions_bucket{le="1"} %d\n'
+             'weaseldb_subscriber_lag_versions_bucket{le="100"} %d\n'
+             'weaseldb_subscriber_lag_versions_bucket{le="+Inf"} %d\n')
+        before, after = parse(h % (10, 10, 10)), parse(h % (10, 20, 20))
+        self.assertAlmostEqual(subscriber_lag(after, before), 1 + 99 * 9.8 / 10)  # a snapshot: no difference
+        self.assertIsNone(subscriber_lag(parse("go_threads 5\n")))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,4 +1,4 @@
-"""Command line interface: ``python3 -m weaseldb`` (or ``weaseldb-cli``).
+"""Command line interface: ``python3 -m weaseldb`` (or ``weaseldb-cli`` when installed).
 
 Exit codes (stable, for scripts):
 
@@ -7,8 +7,9 @@ Exit codes (stable, for scripts):
 1     not committed: conflict, too_old, leader_changed (commit);
       not_committed or in_flight (status)
 2     usage error: bad arguments or input (argparse also uses 2)
-3     connection or server error (unreachable, timeout, 5xx, outcome unknown)
-4     request refused by the server (400, 404, 405, 410, 413, 415)
+3     connection or server error (unreachable, timeout, 5xx, outcome unknown,
+      tail --timeout)
+4     request refused by the server (400, 401, 404, 405, 410, 413, 415)
 5     subscription gap (tail)
 130   interrupted (Ctrl-C)
 ====  ==========================================================
@@ -27,14 +28,15 @@ import time
 from typing import Any, Sequence
 
 from . import encoding
-from .admin import Admin, commit_latency, committed_count, subscriber_lag, subscribers
-from .client import Checkpoint, Client, Reset, Transaction
+from .admin import Admin, Figures, figures
+from .client import Checkpoint, Client, Reset, Transaction, split_urls
 from .errors import (GapError, NotCommittedError, OutcomeUnknownError, ServerError, TooManyRequestsError,
                      WeaselDBConnectionError, WeaselDBError)
 from .metrics import format_sample
 
 EXIT_OK, EXIT_NOT_COMMITTED, EXIT_USAGE, EXIT_SERVER, EXIT_REFUSED, EXIT_GAP = 0, 1, 2, 3, 4, 5
 DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT = 10.0
 
 
 class UsageError(Exception):
@@ -49,12 +51,43 @@ def _key(s: str) -> bytes:
     return encoding.parse_display(s)
 
 
+_B64_RUN = re.compile(r"base64:[A-Za-z0-9+/]*")
+
+
+def split_pair(kv: str, flag: str = "--set") -> tuple[str, str]:
+    """Split KEY=VALUE at the '=' that ends the key. A ``base64:`` key may
+    end in '=' padding: the key is its base64 run plus the padding that
+    completes it (``base64:AP8==base64:AAE=``), or the run alone when the
+    padding was left out (``base64:AP8=base64:AAE=``, the key padded here).
+    A text key ends at its first '=' (give a key containing '=' as base64:)."""
+    if kv.startswith("base64:"):
+        run = _B64_RUN.match(kv)
+        assert run is not None
+        end = run.end()
+        pad = -(end - len("base64:")) % 4
+        if pad and kv[end:end + pad] == "=" * pad and kv[end + pad:end + pad + 1] == "=":
+            return kv[:end + pad], kv[end + pad + 1:]
+        if kv[end:end + 1] == "=":
+            return kv[:end] + "=" * pad, kv[end + 1:]
+        raise UsageError(f"{flag} {kv!r}: expected KEY=VALUE (a base64: key is base64 then '=')")
+    k, sep, v = kv.partition("=")
+    if not sep:
+        raise UsageError(f"{flag} {kv!r}: expected KEY=VALUE")
+    return k, v
+
+
 def _client(args: argparse.Namespace) -> Client:
-    return Client(args.url, timeout=args.timeout, token=args.token)
+    return Client(args.url, timeout=_timeout(args), token=args.token)
 
 
 def _admin(args: argparse.Namespace) -> Admin:
-    return Admin(args.url, timeout=args.timeout, token=args.token)
+    return Admin(args.url, timeout=_timeout(args), token=args.token)
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    return DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+
+
 
 
 # -- commands ------------------------------------------------------------------
@@ -69,9 +102,7 @@ def _commit_body_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     ops: list[dict[str, Any]] = []
     pre: list[dict[str, Any]] = []
     for kv in args.set or []:
-        k, sep, v = kv.partition("=")
-        if not sep:
-            raise UsageError(f"--set {kv!r}: expected KEY=VALUE")
+        k, v = split_pair(kv)
         ops.append(encoding.write(_key(k), _key(v)))
     for k in args.delete or []:
         ops.append(encoding.delete(_key(k)))
@@ -109,12 +140,22 @@ def _commit_body_from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_commit(args: argparse.Namespace) -> int:
     flags = any([args.set, args.delete, args.delete_range, args.read, args.read_range])
+    if flags and args.empty:
+        raise UsageError("--empty commits a transaction with no operations: give it alone")
     if flags:
         body = _commit_body_from_flags(args)
+    elif args.empty:
+        body = {}
     else:
+        if sys.stdin.isatty():
+            raise UsageError("nothing to commit: give --set/--delete/--read flags, the /v1/commit JSON body "
+                             "on stdin, or --empty for a transaction with no operations")
         text = sys.stdin.read()
+        if not text.strip():
+            raise UsageError("stdin is empty: give the /v1/commit JSON body, or --empty for a transaction "
+                             "with no operations")
         try:
-            body = json.loads(text) if text.strip() else {}
+            body = json.loads(text)
         except ValueError as e:
             raise UsageError(f"stdin: not JSON: {e}") from None
         if not isinstance(body, dict):
@@ -152,12 +193,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if st.status == "committed" else EXIT_NOT_COMMITTED
 
 
+def _q(b: bytes) -> str:
+    """A key or value as a JSON string of its display form: quotes and
+    escapes make spaces, '=' and ';' unambiguous."""
+    return json.dumps(encoding.display(b), ensure_ascii=False)
+
+
 def _describe_op(op: Any) -> str:
     if op.type == "write":
-        return f"write {encoding.display(op.key)}={encoding.display(op.value or b'')}"
+        return f"write {_q(op.key)}={_q(op.value or b'')}"
     if op.type == "range_delete":
-        return f"range_delete [{encoding.display(op.key)}, {encoding.display(op.end or b'')})"
-    return f"{op.type} {encoding.display(op.key)}"
+        return f"range_delete [{_q(op.key)}, {_q(op.end or b'')})"
+    return f"{op.type} {_q(op.key)}"
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
@@ -165,7 +212,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
     n = 0
     begin = _key(args.begin) if args.begin is not None else None
     end = _key(args.end) if args.end is not None else None
-    for ev in c.subscribe(after=args.after, durable=not args.non_durable, begin=begin, end=end):
+    last_checkpoint: int | None = None
+
+    def on_retry(failures: int, delay: float, reason: str) -> None:
+        print(f"weaseldb: tail: {reason}; retrying in {delay:.1f}s (attempt {failures + 1})", file=sys.stderr,
+              flush=True)
+
+    for ev in c.subscribe(after=args.after, durable=not args.non_durable, begin=begin, end=end,
+                          retry_for=args.tail_timeout if args.tail_timeout is not None else args.timeout,
+                          on_retry=on_retry):
         if isinstance(ev, Transaction):
             if args.json:
                 _out({"type": "transaction", "version": ev.version, "prev_version": ev.prev_version,
@@ -173,16 +228,20 @@ def cmd_tail(args: argparse.Namespace) -> int:
                       "operations": [_op_json(o) for o in ev.operations]})
             else:
                 ops = "; ".join(_describe_op(o) for o in ev.operations) or "(no operations)"
-                print(f"{ev.version} {ev.timestamp or ''} {ev.request_id or ''} {ops}", flush=True)
+                print(f"{ev.version} {ev.timestamp or '-'} {ev.request_id or '-'} {ops}", flush=True)
             n += 1
             if args.count is not None and n >= args.count:
                 return EXIT_OK
         elif isinstance(ev, Checkpoint) and args.checkpoints:
+            if last_checkpoint is not None and ev.committed_version <= last_checkpoint:
+                continue  # the idle stream repeats its checkpoint every second
+            last_checkpoint = ev.committed_version
             if args.json:
                 _out({"type": "checkpoint", "committed_version": ev.committed_version, "leader_id": ev.leader_id})
             else:
                 print(f"checkpoint {ev.committed_version}", flush=True)
         elif isinstance(ev, Reset):
+            last_checkpoint = None
             if args.json:
                 _out({"type": "reset", "version": ev.version})
             else:
@@ -235,52 +294,64 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fmt(v: float | None, unit: str = "", scale: float = 1.0, prec: int = 1) -> str:
-    return "-" if v is None else f"{v * scale:.{prec}f}{unit}"
+def _fmt(v: float | None, scale: float = 1.0, prec: int = 1) -> str:
+    return "-" if v is None else f"{v * scale:.{prec}f}"
+
+
+_TOP_COLUMNS = ("ENDPOINT", "ROLE", "LEADER", "VERSION", "COMMITS/S", "CONFLICTS/S", "COMMIT_P50", "COMMIT_P99",
+                "PERSIST_P50", "PERSIST_P99", "BATCH", "SUBS", "LAG")
+
+
+def _top_row(f: Figures) -> tuple[str, ...]:
+    if f.version is None:
+        return (f.url, "down") + ("-",) * (len(_TOP_COLUMNS) - 2)
+    leader = f.leader_url if f.role == "replica" else (f.leader_id or "-")[:12]
+    return (f.url, f.role or "-", leader or "-", str(f.version), _fmt(f.commit_rate), _fmt(f.conflict_rate),
+            _fmt(f.commit_p50, 1000, 2), _fmt(f.commit_p99, 1000, 2), _fmt(f.persist_p50, 1000, 2),
+            _fmt(f.persist_p99, 1000, 2), _fmt(f.batch_size), _fmt(f.subscribers, prec=0), _fmt(f.lag, prec=0))
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    a = _admin(args)
-    prev = None
+    # One Admin per endpoint, each pinned to its server: top shows every
+    # server's own view, not the failover client's current one.
+    admins = [Admin(u, timeout=_timeout(args), token=args.token, max_attempts=1) for u in split_urls(args.url)]
+    prev = [a.scrape() for a in admins]
     i = 0
     while args.iterations is None or i < args.iterations:
-        v = a.client.version()
-        m, t = a.metrics(), time.monotonic()
-        lines = [f"weaseldb top — {args.url} — every {args.interval}s (Ctrl-C to quit)",
-                 f"version {v.version}   leader {v.leader_id}"]
-        if prev is not None:
-            pv, pm, pt = prev
-            dt = max(t - pt, 1e-9)
-            c1, c2 = committed_count(pm), committed_count(m)
-            rate = (c2 - c1) / dt if c1 is not None and c2 is not None else (v.version - pv) / dt
-            lines.append(f"commits/s {rate:.1f}")
-        else:
-            lines.append("commits/s (measuring...)")
-        lines.append("commit latency  p50 {}  p90 {}  p99 {}  p99.9 {}".format(
-            *(_fmt(commit_latency(m, q), "ms", 1000.0, 2) for q in (0.5, 0.9, 0.99, 0.999))))
-        lines.append(f"subscribers {_fmt(subscribers(m), prec=0)}   worst lag {_fmt(subscriber_lag(m), ' versions', prec=0)}")
+        time.sleep(args.interval)
+        cur = [a.scrape() for a in admins]
+        rows = [_TOP_COLUMNS] + [_top_row(figures(p, c)) for p, c in zip(prev, cur)]
+        widths = [max(len(r[k]) for r in rows) for k in range(len(_TOP_COLUMNS))]
+        dt = cur[0].at - prev[0].at
+        lines = [f"weaseldb top — last {dt:.1f}s, every {args.interval:g}s (Ctrl-C to quit); "
+                 f"latencies in ms over the interval, BATCH = transactions per persisted segment, "
+                 f"LAG = worst subscriber, versions"]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines += [s.error if s.url in s.error else f"{s.url}: {s.error}" for s in cur if s.error]
         if sys.stdout.isatty():
             sys.stdout.write("\x1b[H\x1b[2J")
         print("\n".join(lines), flush=True)
-        prev = (v.version, m, t)
+        prev = cur
         i += 1
-        if args.iterations is None or i < args.iterations:
-            time.sleep(args.interval)
     return EXIT_OK
 
 
 # -- parser --------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python3 -m weaseldb") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="weaseldb-cli", description="WeaselDB command line client.",
+        prog=prog, description="WeaselDB command line client.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Keys and values are UTF-8 text; prefix with base64: for raw bytes.\n"
                "Exit codes: 0 ok, 1 not committed, 2 usage, 3 connection/server error,\n"
                "4 refused by the server (4xx), 5 subscription gap, 130 interrupted.")
     p.add_argument("--url", default=os.environ.get("WEASELDB_URL", DEFAULT_URL),
-                   help="server URL (default: $WEASELDB_URL or %(default)s)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request attempt (default 10)")
+                   help="server URL, or several separated by commas (a leader and its replicas: requests "
+                        "follow 307s and move on when a server is down; top shows each) "
+                        "(default: $WEASELDB_URL or %(default)s)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per request attempt (default 10); for tail, also how long to keep "
+                        "retrying without a stream (default: forever)")
     p.add_argument("--token", default=None,
                    help="bearer token sent as 'Authorization: Bearer TOKEN' (default: $WEASELDB_AUTH_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -290,8 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("commit", help="commit a transaction (JSON body on stdin, or flags)",
                        description="Commit a transaction. Without --set/--delete/--read flags, the "
-                                   "/v1/commit JSON body is read from stdin. Prints the answer as JSON; "
-                                   "exit 1 when not committed.")
+                                   "/v1/commit JSON body is read from stdin (not from a terminal); "
+                                   "--empty commits a transaction with no operations. Prints the answer "
+                                   "as JSON; exit 1 when not committed. A base64: key may carry its '=' "
+                                   "padding: --set base64:AP8==base64:AAE= (or base64:AP8=base64:AAE=).")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="write (repeatable)")
     s.add_argument("--delete", action="append", metavar="KEY", help="delete (repeatable)")
     s.add_argument("--delete-range", action="append", metavar="BEGIN..END", help="range delete (repeatable)")
@@ -301,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--read-version", type=int, help="default version of preconditions")
     s.add_argument("--request-id", help="idempotency key (default: random)")
     s.add_argument("--leader-id", help="refuse unless this is the current leader")
+    s.add_argument("--empty", action="store_true", help="commit a transaction with no operations (a barrier)")
     s.set_defaults(func=cmd_commit)
 
     s = sub.add_parser("status", help="did the commit with this request id commit?",
@@ -310,7 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("tail", help="follow the transaction stream",
-                       description="Follow /v1/subscribe, reconnecting by itself. Resumable with --after.")
+                       description="Follow /v1/subscribe, reconnecting by itself (each retry is said on "
+                                   "stderr). Resumable with --after. One line per transaction: version, "
+                                   "timestamp, request id, then operations with keys and values as JSON "
+                                   "strings (write \"k\"=\"v\"; delete \"k\"; range_delete [\"a\", \"b\")); "
+                                   "--json prints JSON lines.")
     s.add_argument("--after", type=int, help="start after this version (default: now)")
     s.add_argument("--json", action="store_true", help="one JSON object per line")
     s.add_argument("--non-durable", action="store_true", help="durable=false (checkpoints mark durability)")
@@ -318,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--begin", help="only keys >= BEGIN")
     s.add_argument("--end", help="only keys < END")
     s.add_argument("--count", type=int, help="exit after this many transactions")
+    s.add_argument("--timeout", dest="tail_timeout", type=float, metavar="SECONDS",
+                   help="give up (exit 3) after this long without a stream (default: the global "
+                        "--timeout when given, else retry forever)")
     s.set_defaults(func=cmd_tail)
 
     s = sub.add_parser("retention", help="retention policies: list|get|set|delete",
@@ -339,17 +420,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--raw", action="store_true", help="print the exposition text as served")
     s.set_defaults(func=cmd_metrics)
 
-    s = sub.add_parser("top", help="refreshing view of commit rate, latency, subscribers, lag",
-                       description="A refreshing terminal view built from /metrics and /v1/version.")
+    s = sub.add_parser("top", help="refreshing view of rates, latencies, subscribers, lag, role per server",
+                       description="A refreshing view, one row per server of --url, of what happened over "
+                                   "the last interval (from the difference of two /metrics scrapes): "
+                                   "commits/s, conflicts/s, commit and persist latency p50/p99, "
+                                   "transactions per persisted segment, subscribers, worst subscriber "
+                                   "lag, role and leader.")
     s.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     s.add_argument("--iterations", type=int, help="stop after N refreshes (default: run until Ctrl-C)")
     s.set_defaults(func=cmd_top)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
-    parser = build_parser()
+def _say(e: BaseException) -> None:
+    url = getattr(e, "url", None)
+    print(f"weaseldb: {url}: {e}" if url else f"weaseldb: {e}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run the CLI; returns the exit code. ``prog`` names the command in
+    usage lines (default: weaseldb-cli, the installed script)."""
+    parser = build_parser(prog or "weaseldb-cli")
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -362,13 +453,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"weaseldb: {e}", file=sys.stderr)
         return EXIT_GAP
     except NotCommittedError as e:  # e.g. retention set below the oldest retained version
-        print(f"weaseldb: {e}", file=sys.stderr)
+        _say(e)
         return EXIT_REFUSED
     except (WeaselDBConnectionError, ServerError, OutcomeUnknownError, TooManyRequestsError) as e:
-        print(f"weaseldb: {e}", file=sys.stderr)
+        _say(e)
         return EXIT_SERVER
     except WeaselDBError as e:
-        print(f"weaseldb: {e}", file=sys.stderr)
+        _say(e)
         return EXIT_REFUSED
     except ValueError as e:  # bad base64 in an argument, unparsable metrics
         print(f"weaseldb: {e}", file=sys.stderr)

@@ -43,6 +43,8 @@ class VersionInfo:
 
     version: int
     leader_id: str
+    role: str | None = None  # "leader" or "replica" (None from servers that predate it)
+    leader_url: str | None = None  # on a replica: the leader it knows of
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,12 @@ class Client:
             c.close()
         self._conns().clear()
 
+    def __del__(self) -> None:
+        try:
+            self.close()  # this thread's connections; the others close with their threads
+        except Exception:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
     def __enter__(self) -> "Client":
         return self
 
@@ -298,10 +306,14 @@ class Client:
         return leader, u.path + ("?" + u.query if u.query else "")
 
     def raw_request(self, method: str, path: str, body: bytes | None = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+                    headers: dict[str, str] | None = None,
+                    follow_redirects: bool = True) -> tuple[int, dict[str, str], bytes]:
         """Send one request and return (status, headers, body); 307s are
-        followed, nothing is retried, no error mapping. For tests and tools."""
+        followed unless ``follow_redirects`` is False, nothing is retried, no
+        error mapping. For tests and tools."""
         hdrs = {**self._auth, **(headers or {})}
+        with self._lock:
+            learned = self._leader is not None
         ep = self._target()
         for _ in range(_REDIRECTS_MAX + 1):
             conns = self._conns()
@@ -311,8 +323,9 @@ class Client:
             try:
                 resp = self._exchange(conn, ep, method, path, body, hdrs)
                 data = resp.read()
-            except WeaselDBConnectionError:
+            except WeaselDBConnectionError as e:
                 self._drop_conn(ep)
+                e.redirected = learned
                 raise
             except _TRANSIENT as e:
                 self._drop_conn(ep)
@@ -322,10 +335,11 @@ class Client:
                 self._drop_conn(ep)
             rh = {k.lower(): v for k, v in resp.getheaders()}
             rh["x-weaseldb-url"] = ep.url
-            nxt = self._redirect(ep, resp.status, rh)
+            nxt = self._redirect(ep, resp.status, rh) if follow_redirects else None
             if nxt is None:
                 return resp.status, rh, data
             ep, path = nxt
+            learned = True
         return resp.status, rh, data
 
     def _once(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -380,7 +394,7 @@ class Client:
     def version(self) -> VersionInfo:
         """Latest committed version and current leader id."""
         a = self._idempotent("GET", "/v1/version")
-        return VersionInfo(int(a["version"]), str(a.get("leader_id", "")))
+        return VersionInfo(int(a["version"]), str(a.get("leader_id", "")), a.get("role"), a.get("leader_url"))
 
     def ready(self) -> bool:
         """True when GET /readyz answers 2xx."""
@@ -427,9 +441,17 @@ class Client:
         body = dict(body)
         rid = body.setdefault("request_id", new_request_id())
         last: WeaselDBError | None = None
-        for attempt in range(max(self.max_attempts, len(self._endpoints) + 1)):
-            if attempt:
-                time.sleep(self.backoff(attempt))
+        # Attempts count commits that reached a server. A refused connection
+        # to a leader that a replica named does not count while that has gone
+        # on for less than outcome_wait: it is a takeover (the old leader is
+        # gone, the replica names it until its lease expires).
+        attempts, tries = max(self.max_attempts, len(self._endpoints) + 1), 0
+        unreachable_since: float | None = None
+        while attempts > 0:
+            attempts -= 1
+            if tries:
+                time.sleep(self.backoff(min(tries, 8)))
+            tries += 1
             try:
                 _, a = self._once("POST", "/v1/commit", body)
                 if not isinstance(a, dict) or a.get("status") != "committed":
@@ -443,8 +465,13 @@ class Client:
                 if not e.retryable:
                     raise
                 last = e
-                if not e.sent:
-                    continue  # never left: send again (to the next endpoint) without asking
+                if not e.sent:  # never left: send again (to the next endpoint) without asking
+                    if e.redirected:
+                        now = time.monotonic()
+                        unreachable_since = unreachable_since or now
+                        if now - unreachable_since < self.outcome_wait:
+                            attempts += 1
+                    continue
             except WeaselDBError as e:
                 if not self._transient(e):
                     raise

@@ -39,13 +39,15 @@ class WeaselDBConnectionError(WeaselDBError):
     ``sent`` is False when the request provably never left (the connection
     was refused or could not be made): a commit is then not "answer lost".
     ``retryable`` is False for failures that a retry cannot fix (a TLS
-    handshake with a server that speaks plain HTTP).
+    handshake with a server that speaks plain HTTP). ``redirected`` is True
+    when the server was a leader that a replica's 307 named.
     """
 
     def __init__(self, message: str, sent: bool = True, retryable: bool = True) -> None:
         super().__init__(message)
         self.sent = sent
         self.retryable = retryable
+        self.redirected = False  # the server was a leader that a 307 named
 
 
 class NotCommittedError(WeaselDBError):

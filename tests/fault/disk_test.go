@@ -2,7 +2,8 @@
 // segment corrupted or truncated in the middle of the log (the server must
 // refuse to start and name the file, never skip it), a full disk (commits
 // answer 503, never a false 200, and the server recovers by itself when space
-// returns), and — in s3_test.go — a misbehaving S3 and two servers on one
+// returns), a log file deleted or cut under a running server (503, never a
+// 200 that a restart would lose; the restart refuses), and — in s3_test.go — a misbehaving S3 and two servers on one
 // prefix.
 //
 // The full-disk test mounts a 2 MiB tmpfs and so needs root (CAP_SYS_ADMIN);
@@ -132,6 +133,9 @@ func TestCorruptSegmentInTheMiddle(t *testing.T) {
 			}
 			if want := fmt.Sprintf("%s offset %d", filepath.Base(victim), off); !strings.Contains(err.Error(), want) {
 				t.Fatalf("the error does not name the damaged file and offset %q:\n%v", want, err)
+			}
+			if !strings.Contains(err.Error(), "permanent error, not retried") || strings.Contains(err.Error(), "attempt 1 of") {
+				t.Fatalf("corruption must be reported as permanent, not as a retried attempt:\n%v", err)
 			}
 			after, _ := os.ReadFile(victim)
 			if !slices.Equal(before, segments(t, dir)) || !bytes.Equal(after, data) {

@@ -195,8 +195,8 @@ func checkLog(log []Txn, oldest, recovered uint64, led *Ledger) error {
 		}
 		if _, sent := led.recs[t.RequestID]; !sent && len(t.Operations) == 0 {
 			// The empty transaction a new leader writes to claim the log
-			// (engine.claimLeadership): one per start, under a request id
-			// the server generated.
+			// (engine.claimLeadership): one per start, with a generated
+			// request id (or none, in logs written before issue 13.3).
 			continue
 		}
 		if prev, dup := seen[t.RequestID]; dup {
