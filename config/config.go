@@ -118,6 +118,10 @@ type Persist struct {
 	LeaseTimeout        Duration `toml:"lease_timeout"`         // a replica takes over when the leader's lease has not changed for this long (its own clock); default 3s
 	LeaseRenewInterval  Duration `toml:"lease_renew_interval"`  // how often the leader renews its lease; default 500ms
 	ReplicaPollInterval Duration `toml:"replica_poll_interval"` // how often a replica lists new segments and reads the lease; default 200ms
+	// TakeOver is set by --take-over only, never from a file (a file would
+	// force a takeover at every restart): claim the log at start even while
+	// another server holds a live lease.
+	TakeOver bool `toml:"-"`
 }
 
 // Subscribe configures /v1/subscribe streams.

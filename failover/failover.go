@@ -34,7 +34,12 @@ type Config struct {
 	LeaseTimeout  time.Duration // unchanged this long: a replica takes over
 	RenewInterval time.Duration // how often the leader renews
 	PollInterval  time.Duration // how often a replica reads new segments and the lease
-	Logger        *slog.Logger
+	// TakeOver claims the log at start even while another server holds a
+	// live lease (a planned switchover): that leader is deposed at its
+	// next write or renewal and becomes a replica. Losing the claim to
+	// another server is then an error (ErrTakeOverLost), not a replica.
+	TakeOver bool
+	Logger   *slog.Logger
 	// OnEngine is called with each new engine (the API serves it) and
 	// OnLeader with the leader's URL and term id as the node learns them
 	// ("" when none is known).
@@ -157,7 +162,7 @@ func (n *Node) Start(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, persist.ErrCorruption) || ctx.Err() != nil {
+		if errors.Is(err, persist.ErrCorruption) || errors.Is(err, persist.ErrDamaged) || errors.Is(err, ErrTakeOverLost) || ctx.Err() != nil {
 			return err
 		}
 		n.cfg.Logger.Warn("failover: start failed; retrying", "pause", pause.String(), "err", err)
@@ -170,12 +175,32 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 }
 
+// ErrTakeOverLost: a start with Config.TakeOver lost its claim of the log
+// to another server.
+var ErrTakeOverLost = errors.New("another leader claimed the log first")
+
 func (n *Node) start(ctx context.Context) error {
 	lease, etag, found, err := n.log.ReadLease(ctx)
 	if err != nil {
 		return err
 	}
 	n.noteLease(lease, etag, found)
+	if n.cfg.TakeOver {
+		eng, err := engine.Open(ctx, n.cfg.Engine, n.log)
+		if errors.Is(err, persist.ErrFenced) {
+			return fmt.Errorf("take over: %w: %w", ErrTakeOverLost, err)
+		}
+		if err != nil {
+			return err
+		}
+		// Replace whatever lease is there, conditionally on what we read.
+		n.leaseETag = ""
+		if found {
+			n.leaseETag = etag
+		}
+		n.becomeLeader(ctx, eng, "--take-over: claimed the log at start")
+		return nil
+	}
 	if !found || lease.Released {
 		// No leader: stand for election by creating the lease
 		// (If-None-Match: *, or If-Match on the released one). Of servers

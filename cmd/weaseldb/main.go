@@ -28,7 +28,7 @@ const usage = `NAME
 SYNOPSIS
     weaseldb [--config FILE] [--listen ADDR] [--data-dir DIR]
              [--persist disk|s3|fakes3] [--admin-listen ADDR]
-             [--advertise-url URL]
+             [--advertise-url URL] [--take-over]
              [--log-level debug|info|warn|error] [--log-format json|text]
     weaseldb --print-config [flags...]
     weaseldb --version
@@ -69,6 +69,12 @@ OPTIONS
                          127.0.0.1 for an unspecified host). With the s3
                          backend the leader writes it in its lease and
                          replicas redirect commits there.
+    --take-over          s3 backend: claim the log at start even while another
+                         server leads it (a planned switchover): that leader
+                         is deposed at its next write or lease renewal and
+                         becomes a replica. Exits 1 if another server claims
+                         first. Without it a server that finds a live lease
+                         starts as a replica.
     --log-level LEVEL    least severe log level written: debug, info (default),
                          warn or error
     --log-format FORMAT  json (default: one JSON object per line) or text
@@ -239,6 +245,7 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, logOpti
 	backend := fs.String("persist", "", "")
 	adminListen := fs.String("admin-listen", "", "")
 	advertiseURL := fs.String("advertise-url", "", "")
+	takeOver := fs.Bool("take-over", false, "")
 	printConfig := fs.Bool("print-config", false, "")
 	showVersion := fs.Bool("version", false, "")
 	logLevel := fs.String("log-level", "info", "")
@@ -278,6 +285,7 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, logOpti
 	if *advertiseURL != "" {
 		cfg.Server.AdvertiseURL = *advertiseURL
 	}
+	cfg.Persist.TakeOver = *takeOver
 	if *adminListen != "" {
 		cfg.Admin.Listen = *adminListen
 	}

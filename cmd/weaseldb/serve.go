@@ -112,12 +112,18 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	// backend. The in-process fake S3 of --persist fakes3 lives and dies
 	// with this server, so it runs alone like the disk backend.
 	if shared, ok := backend.log.(*s3log.Log); ok && cfg.Persist.Backend == "s3" {
+		// One leader id for every start attempt (see openEngine).
+		if ecfg.LeaderID, err = engine.NewLeaderID(); err != nil {
+			closeListeners(context.Background())
+			return fmt.Errorf("leader id: %w", err)
+		}
 		node = failover.New(failover.Config{
 			Engine:        ecfg,
 			AdvertiseURL:  cfg.Advertise(addr),
 			LeaseTimeout:  cfg.Persist.LeaseTimeout.Duration,
 			RenewInterval: cfg.Persist.LeaseRenewInterval.Duration,
 			PollInterval:  cfg.Persist.ReplicaPollInterval.Duration,
+			TakeOver:      cfg.Persist.TakeOver,
 			Logger:        logger,
 			OnEngine:      api.SetEngine,
 			OnLeader:      api.SetLeader,

@@ -62,7 +62,11 @@ func TestTakeoverUnderLoad(t *testing.T) {
 		// Many segment writes in flight: the more there are, the more
 		// land out of order.
 		cfg := strings.Replace(s3Config(endpoint, prefix, timeout), "[commit]\n", "[commit]\nmax_in_flight = 16\n", 1)
-		srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: cfg})
+		// --take-over: each newcomer claims the log while the leader is
+		// live and busy (a planned switchover), the race this test is
+		// about; without it a newcomer would follow the leader as a
+		// replica (issue 14).
+		srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: cfg, Args: []string{"--take-over"}})
 		if err != nil && strings.Contains(err.Error(), "not wired") {
 			t.Skipf("the binary does not accept --persist s3 yet: %v", err)
 		}
