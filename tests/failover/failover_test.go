@@ -796,3 +796,19 @@ func TestCleanStopHandsOver(t *testing.T) {
 		t.Fatalf("new leader at %d, the last acknowledged commit was %d", v.Version, last.Version)
 	}
 }
+
+// TestTakeOverFlag: a server started with --take-over claims the log from a
+// live leader (a planned switchover); the old leader notices at its next
+// lease renewal, even idle, and follows the new one as a replica.
+func TestTakeOverFlag(t *testing.T) {
+	c := newCluster(t)
+	a := c.start()
+	last := commitOnce(t, a.URL, rid("switch", 0))
+	b := c.start("--take-over")
+	if v := version(t, b.URL); v.Role != "leader" || v.Version <= last.Version {
+		t.Fatalf("--take-over server: %+v, want the leader past %d", v, last.Version)
+	}
+	waitRole(t, a.URL, "replica", 30*time.Second)
+	waitLeaderURL(t, a.URL, b.URL)
+	commitOnce(t, b.URL, rid("switch", 1))
+}
