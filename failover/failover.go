@@ -201,7 +201,10 @@ func (n *Node) start(ctx context.Context) error {
 		n.becomeLeader(ctx, eng, "--take-over: claimed the log at start")
 		return nil
 	}
-	if !found || lease.Released {
+	// Our own provisional lease (an earlier attempt of this start that won
+	// the election but failed to claim, e.g. an S3 timeout): claim again.
+	ours := found && lease.LeaderID == "" && lease.URL == n.cfg.AdvertiseURL
+	if !found || lease.Released || ours {
 		// No leader: stand for election by creating the lease
 		// (If-None-Match: *, or If-Match on the released one). Of servers
 		// started together exactly one writes it; the others follow. The
