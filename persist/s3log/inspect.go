@@ -10,8 +10,8 @@ import (
 )
 
 // Offline inspection (weaseldb log stat|verify|dump|copy): read-only access
-// to the objects under the prefix, without Recover (which deletes what it
-// discards) and without leadership.
+// to the objects under the prefix, without Recover (which plans a claim)
+// and without leadership.
 
 // ErrNoSuchKey is returned by GetObject for a missing key.
 var ErrNoSuchKey = errNoSuchKey
@@ -22,9 +22,13 @@ var ErrNoSuchKey = errNoSuchKey
 func (l *Log) ListSegments(ctx context.Context) ([]persist.SegmentInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
-	segs, err := l.listSegments(ctx)
+	listed, err := l.listSegments(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("s3log: %w", err)
+	}
+	segs := make([]persist.SegmentInfo, len(listed))
+	for i, s := range listed {
+		segs[i] = s.SegmentInfo
 	}
 	return segs, nil
 }
