@@ -236,7 +236,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		var versions, seconds float64
 		if cur := s.cursorAt.Load(); uint64(st.DurableVersion) > cur {
 			versions = float64(uint64(st.DurableVersion) - cur)
-			seconds = max(0, float64(now-s.caughtUpAt.Load())/1e9)
+			seconds = max(0, float64(now-s.caughtUpAt.Load())/1e9) // 0 if it caught up after now was read
 		}
 		lagV.observe(versions)
 		lagS.observe(seconds)
