@@ -54,6 +54,33 @@ func (l *Ledger) Acked(rid string, version uint64) {
 	l.mu.Unlock()
 }
 
+// NotCommitted records a definite refusal (a 409 conflict answer): the
+// commit must never appear in the log.
+func (l *Ledger) NotCommitted(rid string) {
+	l.mu.Lock()
+	l.recs[rid].state = stateNotCommitted
+	l.mu.Unlock()
+}
+
+// Observed records a transaction a durable subscription delivered: as good
+// as an acknowledgement, it must stay at that version. It fails if the
+// ledger knows the request id at another version, as refused, or not at all.
+func (l *Ledger) Observed(rid string, version uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, ok := l.recs[rid]
+	switch {
+	case !ok:
+		return fmt.Errorf("subscriber saw request_id %q at version %d, which no committer sent", rid, version)
+	case r.state == stateNotCommitted:
+		return fmt.Errorf("subscriber saw %s at version %d, but it was refused (409)", rid, version)
+	case r.state == stateAcked && r.version != version:
+		return fmt.Errorf("subscriber saw %s at version %d, acknowledged at %d", rid, version, r.version)
+	}
+	r.state, r.version = stateAcked, version
+	return nil
+}
+
 // Check is what one Verify found.
 type Check struct {
 	Recovered, Oldest   uint64 // the server's version and oldest retained version
@@ -304,4 +331,34 @@ func retry(ctx context.Context, hc *http.Client, url, rid string, r *record) err
 		return fmt.Errorf("client status of %s: %+v, want committed at %d", rid, st, r.version)
 	}
 	return nil
+}
+
+// CheckStatus asks /v1/status about up to n acknowledged commits above
+// oldest, picked by rng, and checks each answers committed at its version.
+// It returns how many it checked. Run it while no committer is running.
+func (l *Ledger) CheckStatus(ctx context.Context, hc *http.Client, url string, oldest uint64, rng *rand.Rand, n int) (int, error) {
+	l.mu.Lock()
+	var rids []string
+	for rid, r := range l.recs {
+		if r.state == stateAcked && r.version > oldest {
+			rids = append(rids, rid)
+		}
+	}
+	l.mu.Unlock()
+	rng.Shuffle(len(rids), func(i, j int) { rids[i], rids[j] = rids[j], rids[i] })
+	checked := 0
+	for _, rid := range rids[:min(n, len(rids))] {
+		l.mu.Lock()
+		want := l.recs[rid].version
+		l.mu.Unlock()
+		code, st, err := Status(ctx, hc, url, rid)
+		if err != nil {
+			return checked, err
+		}
+		if code != 200 || st.Status != "committed" || st.Version != want {
+			return checked, fmt.Errorf("STATUS: %s acknowledged at version %d, /v1/status answers HTTP %d %+v", rid, want, code, st)
+		}
+		checked++
+	}
+	return checked, nil
 }
