@@ -7,13 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"weaseldb/config"
+	"weaseldb/internal/durable"
 	"weaseldb/httpapi"
 	"weaseldb/internal/buildinfo"
 	"weaseldb/internal/dirlock"
@@ -117,7 +117,7 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 		bucket = "weaseldb"
 	}
 	dir := filepath.Join(p.Dir, "fakes3")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := durable.MkdirAll(dir, 0o755); err != nil { // a lost directory loses every object
 		return nil, fmt.Errorf("persist fakes3: %w", err)
 	}
 	// The fake S3 lives in this process only: a second server on the same

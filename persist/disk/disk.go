@@ -111,6 +111,7 @@ import (
 	"time"
 
 	"weaseldb/internal/dirlock"
+	"weaseldb/internal/durable"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -249,7 +250,8 @@ var (
 // Open opens (creating it if needed) the log directory dir and takes its
 // lock. Call Recover before anything else.
 func Open(dir string, opts Options) (*Log, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Durably: a log directory lost to a power cut takes every log file.
+	if err := durable.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: create log directory: %w", err)
 	}
 	l := &Log{dir: dir, logger: opts.Logger, maxFileBytes: opts.MaxFileBytes, checkEvery: opts.CheckInterval}
