@@ -13,10 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"weaseldb/config"
-	"weaseldb/internal/durable"
 	"weaseldb/httpapi"
 	"weaseldb/internal/buildinfo"
 	"weaseldb/internal/dirlock"
+	"weaseldb/internal/durable"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/disk"

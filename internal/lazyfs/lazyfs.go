@@ -292,7 +292,10 @@ type Fault struct {
 	Errno syscall.Errno // syscall.EIO or syscall.ENOSPC
 	Skip  int           // let this many matching operations succeed first
 	Count int           // then fail this many; 0 means every one from then on
-	hits  int
+	// Freeze: instead of failing just this operation, cut the power at it
+	// (as Freeze does): it and everything after fail with EIO.
+	Freeze bool
+	hits   int
 }
 
 // FaultOp is the operation a Fault fails.
@@ -301,6 +304,7 @@ type FaultOp uint8
 const (
 	FaultFsync FaultOp = iota + 1 // fsync/fdatasync of a regular file
 	FaultWrite                    // write to a regular file
+	FaultUnlink                   // unlink of a regular file (with Freeze: a cut mid-way through removals)
 )
 
 // InjectFault adds a fault; ClearFaults removes them all.
@@ -328,6 +332,10 @@ func (fsys *FS) faultLocked(op FaultOp, name string) syscall.Errno {
 			continue
 		}
 		fsys.stats.FaultsHit++
+		if f.Freeze {
+			fsys.frozen = true
+			return errFrozen
+		}
 		return f.Errno
 	}
 	return 0

@@ -181,6 +181,9 @@ func (n *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	if e.dir != nil {
 		return syscall.EISDIR
 	}
+	if e := n.fsys.faultLocked(FaultUnlink, name); e != 0 {
+		return e
+	}
 	// The backing file stays until the cut: the unlink may not survive it.
 	n.m.remove(name)
 	return 0
