@@ -42,10 +42,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,7 +123,7 @@ var backends = []string{"disk", "fakes3", "s3"}
 func TestPowerLoss(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
-			res := Run(t, bin, b, cuts(t), seed(t))
+			res := Run(t, Options{Bin: bin, Backend: b, Cuts: cuts(t), Seed: seed(t), Faults: true})
 			if res.Err != nil {
 				t.Fatal(res.Err)
 			}
@@ -131,15 +134,15 @@ func TestPowerLoss(t *testing.T) {
 // Totals are a run's figures.
 type Totals struct {
 	Cuts, Acked, Checked, Observed, Refused, Lost, LostCommitted, Retried int
-	StatusChecked, PolicyChecked                                          int
+	StatusChecked, PolicyChecked, FaultsHit                               int
 	Report                                                                lazyfs.CutReport // summed outcome counts
 	StrictCuts                                                            int
 }
 
 func (s Totals) String() string {
 	r := s.Report
-	return fmt.Sprintf("%d cuts (%d strict), %d acked, %d acknowledged commits checked, %d seen by subscribers, %d refused (409), %d lost answers resolved (%d had committed), %d retried, %d status answers checked, %d policies checked; files: %d all-lost %d prefix %d all-kept %d torn; pending writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; %d files vanished",
-		s.Cuts, s.StrictCuts, s.Acked, s.Checked, s.Observed, s.Refused, s.Lost, s.LostCommitted, s.Retried, s.StatusChecked, s.PolicyChecked,
+	return fmt.Sprintf("%d cuts (%d strict), %d I/O faults hit, %d acked, %d acknowledged commits checked, %d seen by subscribers, %d refused (409), %d lost answers resolved (%d had committed), %d retried, %d status answers checked, %d policies checked; files: %d all-lost %d prefix %d all-kept %d torn; pending writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; %d files vanished",
+		s.Cuts, s.StrictCuts, s.FaultsHit, s.Acked, s.Checked, s.Observed, s.Refused, s.Lost, s.LostCommitted, s.Retried, s.StatusChecked, s.PolicyChecked,
 		r.FilesAllLost, r.FilesPrefix, r.FilesAllKept, r.FilesTorn, r.PendingWritesKept, r.PendingWritesLost, r.DoomedWritesLost, r.DirOpsKept, r.DirOpsLost, r.FilesVanished)
 }
 
@@ -169,21 +172,43 @@ type Result struct {
 }
 
 // replay is the one command that replays a run.
-func replay(backend string, seed uint64, n int) string {
-	return fmt.Sprintf("WEASELDB_POWERLOSS_SEED=%d WEASELDB_POWERLOSS_CUTS=%d go test -count=1 -v -run '^TestPowerLoss$/^%s$' ./tests/powerloss/", seed, n, backend)
+func replay(run string, seed uint64, n int) string {
+	return fmt.Sprintf("WEASELDB_POWERLOSS_SEED=%d WEASELDB_POWERLOSS_CUTS=%d go test -count=1 -v -run '%s' ./tests/powerloss/", seed, n, run)
 }
 
-// Run runs n power cuts against one backend with the given binary and
-// returns the figures and the first failure, which names the seed and the
-// command replaying it.
-func Run(t *testing.T, bin, backend string, n int, seed uint64) Result {
+// runPattern is the -run pattern selecting test t alone.
+func runPattern(t *testing.T) string {
+	parts := strings.Split(t.Name(), "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+// Options say what Run runs.
+type Options struct {
+	Bin     string   // the weaseldb binary
+	Backend string   // disk, fakes3 or s3
+	Cuts    int      // how many power cuts
+	Seed    uint64   // the seed every choice comes from
+	Env     []string // extra environment of the server (KEY=VALUE)
+	// Faults: in about one cut in three, fail a few fsyncs or writes (EIO,
+	// ENOSPC) at a random moment before it.
+	Faults bool
+}
+
+// Run runs o.Cuts power cuts against one backend and returns the figures
+// and the first failure, which names the seed and the command replaying it.
+func Run(t *testing.T, o Options) Result {
 	fsys := mountOrSkip(t)
-	t.Logf("power-loss %s: seed=%d cuts=%d (replay: %s)", backend, seed, n, replay(backend, seed, n))
-	r := &rig{t: t, bin: bin, backend: backend, fsys: fsys, led: harness.NewLedger()}
+	backend, n, seed := o.Backend, o.Cuts, o.Seed
+	t.Logf("power-loss %s: seed=%d cuts=%d (replay: %s)", backend, seed, n, replay(runPattern(t), seed, n))
+	r := &rig{t: t, bin: o.Bin, backend: backend, env: o.Env, faults: o.Faults, fsys: fsys, led: harness.NewLedger()}
+	r.led.MaxRetries = 40
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var res Result
 	fail := func(i int, err error) Result {
-		res.Err = fmt.Errorf("power-loss %s, cut %d/%d, seed %d: %w\nreplay: %s", backend, i, n, seed, err, replay(backend, seed, n))
+		res.Err = fmt.Errorf("power-loss %s, cut %d/%d, seed %d: %w\nreplay: %s", backend, i, n, seed, err, replay(runPattern(t), seed, n))
 		return res
 	}
 	if err := r.prepare(); err != nil {
@@ -209,6 +234,8 @@ type rig struct {
 	t       *testing.T
 	bin     string
 	backend string
+	env     []string
+	faults  bool
 	fsys    *lazyfs.FS
 	led     *harness.Ledger
 
@@ -223,8 +250,8 @@ type rig struct {
 // policyState is what the retention mover knows of its policy.
 type policyState struct {
 	mu       sync.Mutex
-	acked    uint64 // the last acknowledged PUT (0: none, or deleted)
-	inFlight uint64 // a PUT sent and not answered (0: none)
+	acked    uint64   // the last acknowledged PUT (0: none, or deleted)
+	inFlight []uint64 // PUTs sent since, not acknowledged (lost answers, 5xx)
 }
 
 func (r *rig) dataDir() string { return filepath.Join(r.fsys.Mountpoint(), "data") }
@@ -251,7 +278,7 @@ func syncDir(dir string) error {
 }
 
 func (r *rig) start() error {
-	opts := harness.Options{Bin: r.bin, DataDir: r.dataDir(), Config: config}
+	opts := harness.Options{Bin: r.bin, DataDir: r.dataDir(), Config: config, Env: r.env}
 	switch r.backend {
 	case "fakes3":
 		opts.Persist = "fakes3"
@@ -358,6 +385,18 @@ func (r *rig) iteration(seed uint64, tot *Totals) error {
 			r.moveRetention(ctx, url, rand.New(rand.NewPCG(s, 3)), delay)
 		}(rng.Uint64())
 	}
+	if r.faults && rng.IntN(3) == 0 {
+		wg.Add(1)
+		go func(f lazyfs.Fault, at time.Duration) {
+			defer wg.Done()
+			select {
+			case <-time.After(at):
+				r.fsys.InjectFault(f)
+			case <-ctx.Done():
+			}
+		}(r.randomFault(rng), time.Duration(rng.Int64N(int64(delay)+1)))
+	}
+	hitsBefore := r.fsys.Stats().FaultsHit
 	time.Sleep(delay)
 	r.kill()
 	cancel()
@@ -366,6 +405,8 @@ func (r *rig) iteration(seed uint64, tot *Totals) error {
 	for err := range errs {
 		return err
 	}
+	r.fsys.ClearFaults()
+	tot.FaultsHit += int(r.fsys.Stats().FaultsHit - hitsBefore)
 	rep, err := r.fsys.Cut(rng.Uint64())
 	if err != nil {
 		return err
@@ -411,7 +452,7 @@ func (r *rig) verify(rng *rand.Rand) (verified, error) {
 		return v, fmt.Errorf("DELETE /v1/retention/%s: HTTP %d %v", policyID, code, err)
 	}
 	r.policy.mu.Lock()
-	r.policy.acked, r.policy.inFlight = 0, 0
+	r.policy.acked, r.policy.inFlight = 0, nil
 	r.policy.mu.Unlock()
 	v.Check, err = r.led.Verify(ctx, r.hc, r.srv.URL, rng)
 	if err != nil {
@@ -439,10 +480,10 @@ func (r *rig) checkPolicy(ctx context.Context) error {
 		}
 	}
 	switch {
-	case found && (got == acked || got == inFlight):
+	case found && (got == acked || slices.Contains(inFlight, got)):
 	case !found && acked == 0:
 	default:
-		return fmt.Errorf("LOST POLICY: retention policy %s after the cut: present %v at %d; last acknowledged PUT %d, in flight %d", policyID, found, got, acked, inFlight)
+		return fmt.Errorf("LOST POLICY: retention policy %s after the cut: present %v at %d; last acknowledged PUT %d, in flight %v", policyID, found, got, acked, inFlight)
 	}
 	return nil
 }
@@ -462,20 +503,37 @@ func (r *rig) moveRetention(ctx context.Context, url string, rng *rand.Rand, wit
 			r.policy.mu.Unlock()
 			continue
 		}
-		r.policy.inFlight = v
+		r.policy.inFlight = append(r.policy.inFlight, v)
 		r.policy.mu.Unlock()
 		code, err := harness.PutRetention(ctx, r.hc, url, policyID, v)
 		r.policy.mu.Lock()
 		if err == nil && (code == 200 || code == 201 || code == 204) {
-			r.policy.acked, r.policy.inFlight = v, 0
+			r.policy.acked, r.policy.inFlight = v, nil
 		}
-		// Otherwise the answer was lost: it stays in flight (either value
-		// may survive).
+		// Otherwise the answer was lost or an error: it stays in flight
+		// (it may or may not have been stored).
 		r.policy.mu.Unlock()
 		if err != nil {
 			return
 		}
 	}
+}
+
+// randomFault picks an I/O fault for one of the files the backend syncs:
+// fsync/fdatasync or write failing with EIO or ENOSPC, once to three times.
+func (r *rig) randomFault(rng *rand.Rand) lazyfs.Fault {
+	names := []string{".tmp-"} // fake S3 objects are written to .tmp-*, synced, renamed
+	if r.backend == "disk" {
+		names = []string{".log", ".log", "retention.json"}
+	}
+	f := lazyfs.Fault{Op: lazyfs.FaultFsync, Name: names[rng.IntN(len(names))], Errno: syscall.EIO, Count: 1 + rng.IntN(3)}
+	if rng.IntN(2) == 0 {
+		f.Op = lazyfs.FaultWrite
+	}
+	if rng.IntN(2) == 0 {
+		f.Errno = syscall.ENOSPC
+	}
+	return f
 }
 
 // cutDelay varies the moment of the cut: right at startup, early in the
@@ -485,9 +543,9 @@ func cutDelay(rng *rand.Rand) time.Duration {
 	case 0:
 		return time.Duration(rng.Int64N(int64(40 * time.Millisecond)))
 	case 1:
-		return 40*time.Millisecond + time.Duration(rng.Int64N(int64(300*time.Millisecond)))
+		return 40*time.Millisecond + time.Duration(rng.Int64N(int64(260*time.Millisecond)))
 	default:
-		return 300*time.Millisecond + time.Duration(rng.Int64N(int64(900*time.Millisecond)))
+		return 300*time.Millisecond + time.Duration(rng.Int64N(int64(500*time.Millisecond)))
 	}
 }
 
@@ -539,11 +597,11 @@ func commitLoop(ctx context.Context, hc *http.Client, url string, led *harness.L
 		led.Sent(rid, req.Operations)
 		status, ans, err := harness.Commit(ctx, hc, url, req)
 		switch {
-		case err != nil || status == 503:
+		case err != nil || status == 503 || status == 500:
 			// Lost answer (the cut) or not persisted: unknown, resolved
 			// after the restart.
-			if status == 503 {
-				time.Sleep(time.Millisecond)
+			if status >= 500 {
+				time.Sleep(10 * time.Millisecond)
 			}
 		case status == 200 && ans.Status == "committed" && !ans.Duplicate && ans.RequestID == rid && ans.Version > 0:
 			led.Acked(rid, ans.Version)

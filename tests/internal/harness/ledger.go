@@ -32,6 +32,10 @@ type record struct {
 // log is checked against after a crash or a fault. Safe for concurrent use
 // by committers; Verify must run while none is committing.
 type Ledger struct {
+	// MaxRetries bounds how many lost commits one Verify re-sends (0: no
+	// bound); set it before use.
+	MaxRetries int
+
 	mu   sync.Mutex
 	recs map[string]*record // guarded by mu
 }
@@ -198,6 +202,9 @@ func (led *Ledger) Verify(ctx context.Context, hc *http.Client, url string, rng 
 	for _, rid := range lost {
 		if rng == nil || rng.IntN(2) == 0 {
 			continue
+		}
+		if led.MaxRetries > 0 && it.Retried >= led.MaxRetries {
+			break
 		}
 		r := led.recs[rid]
 		if err := retry(ctx, hc, url, rid, r); err != nil {
