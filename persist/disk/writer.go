@@ -83,7 +83,8 @@ func (l *Log) writeBatch(batch []*appendReq) {
 	l.stats.fileSyncs.Add(1)
 	if planted("no-fdatasync") {
 		// A planted bug (plantedbugs builds only): acknowledge unsynced.
-	} else if err := unix.Fdatasync(int(f.f.Fd())); err != nil {
+	} else if err := unix.Fdatasync(int(f.f.Fd())); err != nil &&
+		!(planted("fsync-retry") && unix.Fdatasync(int(f.f.Fd())) == nil) { // planted: trust a retry
 		l.finish(batch, l.fail(fmt.Errorf("fdatasync %s: %w", f.name, err)))
 		return
 	}

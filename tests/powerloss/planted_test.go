@@ -2,6 +2,7 @@ package powerloss
 
 import (
 	"strings"
+	"syscall"
 	"testing"
 
 	"weaseldb/internal/lazyfs"
@@ -10,7 +11,7 @@ import (
 
 // plantedBugs are the durability steps a plantedbugs build can remove
 // (persist/disk/planted_on.go); SIGKILL-based suites cannot see any of them.
-var plantedBugs = []string{"no-dir-sync-after-create", "no-fdatasync", "policy-in-place"}
+var plantedBugs = []string{"no-dir-sync-after-create", "no-fdatasync", "policy-in-place", "fsync-retry"}
 
 // TestPlantedBugsAreCaught builds the binary with -tags plantedbugs and
 // shows that the short form (its cut budget, disk backend) fails on each
@@ -30,7 +31,12 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 	budget := cuts(t)
 	for _, bug := range plantedBugs {
 		t.Run(bug, func(t *testing.T) {
-			res := Run(t, Options{Bin: pbin, Backend: "disk", Cuts: budget, Seed: seed(t), Env: []string{"WEASELDB_PLANTED_BUG=" + bug}})
+			o := Options{Bin: pbin, Backend: "disk", Cuts: budget, Seed: seed(t), Env: []string{"WEASELDB_PLANTED_BUG=" + bug}}
+			if bug == "fsync-retry" {
+				// Needs a failing fdatasync to show: as in TestFsyncGate.
+				o.Fault = &lazyfs.Fault{Op: lazyfs.FaultFsync, Name: ".log", Errno: syscall.EIO, Count: 1}
+			}
+			res := Run(t, o)
 			if res.Err == nil {
 				t.Fatalf("planted bug %s survived %d power cuts unnoticed (%s)", bug, res.Cuts, res.Totals)
 			}

@@ -195,6 +195,8 @@ type Options struct {
 	// Faults: in about one cut in three, fail a few fsyncs or writes (EIO,
 	// ENOSPC) at a random moment before it.
 	Faults bool
+	// Fault, if set, is injected before every cut, at a random moment.
+	Fault *lazyfs.Fault
 }
 
 // Run runs o.Cuts power cuts against one backend and returns the figures
@@ -203,7 +205,7 @@ func Run(t *testing.T, o Options) Result {
 	fsys := mountOrSkip(t)
 	backend, n, seed := o.Backend, o.Cuts, o.Seed
 	t.Logf("power-loss %s: seed=%d cuts=%d (replay: %s)", backend, seed, n, replay(runPattern(t), seed, n))
-	r := &rig{t: t, bin: o.Bin, backend: backend, env: o.Env, faults: o.Faults, fsys: fsys, led: harness.NewLedger()}
+	r := &rig{t: t, bin: o.Bin, backend: backend, env: o.Env, faults: o.Faults, fault: o.Fault, fsys: fsys, led: harness.NewLedger()}
 	r.led.MaxRetries = 40
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	var res Result
@@ -236,6 +238,7 @@ type rig struct {
 	backend string
 	env     []string
 	faults  bool
+	fault   *lazyfs.Fault
 	fsys    *lazyfs.FS
 	led     *harness.Ledger
 
@@ -385,7 +388,11 @@ func (r *rig) iteration(seed uint64, tot *Totals) error {
 			r.moveRetention(ctx, url, rand.New(rand.NewPCG(s, 3)), delay)
 		}(rng.Uint64())
 	}
-	if r.faults && rng.IntN(3) == 0 {
+	if r.fault != nil || (r.faults && rng.IntN(3) == 0) {
+		f := r.randomFault(rng)
+		if r.fault != nil {
+			f = *r.fault
+		}
 		wg.Add(1)
 		go func(f lazyfs.Fault, at time.Duration) {
 			defer wg.Done()
@@ -394,7 +401,7 @@ func (r *rig) iteration(seed uint64, tot *Totals) error {
 				r.fsys.InjectFault(f)
 			case <-ctx.Done():
 			}
-		}(r.randomFault(rng), time.Duration(rng.Int64N(int64(delay)+1)))
+		}(f, time.Duration(rng.Int64N(int64(delay)+1)))
 	}
 	hitsBefore := r.fsys.Stats().FaultsHit
 	time.Sleep(delay)
@@ -551,6 +558,10 @@ func cutDelay(rng *rand.Rand) time.Duration {
 
 var b64 = base64.StdEncoding
 
+func sharedKey(rng *rand.Rand) string {
+	return b64.EncodeToString(fmt.Appendf(nil, "shared/%d", rng.IntN(4)))
+}
+
 func key(w, k int) string { return b64.EncodeToString(fmt.Appendf(nil, "k/%02d/%03d", w, k)) }
 
 // randomOps returns 1-4 operations on the committer's own keys; now and then
@@ -592,7 +603,12 @@ func commitLoop(ctx context.Context, hc *http.Client, url string, led *harness.L
 		req := harness.CommitRequest{RequestID: rid, Operations: randomOps(rng, w)}
 		withPre := last > 0 && rng.IntN(4) == 0
 		if withPre {
-			req.Preconditions = []harness.Precondition{{Type: "point_read", Key: key(w, rng.IntN(200)), Version: last}}
+			// Read one of a few keys every committer writes now and then:
+			// some of these conflict (409), and must then never appear.
+			req.Preconditions = []harness.Precondition{{Type: "point_read", Key: sharedKey(rng), Version: last}}
+		}
+		if rng.IntN(8) == 0 {
+			req.Operations = append(req.Operations, harness.Op{Type: "write", Key: sharedKey(rng), Value: b64.EncodeToString([]byte(rid))})
 		}
 		led.Sent(rid, req.Operations)
 		status, ans, err := harness.Commit(ctx, hc, url, req)
