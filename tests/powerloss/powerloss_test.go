@@ -436,6 +436,7 @@ func (r *rig) iteration(seed uint64, tot *Totals) error {
 	tot.StatusChecked += check.statusChecked
 	tot.PolicyChecked++
 	r.verified = check.Recovered
+	r.led.Forget(check.Oldest)
 	return nil
 }
 
@@ -495,8 +496,9 @@ func (r *rig) checkPolicy(ctx context.Context) error {
 	return nil
 }
 
-// moveRetention PUTs the policy forward a few times before the cut, up to
-// half of what earlier cuts verified, so truncation runs near the cut.
+// moveRetention PUTs the policy forward a few times before the cut, to
+// between half and all of what earlier cuts verified, so truncation runs
+// near the cut (and the log a Verify reads stays short).
 func (r *rig) moveRetention(ctx context.Context, url string, rng *rand.Rand, within time.Duration) {
 	for k := 0; k < 3; k++ {
 		select {
@@ -504,7 +506,7 @@ func (r *rig) moveRetention(ctx context.Context, url string, rng *rand.Rand, wit
 		case <-ctx.Done():
 			return
 		}
-		v := 1 + rng.Uint64N(r.verified/2)
+		v := r.verified/2 + 1 + rng.Uint64N(r.verified/2) // <= verified: checked already
 		r.policy.mu.Lock()
 		if v <= r.policy.acked {
 			r.policy.mu.Unlock()

@@ -369,3 +369,17 @@ func (l *Ledger) CheckStatus(ctx context.Context, hc *http.Client, url string, o
 	}
 	return checked, nil
 }
+
+// Forget drops what no later Verify needs: acknowledged commits at or below
+// upTo (the oldest retained version: truncated, checked before) and refused
+// ones (a refused id showing up later still fails: no committer sent it).
+// It keeps a long run's memory bounded.
+func (l *Ledger) Forget(upTo uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for rid, r := range l.recs {
+		if (r.state == stateAcked && r.version <= upTo) || r.state == stateNotCommitted {
+			delete(l.recs, rid)
+		}
+	}
+}
