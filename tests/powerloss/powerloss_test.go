@@ -655,7 +655,7 @@ func subscribeLoop(ctx context.Context, hc *http.Client, url string, after uint6
 			return fmt.Errorf("subscriber: version %d has prev %d, the one before was %d", t.Version, t.PrevVersion, prev)
 		}
 		prev = t.Version
-		if t.RequestID == "" && len(t.Operations) == 0 {
+		if harness.IsClaim(t) {
 			continue // a new leader's claim
 		}
 		if err := led.Observed(t.RequestID, t.Version); err != nil {
