@@ -8,8 +8,9 @@
 // A power cut (FS.Cut) stops serving, keeps the durable state and, chosen by
 // a random source, one of the outcomes a disk may legally produce for what
 // was pending: all of it lost; a prefix of each file's pending writes kept;
-// the last kept write torn at a random byte; each pending directory change
-// kept or lost on its own. Then it unmounts, rewrites the backing store to
+// the last kept write torn at a random byte (past the tear, an appending
+// write may read as zeros: the size reached the disk, the data did not);
+// each pending directory change kept or lost on its own. Then it unmounts, rewrites the backing store to
 // that surviving state and mounts it again, all of it durable, for the next
 // run.
 //
@@ -459,12 +460,13 @@ type CutReport struct {
 	PendingWritesKept, PendingWritesLost               int
 	DoomedWritesLost                                   int
 	DirOpsKept, DirOpsLost                             int
+	TornZeroTail                                       int // torn appends whose lost part reads as zeros
 	FilesVanished, DirsVanished                        int // reachable before, gone after
 }
 
 func (r CutReport) String() string {
-	return fmt.Sprintf("seed=%d strict=%v files: %d all-lost %d prefix %d all-kept %d torn; writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; vanished %d files %d dirs",
-		r.Seed, r.Strict, r.FilesAllLost, r.FilesPrefix, r.FilesAllKept, r.FilesTorn, r.PendingWritesKept, r.PendingWritesLost, r.DoomedWritesLost, r.DirOpsKept, r.DirOpsLost, r.FilesVanished, r.DirsVanished)
+	return fmt.Sprintf("seed=%d strict=%v files: %d all-lost %d prefix %d all-kept %d torn (%d zero-filled); writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; vanished %d files %d dirs",
+		r.Seed, r.Strict, r.FilesAllLost, r.FilesPrefix, r.FilesAllKept, r.FilesTorn, r.TornZeroTail, r.PendingWritesKept, r.PendingWritesLost, r.DoomedWritesLost, r.DirOpsKept, r.DirOpsLost, r.FilesVanished, r.DirsVanished)
 }
 
 // Cut cuts the power: it freezes the file system (if Freeze has not), lets
@@ -613,8 +615,19 @@ func (fsys *FS) settle(m *mfile, rng *rand.Rand, rep *CutReport) error {
 		}
 	}
 	if tear >= 0 {
-		if err := m.redo(pending[keep], tear); err != nil {
+		op := pending[keep]
+		if err := m.redo(op, tear); err != nil {
 			return err
+		}
+		// The size may have reached the disk without the data: the rest of
+		// an appending write reads as zeros (never over old bytes: only
+		// past the current end).
+		if end := op.off + int64(len(op.data)); rng.IntN(2) == 0 && end > m.size {
+			if err := m.f.Truncate(end); err != nil {
+				return err
+			}
+			m.size = end
+			rep.TornZeroTail++
 		}
 	}
 	rep.PendingWritesKept += keep

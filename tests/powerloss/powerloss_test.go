@@ -141,9 +141,9 @@ type Totals struct {
 
 func (s Totals) String() string {
 	r := s.Report
-	return fmt.Sprintf("%d cuts (%d strict), %d I/O faults hit, %d acked, %d acknowledged commits checked, %d seen by subscribers, %d refused (409), %d lost answers resolved (%d had committed), %d retried, %d status answers checked, %d policies checked; files: %d all-lost %d prefix %d all-kept %d torn; pending writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; %d files vanished",
+	return fmt.Sprintf("%d cuts (%d strict), %d I/O faults hit, %d acked, %d acknowledged commits checked, %d seen by subscribers, %d refused (409), %d lost answers resolved (%d had committed), %d retried, %d status answers checked, %d policies checked; files: %d all-lost %d prefix %d all-kept %d torn (%d zero-filled); pending writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; %d files vanished",
 		s.Cuts, s.StrictCuts, s.FaultsHit, s.Acked, s.Checked, s.Observed, s.Refused, s.Lost, s.LostCommitted, s.Retried, s.StatusChecked, s.PolicyChecked,
-		r.FilesAllLost, r.FilesPrefix, r.FilesAllKept, r.FilesTorn, r.PendingWritesKept, r.PendingWritesLost, r.DoomedWritesLost, r.DirOpsKept, r.DirOpsLost, r.FilesVanished)
+		r.FilesAllLost, r.FilesPrefix, r.FilesAllKept, r.FilesTorn, r.TornZeroTail, r.PendingWritesKept, r.PendingWritesLost, r.DoomedWritesLost, r.DirOpsKept, r.DirOpsLost, r.FilesVanished)
 }
 
 func (s *Totals) add(r lazyfs.CutReport) {
@@ -156,6 +156,7 @@ func (s *Totals) add(r lazyfs.CutReport) {
 	a.FilesPrefix += r.FilesPrefix
 	a.FilesAllKept += r.FilesAllKept
 	a.FilesTorn += r.FilesTorn
+	a.TornZeroTail += r.TornZeroTail
 	a.PendingWritesKept += r.PendingWritesKept
 	a.PendingWritesLost += r.PendingWritesLost
 	a.DoomedWritesLost += r.DoomedWritesLost
@@ -260,25 +261,9 @@ type policyState struct {
 func (r *rig) dataDir() string { return filepath.Join(r.fsys.Mountpoint(), "data") }
 func (r *rig) s3Dir() string   { return filepath.Join(r.fsys.Mountpoint(), "s3") }
 
-// prepare makes the directories an operator would have made: created and
-// durable before the server first runs.
-func (r *rig) prepare() error {
-	for _, d := range []string{r.dataDir(), r.s3Dir()} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	return syncDir(r.fsys.Mountpoint())
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// prepare leaves the mount empty: the server creates --data-dir (and the
+// fake S3 its --dir) itself, which must be durable too.
+func (r *rig) prepare() error { return nil }
 
 func (r *rig) start() error {
 	opts := harness.Options{Bin: r.bin, DataDir: r.dataDir(), Config: config, Env: r.env}
