@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // mount mounts a fresh lazy file system for one test, or skips the test
@@ -346,5 +347,29 @@ func TestSeedReplays(t *testing.T) {
 	a, b := run(), run()
 	if !bytes.Equal(a, b) {
 		t.Fatalf("same seed, different outcomes: %d vs %d bytes", len(a), len(b))
+	}
+}
+
+// A mount still in use (a descriptor left open) cannot hang Close: it
+// detaches the mount and aborts the FUSE connection.
+func TestCloseNeverHangs(t *testing.T) {
+	defer func(d time.Duration) { unmountTimeout = d }(unmountTimeout)
+	unmountTimeout = 500 * time.Millisecond
+	fsys := mount(t)
+	writeFile(t, fsys.path("f"), []byte("x"), true)
+	f, err := os.Open(fsys.path("f")) // held open across Close
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	done := make(chan error, 1)
+	go func() { done <- fsys.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Close with a file held open: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close hangs while a file on the mount is held open")
 	}
 }

@@ -511,14 +511,20 @@ func (l *Log) Truncate(ctx context.Context, upTo tx.Version) (tx.Version, error)
 	oldest := persist.Recovery{Segments: l.mu.infos}.OldestRetained()
 	l.mu.Unlock()
 
-	// Oldest first, so that a crash half-way leaves a contiguous run.
+	// All closed first: they are out of the index, and a failed removal
+	// below must not leak the rest.
 	for _, f := range doomed {
 		f.f.Close() // a ReadFrom still using it gets os.ErrClosed → ErrNotFound
+	}
+	// Oldest first, each removal durable before the next, so that a crash
+	// or a power cut half-way leaves a contiguous run: removals made durable
+	// by one directory fsync at the end may survive in any subset, and a
+	// later file gone with an earlier one left is a hole that makes recovery
+	// drop everything after it (tests/powerloss, TestTruncatePowerCut...).
+	for _, f := range doomed {
 		if err := os.Remove(l.path(f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return 0, fmt.Errorf("disk: truncate: remove log file %s: %w", f.name, err)
 		}
-	}
-	if len(doomed) > 0 {
 		if err := l.syncer.Sync(); err != nil {
 			return 0, fmt.Errorf("disk: truncate: %w", err)
 		}
