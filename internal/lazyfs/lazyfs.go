@@ -308,9 +308,10 @@ type Fault struct {
 type FaultOp uint8
 
 const (
-	FaultFsync  FaultOp = iota + 1 // fsync/fdatasync of a regular file
-	FaultWrite                     // write to a regular file
-	FaultUnlink                    // unlink of a regular file (with Freeze: a cut mid-way through removals)
+	FaultFsync    FaultOp = iota + 1 // fsync/fdatasync of a regular file
+	FaultWrite                       // write to a regular file
+	FaultUnlink                      // unlink of a regular file (with Freeze: a cut mid-way through removals)
+	FaultDirFsync                    // fsync of a directory (Name matches the directory's name; "" any)
 )
 
 // InjectFault adds a fault; ClearFaults removes them all.

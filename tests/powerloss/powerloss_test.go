@@ -137,12 +137,13 @@ type Totals struct {
 	StatusChecked, PolicyChecked, FaultsHit                               int
 	Report                                                                lazyfs.CutReport // summed outcome counts
 	StrictCuts                                                            int
+	CutsAtOp                                                              int // armed to cut at an I/O operation
 }
 
 func (s Totals) String() string {
 	r := s.Report
-	return fmt.Sprintf("%d cuts (%d strict), %d I/O faults hit, %d acked, %d acknowledged commits checked, %d seen by subscribers, %d refused (409), %d lost answers resolved (%d had committed), %d retried, %d status answers checked, %d policies checked; files: %d all-lost %d prefix %d all-kept %d torn (%d zero-filled); pending writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; %d files vanished",
-		s.Cuts, s.StrictCuts, s.FaultsHit, s.Acked, s.Checked, s.Observed, s.Refused, s.Lost, s.LostCommitted, s.Retried, s.StatusChecked, s.PolicyChecked,
+	return fmt.Sprintf("%d cuts (%d strict, %d armed at an I/O op), %d faults hit (I/O errors and cuts at an op), %d acked, %d acknowledged commits checked, %d seen by subscribers, %d refused (409), %d lost answers resolved (%d had committed), %d retried, %d status answers checked, %d policies checked; files: %d all-lost %d prefix %d all-kept %d torn (%d zero-filled); pending writes kept %d lost %d (+%d doomed); dir ops kept %d lost %d; %d files vanished",
+		s.Cuts, s.StrictCuts, s.CutsAtOp, s.FaultsHit, s.Acked, s.Checked, s.Observed, s.Refused, s.Lost, s.LostCommitted, s.Retried, s.StatusChecked, s.PolicyChecked,
 		r.FilesAllLost, r.FilesPrefix, r.FilesAllKept, r.FilesTorn, r.TornZeroTail, r.PendingWritesKept, r.PendingWritesLost, r.DoomedWritesLost, r.DirOpsKept, r.DirOpsLost, r.FilesVanished)
 }
 
@@ -387,6 +388,15 @@ func (r *rig) iteration(seed uint64, tot *Totals) error {
 			case <-ctx.Done():
 			}
 		}(f, time.Duration(rng.Int64N(int64(delay)+1)))
+	}
+	if rng.IntN(3) == 0 {
+		// Cut the power at an I/O operation rather than at a wall-clock
+		// moment: at a write, an fsync (its file's writes still pending),
+		// a removal, a directory fsync (its changes pending); if none
+		// comes before the deadline, the cut happens then.
+		ops := []lazyfs.FaultOp{lazyfs.FaultWrite, lazyfs.FaultFsync, lazyfs.FaultUnlink, lazyfs.FaultDirFsync}
+		r.fsys.InjectFault(lazyfs.Fault{Op: ops[rng.IntN(len(ops))], Skip: rng.IntN(60), Count: 1, Freeze: true})
+		tot.CutsAtOp++
 	}
 	hitsBefore := r.fsys.Stats().FaultsHit
 	time.Sleep(delay)
