@@ -3,7 +3,9 @@ package powerloss
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -39,7 +41,11 @@ func TestRecoveryTornTailVersusMidLogCorruption(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(s, 1))
 	var tot Totals
-	for i := 0; i < 3; i++ {
+	// Cuts until some log file holds three frames (a cut can come early).
+	for i := 0; i < 3 || !hasFrames(t, r.dataDir(), 3); i++ {
+		if i == 20 {
+			t.Fatalf("seed %d: no log file with three frames after 20 cuts", s)
+		}
 		if err := r.iteration(rng.Uint64(), &tot); err != nil {
 			t.Fatalf("seed %d: %v\nreplay: %s", s, err, replay(runPattern(t), s, 3))
 		}
@@ -51,10 +57,13 @@ func TestRecoveryTornTailVersusMidLogCorruption(t *testing.T) {
 
 	// (1) A torn tail: the first part of a copy of the last frame, appended.
 	files := logFiles(t, r.dataDir())
-	last := files[len(files)-1]
-	frames := readFrames(t, last)
+	var last string
+	var frames []frameAt
+	for i := len(files) - 1; i >= 0 && len(frames) == 0; i-- {
+		last, frames = files[i], readFrames(t, files[i])
+	}
 	if len(frames) == 0 {
-		t.Fatalf("%s holds no frames", last)
+		t.Fatalf("no log file holds a frame")
 	}
 	f := frames[len(frames)-1]
 	data, _ := os.ReadFile(last)
@@ -112,7 +121,11 @@ func TestRecoveryRefusesMidLogCorruptionFakeS3(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(s, 1))
 	var tot Totals
-	for i := 0; i < 2; i++ {
+	// Cuts until there are a few segment objects (a cut can come early).
+	for i := 0; i < 2 || len(segmentObjects(t, r.dataDir())) < 5; i++ {
+		if i == 20 {
+			t.Fatalf("seed %d: fewer than 5 segment objects after 20 cuts", s)
+		}
 		if err := r.iteration(rng.Uint64(), &tot); err != nil {
 			t.Fatalf("seed %d: %v\nreplay: %s", s, err, replay(runPattern(t), s, 2))
 		}
@@ -121,25 +134,10 @@ func TestRecoveryRefusesMidLogCorruptionFakeS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.srv = nil
-	// The segment objects (key "<prefix>/log/<first>"), in key order.
-	paths, _ := filepath.Glob(filepath.Join(r.dataDir(), "fakes3", "b-*", "*.obj"))
-	type seg struct{ key, path string }
-	var segs []seg
-	for _, p := range paths {
-		raw, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rest := raw[len("WS3O1\n"):]
-		n, w := binary.Uvarint(rest)
-		if key := string(rest[w : w+int(n)]); strings.Contains(key, "/log/") {
-			segs = append(segs, seg{key, p})
-		}
-	}
+	segs := segmentObjects(t, r.dataDir())
 	if len(segs) < 3 {
 		t.Fatalf("%d segment objects, want at least 3", len(segs))
 	}
-	slices.SortFunc(segs, func(a, b seg) int { return strings.Compare(a.key, b.key) })
 	mid := segs[len(segs)/2]
 	info, _ := os.Stat(mid.path)
 	flipSynced(t, mid.path, info.Size()-1) // the segment's last byte: its body
@@ -190,6 +188,9 @@ type frameAt struct{ off, n int64 }
 func readFrames(t *testing.T, path string) []frameAt {
 	t.Helper()
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed meanwhile (truncation)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,4 +243,42 @@ func flipSynced(t *testing.T, path string, at int64) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(fmt.Errorf("fsync %s: %w", path, err))
 	}
+}
+
+type segObject struct{ key, path string }
+
+// segmentObjects returns the fake S3 store's segment objects (key
+// "<prefix>/log/<first>") in key order, which is version order.
+func segmentObjects(t *testing.T, dataDir string) []segObject {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(dataDir, "fakes3", "b-*", "*.obj"))
+	var segs []segObject
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			continue // removed meanwhile (truncation)
+		}
+		rest := raw[len("WS3O1\n"):]
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || int(n) > len(rest)-w {
+			t.Fatalf("%s: not an object file", p)
+		}
+		if key := string(rest[w : w+int(n)]); strings.Contains(key, "/log/") {
+			segs = append(segs, segObject{key, p})
+		}
+	}
+	slices.SortFunc(segs, func(a, b segObject) int { return strings.Compare(a.key, b.key) })
+	return segs
+}
+
+// hasFrames reports whether some log file in dir holds at least n frames.
+func hasFrames(t *testing.T, dir string, n int) bool {
+	t.Helper()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".log") && len(readFrames(t, filepath.Join(dir, e.Name()))) >= n {
+			return true
+		}
+	}
+	return false
 }
