@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"weaseldb/internal/clock"
+	"weaseldb/internal/invariants"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -72,11 +73,14 @@ type persister struct {
 	intake  []*Request
 	release []*Request
 	aborted bool
+
+	inv releaseChecks // -tags invariants (engine/invariants.go)
 }
 
 func (p *persister) init(e *Engine, last tx.Version) {
 	p.e = e
 	p.nextVersion = last + 1
+	p.inv.through = last
 	p.appendCh = make(chan appendJob, e.cfg.MaxInFlight)
 	p.appendDone = make(chan appendResult, e.cfg.MaxInFlight)
 	p.retryTimer = e.cfg.Env.NewTimer()
@@ -320,6 +324,9 @@ func (p *persister) releaseDurable() {
 			forcing = true
 		}
 		if forced == Pending && g.data != nil {
+			if invariants.Enabled {
+				p.inv.released(e, g)
+			}
 			e.durableVersion.Store(uint64(g.last))
 			e.tail.markDurable(g.last)
 		}
