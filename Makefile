@@ -29,8 +29,10 @@ lint:
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
 
+# The race run also checks invariants (internal/invariants): assertions at
+# the engine's stage boundaries and in the conflict set, off in release builds.
 test-race:
-	$(GO) test -race -count=1 -timeout 20m -short ./...
+	$(GO) test -race -tags invariants -count=1 -timeout 20m -short ./...
 
 # Each fuzz target runs briefly; crashers land in testdata/fuzz and become regression tests.
 fuzz:

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"weaseldb/engine/conflict"
 	"weaseldb/persist"
@@ -128,7 +127,7 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	start := cfg.Clock()
 	rec, err := log.Recover(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine open: recover: %w", err)
@@ -139,9 +138,7 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 	}
 	leaderID := slices.Clone(cfg.LeaderID)
 	if len(leaderID) == 0 {
-		if leaderID, err = NewLeaderID(); err != nil {
-			return nil, fmt.Errorf("engine open: %w", err)
-		}
+		leaderID = newLeaderID(cfg.Env.Rand)
 	}
 	e := &Engine{
 		cfg:       cfg,
@@ -205,7 +202,7 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		"leader_id", e.leaderIDStr, "version", uint64(claimed),
 		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
 		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
-		"status_entries", e.status.idx.len(), "recovery_seconds", time.Since(start).Seconds())
+		"status_entries", e.status.idx.len(), "recovery_seconds", float64(cfg.Clock()-start)/1e9)
 	return e, nil
 }
 
@@ -360,7 +357,7 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	v := rec.Last() + 1
 	// The claim gets a generated request id like any commit sent without
 	// one (API.md: every streamed transaction carries a non-empty id).
-	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(), TimestampUnixNano: now}}
+	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(e.cfg.Env.Rand), TimestampUnixNano: now}}
 	data := persist.EncodeSegment(nil, e.leaderID, claim)
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
@@ -426,7 +423,7 @@ func appendWrites(dst []conflict.Write, ops []tx.Operation) []conflict.Write {
 func (e *Engine) Submit(r *Request, done func(*Request)) {
 	r.resetOutputs()
 	r.done = done
-	r.ensureRequestID()
+	r.ensureRequestID(e.cfg.Env.Rand)
 	if len(r.Commit.RequestID) > 0 {
 		r.idHash = hashRequestID(r.Commit.RequestID)
 	} else {
