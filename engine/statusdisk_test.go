@@ -91,6 +91,9 @@ func TestStatusWindowBeyondMemory(t *testing.T) {
 	if st := e.Status(StatusQuery{RequestID: []byte(id(6000))}); st.State != StatusNotCommitted {
 		t.Fatalf("status of an id never sent: %+v", st)
 	}
+	if st := e.Stats(); st.StatusRuns == 0 || st.StatusDiskEntries < 4000 || st.StatusRunMemoryBytes == 0 {
+		t.Fatalf("stats of the on-disk part: %d runs, %d ids, %d bytes of filters", st.StatusRuns, st.StatusDiskEntries, st.StatusRunMemoryBytes)
+	}
 	if n := len(runFiles(t, cfg.StatusDir)); n == 0 || n > 3*mergeFanIn {
 		t.Fatalf("%d run files for ~80 runs of 64: merging does not bound them", n)
 	}
