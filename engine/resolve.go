@@ -260,7 +260,7 @@ func (r *resolver) advanceWindows(now int64) {
 	}
 	e.status.idx.expire(r.last, now)
 	if d := e.status.idx.disk; d != nil {
-		e.status.idx.maintain(e.Version())
+		e.status.idx.maintain(e.Version(), now)
 		var ids, mem int64
 		for _, r := range d.runs {
 			ids += int64(r.Count)
