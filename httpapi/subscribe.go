@@ -81,7 +81,7 @@ type subscriber struct {
 	evOff    int
 	prevSent tx.Version    // version of the last transaction sent, for prev_version
 	lastCP   tx.Version    // committed_version of the last checkpoint sent
-	cursorAt atomic.Uint64 // cursor once its events are in the stream queue, for /metrics
+	cursorAt atomic.Uint64 // the highest version whose event the subscriber has taken up for sending (noteSending), for /metrics
 	// caughtUpAt is when (unix nanos) the subscriber last held every
 	// transaction then available to it, for the lag-in-seconds metric.
 	caughtUpAt atomic.Int64
@@ -467,6 +467,7 @@ func (s *subscriber) sendShared(seg []byte) progress {
 		s.api.logger.Error("subscriber: gap in the log", "cursor", uint64(s.cursor), "next", uint64(e.first))
 		return over
 	}
+	s.noteSending(e.last)
 	text := e.after(s.cursor)
 	pos := len(e.text) - len(text) + s.evOff // where the unwritten text starts
 	for pos < len(e.text) {
@@ -495,7 +496,16 @@ func (s *subscriber) advance(e *encodedSegment, pos int) {
 		s.cursor, s.evOff = e.first+tx.Version(i)-1, pos-e.offsets[i]
 	}
 	s.prevSent = s.cursor
-	s.cursorAt.Store(uint64(s.cursor))
+}
+
+// noteSending records for /metrics (lag) that the events up to v are taken
+// up for sending: like the cursor, but never back (a stream that blocks
+// mid-segment has taken the segment; its lag shows once newer versions
+// wait behind it).
+func (s *subscriber) noteSending(v tx.Version) {
+	if uint64(v) > s.cursorAt.Load() {
+		s.cursorAt.Store(uint64(v))
+	}
 }
 
 // appendFiltered encodes the part of t inside the key filter, or nothing
@@ -523,8 +533,8 @@ func (s *subscriber) appendCheckpoint(v tx.Version) {
 // writeOut writes out without waiting: blocked (out keeps what is left)
 // when the stream is full.
 func (s *subscriber) writeOut() progress {
+	s.noteSending(s.cursor)
 	if len(s.out) == 0 {
-		s.cursorAt.Store(uint64(s.cursor))
 		return progressed
 	}
 	pending := s.out
@@ -545,7 +555,6 @@ func (s *subscriber) writeOut() progress {
 	if cap(s.out) > 2*flushBytes {
 		s.out = nil // one huge event must not pin its buffer for the stream's life
 	}
-	s.cursorAt.Store(uint64(s.cursor))
 	return progressed
 }
 
