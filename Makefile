@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
 LDFLAGS  := -X main.revision=$(REVISION)
 
-.PHONY: build run test test-go test-race test-python test-smoke fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash test-s3compat lint clean
+.PHONY: build run test test-go test-race test-python test-smoke fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash crash-power test-s3compat lint clean
 
 build:
 	@mkdir -p $(BIN)
@@ -29,8 +29,10 @@ lint:
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
 
+# The race run also checks invariants (internal/invariants): assertions at
+# the engine's stage boundaries and in the conflict set, off in release builds.
 test-race:
-	$(GO) test -race -count=1 -timeout 20m -short ./...
+	$(GO) test -race -tags invariants -count=1 -timeout 20m -short ./...
 
 # Each fuzz target runs briefly; crashers land in testdata/fuzz and become regression tests.
 fuzz:
@@ -69,6 +71,12 @@ profile: build
 # The long crash-safety run (the short form is part of make test).
 crash:
 	WEASELDB_CRASH_ITERATIONS=$${ITERATIONS:-200} $(GO) test -count=1 -timeout 2h -run TestCrash -v ./tests/crash/
+
+# The long power-loss run on a lazyfs FUSE mount (needs root and /dev/fuse;
+# the short form, 20 cuts per backend, is part of make test). CUTS per
+# backend; SEED=n replays a run.
+crash-power:
+	WEASELDB_POWERLOSS_CUTS=$${CUTS:-1000} $(if $(SEED),WEASELDB_POWERLOSS_SEED=$(SEED)) $(GO) test -count=1 -timeout 24h -run '^TestPowerLoss$$' -v ./tests/powerloss/
 
 # The S3 backend's conformance suite against versitygw, an independent S3
 # server built once into ~/.cache/weaseldb/bin (minutes the first time).

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"weaseldb/internal/clock"
 	"weaseldb/persist"
 )
 
@@ -13,9 +14,15 @@ import (
 // default (never "unlimited"); cmd/weaseldb copies config.Commit into it.
 type Config struct {
 	// Clock returns the current time in unix nanoseconds. The engine reads
-	// time only through it (once per resolve batch), so tests control
-	// time. Default: time.Now().UnixNano.
+	// time only through it (once per resolve batch and per segment), so
+	// tests control time. Default: Env.Now. Kept beside Env for the tests
+	// that set only a clock; when both are set Env.Now wins.
 	Clock func() int64
+	// Env is the engine's clock, timers and randomness (internal/clock).
+	// Unset fields take clock.Real's. The engine makes no timer and reads
+	// no clock but through it (internal/lint checks), so engine/sim can
+	// run the whole pipeline on simulated time.
+	Env clock.Env
 
 	// BatchInterval is the longest a resolved transaction waits for its
 	// segment while other segment writes are in flight. With no write in
@@ -110,8 +117,19 @@ type Observer interface {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Clock == nil {
-		c.Clock = func() int64 { return time.Now().UnixNano() }
+	real := clock.Real()
+	if c.Env.Now == nil {
+		c.Env.Now = c.Clock
+	}
+	if c.Env.Now == nil {
+		c.Env.Now = real.Now
+	}
+	c.Clock = c.Env.Now
+	if c.Env.NewTimer == nil {
+		c.Env.NewTimer = real.NewTimer
+	}
+	if c.Env.Rand == nil {
+		c.Env.Rand = real.Rand
 	}
 	setDefault(&c.BatchInterval, 2*time.Millisecond)
 	setDefault(&c.BatchMaxTransactions, 10000)

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"weaseldb/engine/conflict"
 	"weaseldb/persist"
@@ -35,6 +34,7 @@ type Engine struct {
 	leaderID    []byte
 	leaderIDPub atomic.Pointer[string] // what LeaderID returns
 	termFirst   tx.Version             // version of this term's claim segment
+	openedAt    int64                  // Config.Clock when open began, for the recovery time logged
 	started     atomic.Bool            // the pipeline runs (Open, or Promote succeeded)
 
 	// Replica mode (OpenReplica): see replica.go.
@@ -133,7 +133,6 @@ type Engine struct {
 // store holds back for longer than another server needs to recover, win a
 // claim after ours and write that name could remove its segment.
 func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
-	start := time.Now()
 	e, rec, err := open(ctx, cfg, log, log.Recover)
 	if err != nil {
 		return nil, err
@@ -146,7 +145,7 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		"leader_id", e.LeaderID(), "version", uint64(e.Version()),
 		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
 		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
-		"status_entries", e.status.idx.len(), "recovery_seconds", time.Since(start).Seconds())
+		"status_entries", e.status.idx.len(), "recovery_seconds", float64(e.cfg.Clock()-e.openedAt)/1e9)
 	return e, nil
 }
 
@@ -157,6 +156,7 @@ func open(ctx context.Context, cfg Config, log persist.Log, recover func(context
 	if err := cfg.validate(); err != nil {
 		return nil, persist.Recovery{}, err
 	}
+	start := cfg.Clock()
 	rec, err := recover(ctx)
 	if err != nil {
 		return nil, persist.Recovery{}, fmt.Errorf("engine open: recover: %w", err)
@@ -193,6 +193,7 @@ func open(ctx context.Context, cfg Config, log persist.Log, recover func(context
 		return nil, persist.Recovery{}, err
 	}
 	e.res.init(e, rec.Last(), now)
+	e.openedAt = start
 	opened = true
 	return e, rec, nil
 }
@@ -214,10 +215,7 @@ func (e *Engine) lead(ctx context.Context, rec persist.Recovery) error {
 	// that timed out may land later); a replica's takeover takes a new one.
 	id := slices.Clone(e.cfg.LeaderID)
 	if len(id) == 0 || e.replica.Load() {
-		var err error
-		if id, err = NewLeaderID(); err != nil {
-			return fmt.Errorf("engine open: %w", err)
-		}
+		id = newLeaderID(e.cfg.Env.Rand)
 	}
 	e.leaderID = id
 	now := e.cfg.Clock()
@@ -416,7 +414,7 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 	v := rec.Last() + 1
 	// The claim gets a generated request id like any commit sent without
 	// one (API.md: every streamed transaction carries a non-empty id).
-	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(), TimestampUnixNano: now}}
+	claim := []tx.Transaction{{Version: v, RequestID: newRequestID(e.cfg.Env.Rand), TimestampUnixNano: now}}
 	data := persist.EncodeSegment(nil, e.leaderID, claim)
 	if err := e.log.Append(ctx, data); err != nil {
 		return 0, fmt.Errorf("engine open: claim leadership at version %d: %w", v, err)
@@ -484,7 +482,7 @@ func appendWrites(dst []conflict.Write, ops []tx.Operation) []conflict.Write {
 func (e *Engine) Submit(r *Request, done func(*Request)) {
 	r.resetOutputs()
 	r.done = done
-	r.ensureRequestID()
+	r.ensureRequestID(e.cfg.Env.Rand)
 	if len(r.Commit.RequestID) > 0 {
 		r.idHash = hashRequestID(r.Commit.RequestID)
 	} else {

@@ -398,10 +398,12 @@ func TestRetentionPolicies(t *testing.T) {
 		expectOutcome(t, submitWait(t, e, commitOf("", nil, write(id(i), "v"))), Committed)
 	}
 	ctx := context.Background()
-	if err := e.SetPolicy(ctx, "backup", 20); err != nil {
+	// The lower policy first: background truncation may run between the
+	// two calls, and must not have moved the floor above the second.
+	if err := e.SetPolicy(ctx, "reader", 10); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.SetPolicy(ctx, "reader", 10); err != nil {
+	if err := e.SetPolicy(ctx, "backup", 20); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := e.GetPolicy("reader"); err != nil || v != 10 {
@@ -428,6 +430,12 @@ func TestRetentionPolicies(t *testing.T) {
 	stored, err := log.LoadPolicies(ctx)
 	if err != nil || len(stored) != 1 || stored["backup"] != 20 {
 		t.Fatalf("stored policies %v %v", stored, err)
+	}
+	// DeletePolicy kicked the background truncator (now up to "backup",
+	// 20); truncate here too, so that OldestRetained no longer moves while
+	// it is read (truncations serialise on the retention lock).
+	if err := e.truncateOnce(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := log.ReadFrom(ctx, e.OldestRetained(), 1<<20); err != nil {
 		t.Fatalf("ReadFrom oldest retained: %v", err)

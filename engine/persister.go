@@ -4,6 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"weaseldb/internal/clock"
+	"weaseldb/internal/invariants"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -51,7 +53,7 @@ type persister struct {
 	cur        *group
 	curTxns    []tx.Transaction
 	curBytes   int
-	curStarted time.Time
+	curStarted int64 // Clock when cur got its first request
 
 	queue    []*group // sealed, not released, in order
 	free     []*group
@@ -63,25 +65,26 @@ type persister struct {
 
 	nextVersion tx.Version // first version of the next segment
 	backoff     time.Duration
-	retryTimer  *time.Timer
+	retryTimer  clock.Timer
 	retryArmed  bool
-	batchTimer  *time.Timer
+	batchTimer  clock.Timer
 	batchArmed  bool
 
 	intake  []*Request
 	release []*Request
 	aborted bool
+
+	inv releaseChecks // -tags invariants (engine/invariants.go)
 }
 
 func (p *persister) init(e *Engine, last tx.Version) {
 	p.e = e
 	p.nextVersion = last + 1
+	p.inv.through = last
 	p.appendCh = make(chan appendJob, e.cfg.MaxInFlight)
 	p.appendDone = make(chan appendResult, e.cfg.MaxInFlight)
-	p.retryTimer = time.NewTimer(time.Hour)
-	p.retryTimer.Stop()
-	p.batchTimer = time.NewTimer(time.Hour)
-	p.batchTimer.Stop()
+	p.retryTimer = e.cfg.Env.NewTimer()
+	p.batchTimer = e.cfg.Env.NewTimer()
 	p.cur = p.newGroup()
 	for range e.cfg.MaxInFlight {
 		go p.appendWorker()
@@ -140,7 +143,7 @@ func (p *persister) run() {
 // add appends one resolved request to the group being gathered.
 func (p *persister) add(r *Request) {
 	if len(p.cur.reqs) == 0 {
-		p.curStarted = time.Now()
+		p.curStarted = p.e.cfg.Clock()
 	}
 	p.cur.reqs = append(p.cur.reqs, r)
 	if r.Outcome != Committed || r.Duplicate {
@@ -181,7 +184,7 @@ func (p *persister) maybeSeal() {
 	if !p.canWrite() {
 		return
 	}
-	if p.inflight == 0 || p.full() || time.Since(p.curStarted) >= p.e.cfg.BatchInterval {
+	if p.inflight == 0 || p.full() || time.Duration(p.e.cfg.Clock()-p.curStarted) >= p.e.cfg.BatchInterval {
 		p.seal()
 	}
 }
@@ -321,6 +324,9 @@ func (p *persister) releaseDurable() {
 			forcing = true
 		}
 		if forced == Pending && g.data != nil {
+			if invariants.Enabled {
+				p.inv.released(e, g)
+			}
 			e.durableVersion.Store(uint64(g.last))
 			e.tail.markDurable(g.last)
 		}
@@ -384,13 +390,13 @@ func (p *persister) wait() {
 	var batch <-chan time.Time
 	if len(p.cur.reqs) > 0 && p.canWrite() && !p.full() {
 		// inflight > 0 here, or maybeSeal would have sealed.
-		remaining := e.cfg.BatchInterval - time.Since(p.curStarted)
+		remaining := e.cfg.BatchInterval - time.Duration(e.cfg.Clock()-p.curStarted)
 		if remaining <= 0 {
 			return
 		}
 		p.batchTimer.Reset(remaining)
 		p.batchArmed = true
-		batch = p.batchTimer.C
+		batch = p.batchTimer.C()
 	}
 	var abort <-chan struct{}
 	if !p.aborted {
@@ -402,7 +408,7 @@ func (p *persister) wait() {
 		p.finished(res)
 	case <-batch:
 		p.batchArmed = false
-	case <-p.retryTimer.C:
+	case <-p.retryTimer.C():
 		p.retry()
 	case <-abort:
 		p.aborted = true

@@ -35,7 +35,7 @@ type followState struct {
 	leader    []byte          // leader id of the last followed segment
 	succeeded map[string]bool // leader ids another leader followed: their later segments are orphans
 	reader    persist.SegmentReader
-	policyAt  time.Time
+	policyAt  int64 // Config.Clock of the last reload of the retention policies
 }
 
 // noteLeader records the leader id of the next segment of the run.
@@ -78,7 +78,7 @@ func OpenReplica(ctx context.Context, cfg Config, log persist.Shared) (*Engine, 
 	e.resolvedVersion.Store(uint64(last))
 	e.durableVersion.Store(uint64(last))
 	e.setLeaderID(e.follow.leader)
-	e.follow.policyAt = time.Now()
+	e.follow.policyAt = e.cfg.Clock()
 	e.cfg.Logger.Info("engine: replica", "version", uint64(last), "following_leader_id", e.LeaderID(),
 		"segments", len(rec.Segments), "status_entries", e.status.idx.len())
 	return e, nil
@@ -98,7 +98,7 @@ func (e *Engine) Follow(ctx context.Context) (int, error) {
 	if !e.replica.Load() {
 		return 0, errors.New("engine: Follow on a leader")
 	}
-	if time.Since(e.follow.policyAt) >= policyRefreshEvery {
+	if e.cfg.Clock()-e.follow.policyAt >= int64(policyRefreshEvery) {
 		e.refreshPolicies(ctx)
 	}
 	before := e.Version()
@@ -119,7 +119,7 @@ func (e *Engine) Follow(ctx context.Context) (int, error) {
 
 // refreshPolicies reloads the retention policies (a replica serves them).
 func (e *Engine) refreshPolicies(ctx context.Context) {
-	e.follow.policyAt = time.Now()
+	e.follow.policyAt = e.cfg.Clock()
 	policies, err := e.log.LoadPolicies(ctx)
 	if err != nil {
 		e.cfg.Logger.Warn("engine: replica could not reload retention policies", "err", err)
@@ -200,7 +200,7 @@ func (e *Engine) Promote(ctx context.Context) error {
 	if !e.replica.Load() {
 		return errors.New("engine: Promote on a leader")
 	}
-	start := time.Now()
+	start := e.cfg.Clock()
 	rec, err := e.log.Recover(ctx)
 	if err != nil {
 		return fmt.Errorf("engine: promote: recover: %w", err)
@@ -237,7 +237,7 @@ func (e *Engine) Promote(ctx context.Context) error {
 	}
 	e.replica.Store(false)
 	e.cfg.Logger.Info("engine: promoted to leader", "leader_id", e.LeaderID(), "version", uint64(e.Version()),
-		"previous_leader_id", string(followed), "takeover_seconds", time.Since(start).Seconds())
+		"previous_leader_id", string(followed), "takeover_seconds", float64(e.cfg.Clock()-start)/1e9)
 	return nil
 }
 

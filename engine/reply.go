@@ -1,9 +1,12 @@
 package engine
 
+import "weaseldb/internal/invariants"
+
 // runReplier is stage 3: answer every request in pipeline order.
 func (e *Engine) runReplier() {
 	defer close(e.replyDone)
 	var batch []*Request
+	var inv replyChecks // -tags invariants (engine/invariants.go)
 	for {
 		var ok bool
 		batch, ok = e.toReply.popAll(batch[:0])
@@ -13,6 +16,9 @@ func (e *Engine) runReplier() {
 		var seq uint64
 		for _, r := range batch {
 			seq = r.seq
+			if invariants.Enabled {
+				inv.answering(e, r)
+			}
 			e.stats.countOutcome(r)
 			done := r.done
 			r.done = nil

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"math/rand/v2"
-
 	"weaseldb/tx"
 )
 
@@ -117,18 +115,20 @@ func (r *Request) resetOutputs() {
 
 // ensureRequestID points r.RequestID at the client's id, or generates a
 // random UUID (version 4 form) into r's own storage.
-func (r *Request) ensureRequestID() {
+func (r *Request) ensureRequestID(rand func() uint64) {
 	if len(r.Commit.RequestID) > 0 {
 		r.RequestID = r.Commit.RequestID
 		return
 	}
-	appendUUID(r.idStorage[:0], rand.Uint64(), rand.Uint64())
+	appendUUID(r.idStorage[:0], rand(), rand())
 	r.RequestID = r.idStorage[:]
 }
 
 // newRequestID returns a fresh generated request id (a random UUID), for
 // transactions the server writes itself.
-func newRequestID() []byte { return appendUUID(make([]byte, 0, 36), rand.Uint64(), rand.Uint64()) }
+func newRequestID(rand func() uint64) []byte {
+	return appendUUID(make([]byte, 0, 36), rand(), rand())
+}
 
 const hexDigits = "0123456789abcdef"
 

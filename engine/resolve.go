@@ -259,8 +259,16 @@ func (r *resolver) advanceWindows(now int64) {
 		r.shrinkConflictSet()
 	}
 	e.status.idx.expire(r.last, now)
-	if e.status.idx.disk != nil {
-		e.status.idx.maintain(e.Version())
+	if d := e.status.idx.disk; d != nil {
+		e.status.idx.maintain(e.Version(), now)
+		var ids, mem int64
+		for _, r := range d.runs {
+			ids += int64(r.Count)
+			mem += int64(r.MemoryBytes())
+		}
+		e.stats.statusRuns.Store(int64(len(d.runs)))
+		e.stats.statusDiskIDs.Store(ids)
+		e.stats.statusRunMemory.Store(mem)
 	}
 }
 

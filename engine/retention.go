@@ -8,7 +8,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"weaseldb/tx"
 )
@@ -134,13 +133,14 @@ func (e *Engine) kickTruncation() {
 // policy changes.
 func (e *Engine) runTruncator() {
 	defer e.bgWG.Done()
-	ticker := time.NewTicker(e.cfg.TruncateInterval)
-	defer ticker.Stop()
+	timer := e.cfg.Env.NewTimer()
+	defer timer.Stop()
 	for {
+		timer.Reset(e.cfg.TruncateInterval)
 		select {
 		case <-e.bgCtx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C():
 		case <-e.retention.kick:
 		}
 		if err := e.truncateOnce(e.bgCtx); err != nil && e.bgCtx.Err() == nil {

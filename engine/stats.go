@@ -29,6 +29,9 @@ type counters struct {
 	conflictBytes   atomic.Int64
 	conflictShrinks atomic.Uint64
 	statusEntries   atomic.Int64
+	statusRuns      atomic.Int64
+	statusDiskIDs   atomic.Int64
+	statusRunMemory atomic.Int64
 }
 
 func (c *counters) countOutcome(r *Request) {
@@ -61,13 +64,18 @@ type Stats struct {
 	Queued             int64 // submitted, not yet answered
 	ConflictSetKeys    int64
 	ConflictSetBytes   int64
-	StatusIndexEntries int64
-	TailSegments       int
-	TailBytes          int
-	ResolvedVersion    tx.Version
-	DurableVersion     tx.Version
-	OldestRetained     tx.Version
-	PersistenceFailing bool
+	StatusIndexEntries int64 // in memory
+	// The on-disk part (Config.StatusDir): runs, the ids they hold, and the
+	// memory their filters and fences take.
+	StatusRuns           int64
+	StatusDiskEntries    int64
+	StatusRunMemoryBytes int64
+	TailSegments         int
+	TailBytes            int
+	ResolvedVersion      tx.Version
+	DurableVersion       tx.Version
+	OldestRetained       tx.Version
+	PersistenceFailing   bool
 	// PersistenceDamage says why the log is damaged (persist.ErrDamaged);
 	// empty while it is sound. Commits are refused until a restart.
 	PersistenceDamage string
@@ -102,6 +110,9 @@ func (e *Engine) Stats() Stats {
 	s.ConflictSetBytes = c.conflictBytes.Load()
 	s.ConflictShrinksTotal = c.conflictShrinks.Load()
 	s.StatusIndexEntries = c.statusEntries.Load()
+	s.StatusRuns = c.statusRuns.Load()
+	s.StatusDiskEntries = c.statusDiskIDs.Load()
+	s.StatusRunMemoryBytes = c.statusRunMemory.Load()
 	s.TailSegments, s.TailBytes = e.tail.size()
 	s.ResolvedVersion = e.ResolvedVersion()
 	s.DurableVersion = e.Version()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"weaseldb/persist"
 	"weaseldb/persist/statusruns"
@@ -29,14 +30,16 @@ type statusDisk struct {
 	logger     *slog.Logger
 	runEntries int
 
-	runs     []*statusruns.Run // installed, oldest first, contiguous
-	covered  tx.Version        // last version covered by runs installed or being written
-	sentPos  uint64            // FIFO positions below were handed to the spiller
-	diskPos  uint64            // FIFO positions below are in installed runs
-	writing  bool              // a write job is outstanding
-	mergeOff bool              // a merge failed: none until the next run is installed
-	mergeIn  []*statusruns.Run // inputs of the outstanding merge (still in runs)
-	failures int
+	runs      []*statusruns.Run // installed, oldest first, contiguous
+	covered   tx.Version        // last version covered by runs installed or being written
+	sentPos   uint64            // FIFO positions below were handed to the spiller
+	diskPos   uint64            // FIFO positions below are in installed runs
+	writing   bool              // a write job is outstanding
+	mergeOff  bool              // a merge failed: none until the next run is installed
+	cutLogged bool              // the window was cut for memory (logged once per episode)
+	retryAt   int64             // after a failed write, the next is not tried before it (Clock)
+	mergeIn   []*statusruns.Run // inputs of the outstanding merge (still in runs)
+	failures  int
 
 	jobs    chan spillJob
 	results chan spillResult
@@ -139,8 +142,9 @@ func (d *statusDisk) expiredThrough(memLow tx.Version, cutoff int64) tx.Version 
 // maintain is stage 1's turn of the disk work, once per batch: install
 // finished jobs, delete runs below the floor, hand out the next write and
 // merge, and let memory drop entries that are on disk.
-func (s *statusIndex) maintain(durable tx.Version) {
+func (s *statusIndex) maintain(durable tx.Version, now int64) {
 	d := s.disk
+	failures := d.failures
 	for {
 		select {
 		case res := <-d.results:
@@ -150,8 +154,11 @@ func (s *statusIndex) maintain(durable tx.Version) {
 		}
 		break
 	}
+	if d.failures > failures { // back off: a failing disk is not hammered
+		d.retryAt = now + int64(min(100*time.Millisecond<<min(d.failures, 10), 30*time.Second))
+	}
 	s.removeExpiredRuns()
-	if !d.writing && s.tail-max(d.sentPos, s.head) >= uint64(d.runEntries) {
+	if !d.writing && (d.failures == 0 || now >= d.retryAt) && s.tail-max(d.sentPos, s.head) >= uint64(d.runEntries) {
 		s.startWrite(durable, d.runEntries)
 	}
 	if len(d.mergeIn) == 0 && !d.mergeOff {
@@ -159,6 +166,21 @@ func (s *statusIndex) maintain(durable tx.Version) {
 	}
 	for s.len() > s.entriesMax && s.head < d.diskPos {
 		s.evictOldest(false)
+	}
+	// Runs cannot be written (a full or failing disk) and memory holds far
+	// more than its cap: cut the window (raise the floor, answered 410
+	// below it) rather than grow without bound. Logged once per episode.
+	if d.failures > 0 && s.len() > s.entriesMax+4*d.runEntries {
+		if !d.cutLogged {
+			d.cutLogged = true
+			d.logger.Error("status index: runs cannot be written; the status window is cut to what memory holds",
+				"memory_ids", s.len(), "cap", s.entriesMax, "failures", d.failures)
+		}
+		for s.len() > s.entriesMax {
+			s.evictOldest(true)
+		}
+		d.sentPos = max(d.sentPos, s.head)
+		d.diskPos = max(d.diskPos, s.head)
 	}
 }
 
@@ -179,6 +201,7 @@ func (s *statusIndex) installResult(res spillResult) {
 			return
 		}
 		d.failures = 0
+		d.cutLogged = false
 		d.mergeOff = false
 		d.runs = append(d.runs, res.run)
 		d.diskPos = max(d.diskPos, res.job.endPos)
@@ -221,15 +244,21 @@ func (s *statusIndex) startWrite(durable tx.Version, min int) {
 	for end > from && s.at(end-1).version > durable {
 		end--
 	}
-	if end-from < uint64(min) || durable <= d.covered {
+	if end-from < uint64(min) || durable <= max(d.covered, s.floor) {
 		return
 	}
 	entries := make([]statusruns.Entry, 0, end-from)
 	for p := from; p < end; p++ {
 		e := s.at(p)
+		if e.version <= s.floor {
+			continue // out of the window
+		}
 		entries = append(entries, statusruns.Entry{A: e.hash.a, B: e.hash.b, Version: uint64(e.version), Time: e.time})
 	}
-	job := spillJob{kind: spillWrite, first: d.covered + 1, last: durable, entries: entries, endPos: end}
+	// A run starts above the floor: what lies below it is out of the window
+	// (and after a cut for memory, not held), so a restart, which takes the
+	// floor from the first run, does not answer for it.
+	job := spillJob{kind: spillWrite, first: max(d.covered, s.floor) + 1, last: durable, entries: entries, endPos: end}
 	d.covered = durable
 	d.sentPos = end
 	d.writing = true

@@ -91,6 +91,9 @@ func TestStatusWindowBeyondMemory(t *testing.T) {
 	if st := e.Status(StatusQuery{RequestID: []byte(id(6000))}); st.State != StatusNotCommitted {
 		t.Fatalf("status of an id never sent: %+v", st)
 	}
+	if st := e.Stats(); st.StatusRuns == 0 || st.StatusDiskEntries < 4000 || st.StatusRunMemoryBytes == 0 {
+		t.Fatalf("stats of the on-disk part: %d runs, %d ids, %d bytes of filters", st.StatusRuns, st.StatusDiskEntries, st.StatusRunMemoryBytes)
+	}
 	if n := len(runFiles(t, cfg.StatusDir)); n == 0 || n > 3*mergeFanIn {
 		t.Fatalf("%d run files for ~80 runs of 64: merging does not bound them", n)
 	}
@@ -221,4 +224,34 @@ func TestStatusDiskWindowGone(t *testing.T) {
 
 func fmtSscanRun(name string, first, last *uint64) (int, error) {
 	return fmt.Sscanf(name, "%020d-%020d.run", first, last)
+}
+
+// TestStatusCutWhenRunsCannotBeWritten: when runs cannot be written (the
+// directory is gone), memory does not grow without bound: the window is
+// cut to what memory holds, and below the new floor queries are gone
+// (410), never a false not_committed.
+func TestStatusCutWhenRunsCannotBeWritten(t *testing.T) {
+	cfg := diskStatusConfig(t, newTestClock())
+	e, _ := openTest(t, memlog.NewStore(), cfg)
+	if err := os.RemoveAll(cfg.StatusDir); err != nil {
+		t.Fatal(err)
+	}
+	commitMany(t, e, 1, 3000)
+	// The failed write is learnt at a later batch: commit until it is.
+	limit := int64(cfg.StatusEntriesMax + 5*cfg.StatusRunEntries)
+	deadline := time.Now().Add(60 * time.Second)
+	for e.Stats().StatusIndexEntries > limit {
+		if time.Now().After(deadline) {
+			t.Fatalf("memory holds %d ids with runs failing, want at most %d", e.Stats().StatusIndexEntries, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+		expectOutcome(t, submitWait(t, e, commitOf("", nil)), Committed)
+	}
+	st := e.Status(StatusQuery{RequestID: []byte(id(1)), MinVersion: 0, HasMinVersion: true})
+	if st.State != StatusGone || st.Floor == 0 {
+		t.Fatalf("status below the cut: %+v, want gone", st)
+	}
+	if st := e.Status(StatusQuery{RequestID: []byte(id(3000))}); st.State != StatusCommitted {
+		t.Fatalf("newest id: %+v", st)
+	}
 }

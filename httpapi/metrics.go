@@ -182,7 +182,10 @@ var (
 	descQueued             = prometheus.NewDesc("weaseldb_commit_queued", "Commits submitted and not yet answered.", nil, nil)
 	descConflictKeys       = prometheus.NewDesc("weaseldb_conflict_set_keys", "Entries in the conflict set.", nil, nil)
 	descConflictBytes      = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
-	descStatusEntries      = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids remembered in the status window.", nil, nil)
+	descStatusEntries      = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids of the status window held in memory.", nil, nil)
+	descStatusRuns         = prometheus.NewDesc("weaseldb_status_index_runs", "On-disk runs of the status index (beside the log).", nil, nil)
+	descStatusDiskIDs      = prometheus.NewDesc("weaseldb_status_index_disk_entries", "Request ids held in the on-disk runs of the status index.", nil, nil)
+	descStatusRunMem       = prometheus.NewDesc("weaseldb_status_index_run_memory_bytes", "Memory of the on-disk runs' filters and fences.", nil, nil)
 	descTailBytes          = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
 	descVersion            = prometheus.NewDesc("weaseldb_log_version", "Latest log position (transaction version), by kind: durable (committed) and resolved (assigned, maybe not durable yet).", []string{"kind"}, nil)
 	descOldest             = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
@@ -245,6 +248,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descConflictKeys, float64(st.ConflictSetKeys))
 	gauge(descConflictBytes, float64(st.ConflictSetBytes))
 	gauge(descStatusEntries, float64(st.StatusIndexEntries))
+	gauge(descStatusRuns, float64(st.StatusRuns))
+	gauge(descStatusDiskIDs, float64(st.StatusDiskEntries))
+	gauge(descStatusRunMem, float64(st.StatusRunMemoryBytes))
 	gauge(descTailBytes, float64(st.TailBytes))
 	gauge(descVersion, float64(st.DurableVersion), "durable")
 	gauge(descVersion, float64(st.ResolvedVersion), "resolved")
@@ -264,7 +270,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		var versions, seconds float64
 		if cur := s.cursorAt.Load(); uint64(st.DurableVersion) > cur {
 			versions = float64(uint64(st.DurableVersion) - cur)
-			seconds = max(0, float64(now-s.caughtUpAt.Load())/1e9)
+			seconds = max(0, float64(now-s.caughtUpAt.Load())/1e9) // 0 if it caught up after now was read
 		}
 		lagV.observe(versions)
 		lagS.observe(seconds)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"weaseldb/httpapi"
 	"weaseldb/internal/buildinfo"
 	"weaseldb/internal/dirlock"
+	"weaseldb/internal/durable"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
 	"weaseldb/persist/disk"
@@ -117,7 +117,7 @@ func openFakeS3Backend(ctx context.Context, cfg config.Config, logger *slog.Logg
 		bucket = "weaseldb"
 	}
 	dir := filepath.Join(p.Dir, "fakes3")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := durable.MkdirAll(dir, 0o755); err != nil { // a lost directory loses every object
 		return nil, fmt.Errorf("persist fakes3: %w", err)
 	}
 	// The fake S3 lives in this process only: a second server on the same

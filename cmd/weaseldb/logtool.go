@@ -31,7 +31,11 @@ func runLog(args []string, stdout, stderr io.Writer) int {
 				}
 				return l, b.close, nil
 			}
-			l, err := s3log.Open(ctx, s3Config(cfg, logger, m))
+			s3cfg := s3Config(cfg, logger, m)
+			// The tools read S3's own bytes and leave no files behind:
+			// no local segment cache (a server's may be in use).
+			s3cfg.CacheDir = ""
+			l, err := s3log.Open(ctx, s3cfg)
 			if err != nil {
 				return nil, nil, fmt.Errorf("persist s3 bucket %q: %w", cfg.Persist.Bucket, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"weaseldb/internal/invariants"
 	"weaseldb/tx"
 )
 
@@ -11,8 +12,8 @@ import (
 // amortized growth of the node slice and arena (so, in steady state, once
 // capacity exists, nothing).
 func TestAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under -race")
+	if raceEnabled || invariants.Enabled {
+		t.Skip("allocation counts are not meaningful under -race or -tags invariants")
 	}
 	s := New(0)
 	for i := range 10_000 {

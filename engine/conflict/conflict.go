@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"weaseldb/internal/invariants"
 	"weaseldb/tx"
 )
 
@@ -62,6 +63,10 @@ type Set struct {
 	sweepAfter []byte
 	inserted   int
 	sweepMin   int // least boundaries a sweep step visits (tests lower it)
+
+	// Invariant checking state (-tags invariants; see checkAdd).
+	lastAdded tx.Version // version of the latest AddWrites call
+	addCalls  int
 }
 
 // New returns an empty conflict set whose history starts at oldest: reads
@@ -120,9 +125,14 @@ func (s *Set) check(r *Read) Result {
 }
 
 // AddWrites records writes at version v. v must be greater than the version
-// of every earlier AddWrites call; writes at or below OldestVersion are
-// ignored. The keys are copied.
+// of every earlier AddWrites call, and every range must have Begin < End
+// (both asserted under -tags invariants; a release build skips an inverted
+// range); writes at or below OldestVersion are ignored. The keys are copied.
 func (s *Set) AddWrites(writes []Write, v tx.Version) {
+	if invariants.Enabled {
+		s.checkAdd(writes, v)
+		defer s.checkTree()
+	}
 	if v <= s.oldest {
 		return // forgotten at once: no read at or above oldest can see it
 	}
@@ -316,4 +326,35 @@ func (s *Set) verify() error {
 		return fmt.Errorf("conflict: %w", err)
 	}
 	return nil
+}
+
+// checkAdd asserts AddWrites' contract: versions strictly increase from
+// call to call, and every range has begin < end (the engine rejects an
+// inverted range before it gets here; AddWrites would skip it silently).
+func (s *Set) checkAdd(writes []Write, v tx.Version) {
+	if s.addCalls > 0 && v <= s.lastAdded {
+		panic(fmt.Sprintf("conflict: AddWrites at version %d <= previous %d", v, s.lastAdded))
+	}
+	s.lastAdded = v
+	s.addCalls++
+	for i := range writes {
+		w := &writes[i]
+		if len(w.End) != 0 && bytes.Compare(w.Begin, w.End) >= 0 {
+			panic(fmt.Sprintf("conflict: AddWrites at version %d: write %d range [%q, %q) has begin >= end", v, i, w.Begin, w.End))
+		}
+	}
+}
+
+// checkTree runs the full representation check (ordered keys, gap version
+// <= point version, every aggregate equal to its subtree's maximum) after
+// a batch. It is O(n), so past small sizes it runs on every k-th call with
+// k growing with the set: about 16 boundaries visited per call amortized,
+// which keeps the race run's large conflict tests in budget.
+func (s *Set) checkTree() {
+	if every := 1 + s.tree.count/16; s.addCalls%every != 0 {
+		return
+	}
+	if err := s.verify(); err != nil {
+		panic(fmt.Sprintf("conflict: after AddWrites at version %d (oldest %d): %v", s.lastAdded, s.oldest, err))
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -70,6 +71,7 @@ type diskSource struct {
 	dir    string
 	lock   *os.File
 	holder string
+	files  map[string]*os.File // log files opened by read
 }
 
 // openDiskSource opens a data directory; hold keeps a shared lock on it
@@ -100,6 +102,9 @@ func openDiskSource(dir string, hold bool) (*diskSource, error) {
 }
 
 func (s *diskSource) close() {
+	for _, f := range s.files {
+		f.Close()
+	}
 	if s.lock != nil {
 		s.lock.Close()
 	}
@@ -164,8 +169,21 @@ func cutWhere(msg string) string {
 	return name + " offset " + strings.TrimSuffix(parts[2], ":")
 }
 
+// read reads a frame, keeping its file open for the next ones (a log has
+// a few files of many frames).
 func (s *diskSource) read(_ context.Context, seg segment) ([]byte, error) {
-	return disk.ReadFrame(s.dir, seg.frame)
+	f := s.files[seg.frame.File]
+	if f == nil {
+		var err error
+		if f, err = os.Open(filepath.Join(s.dir, seg.frame.File)); err != nil {
+			return nil, fmt.Errorf("read segment %d: %w", seg.first, err)
+		}
+		if s.files == nil {
+			s.files = map[string]*os.File{}
+		}
+		s.files[seg.frame.File] = f
+	}
+	return disk.ReadFrameFrom(f, seg.frame)
 }
 
 // applyPlan splits v.segments into the run and the discarded by recovery's

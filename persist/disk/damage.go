@@ -42,7 +42,8 @@ import (
 // file exists — the Log only ever grows a file past its synced end, cuts
 // back to it, or removes the file — so Recover refuses a file with the same
 // inode that is shorter: it was cut while no server ran. (A new file under
-// a reused name has another inode.) What still cannot be told: a file cut
+// a reused name has, in practice, another inode; a copied directory has new
+// inodes, so its record is ignored.) What still cannot be told: a file cut
 // after a crash, before any clean Close recorded its size. That looks like
 // a write torn by the crash, and recovery says it cannot know which.
 

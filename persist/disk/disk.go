@@ -111,6 +111,7 @@ import (
 	"time"
 
 	"weaseldb/internal/dirlock"
+	"weaseldb/internal/durable"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -249,7 +250,8 @@ var (
 // Open opens (creating it if needed) the log directory dir and takes its
 // lock. Call Recover before anything else.
 func Open(dir string, opts Options) (*Log, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Durably: a log directory lost to a power cut takes every log file.
+	if err := durable.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("disk: create log directory: %w", err)
 	}
 	l := &Log{dir: dir, logger: opts.Logger, maxFileBytes: opts.MaxFileBytes, checkEvery: opts.CheckInterval}
@@ -509,14 +511,20 @@ func (l *Log) Truncate(ctx context.Context, upTo tx.Version) (tx.Version, error)
 	oldest := persist.Recovery{Segments: l.mu.infos}.OldestRetained()
 	l.mu.Unlock()
 
-	// Oldest first, so that a crash half-way leaves a contiguous run.
+	// All closed first: they are out of the index, and a failed removal
+	// below must not leak the rest.
 	for _, f := range doomed {
 		f.f.Close() // a ReadFrom still using it gets os.ErrClosed → ErrNotFound
+	}
+	// Oldest first, each removal durable before the next, so that a crash
+	// or a power cut half-way leaves a contiguous run: removals made durable
+	// by one directory fsync at the end may survive in any subset, and a
+	// later file gone with an earlier one left is a hole that makes recovery
+	// drop everything after it (tests/powerloss, TestTruncatePowerCut...).
+	for _, f := range doomed {
 		if err := os.Remove(l.path(f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return 0, fmt.Errorf("disk: truncate: remove log file %s: %w", f.name, err)
 		}
-	}
-	if len(doomed) > 0 {
 		if err := l.syncer.Sync(); err != nil {
 			return 0, fmt.Errorf("disk: truncate: %w", err)
 		}
@@ -592,6 +600,10 @@ func (l *Log) StorePolicies(ctx context.Context, policies map[string]tx.Version)
 	}
 	l.policyMu.Lock()
 	defer l.policyMu.Unlock()
+	if planted("policy-in-place") {
+		// A planted bug (plantedbugs builds only): no temp file, no sync.
+		return os.WriteFile(l.path(policiesName), data, 0o644)
+	}
 	temp := policiesName + tempSuffix
 	if err := l.writeFile(temp, data); err != nil {
 		os.Remove(l.path(temp))

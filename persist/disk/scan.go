@@ -234,6 +234,11 @@ func ReadFrame(dir string, fr InspectedFrame) ([]byte, error) {
 		return nil, fmt.Errorf("disk: read frame: %w", err)
 	}
 	defer f.Close()
+	return ReadFrameFrom(f, fr)
+}
+
+// ReadFrameFrom reads and validates the frame fr from f, its open log file.
+func ReadFrameFrom(f *os.File, fr InspectedFrame) ([]byte, error) {
 	data := make([]byte, fr.Header.Bytes)
 	if _, err := f.ReadAt(data, fr.Offset); err != nil {
 		return nil, fmt.Errorf("disk: read segment %d at %s: %w", fr.Header.First, fr.Where(), err)

@@ -81,7 +81,10 @@ func (l *Log) writeBatch(batch []*appendReq) {
 		return
 	}
 	l.stats.fileSyncs.Add(1)
-	if err := unix.Fdatasync(int(f.f.Fd())); err != nil {
+	if planted("no-fdatasync") {
+		// A planted bug (plantedbugs builds only): acknowledge unsynced.
+	} else if err := unix.Fdatasync(int(f.f.Fd())); err != nil &&
+		!(planted("fsync-retry") && unix.Fdatasync(int(f.f.Fd())) == nil) { // planted: trust a retry
 		l.finish(batch, l.fail(fmt.Errorf("fdatasync %s: %w", f.name, err)))
 		return
 	}
@@ -181,7 +184,9 @@ func (l *Log) roll() error {
 	if err := unix.Fallocate(int(fd.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, l.maxFileBytes); err != nil {
 		l.releaseReservation(fd, name, err)
 	}
-	if err := l.syncer.Sync(); err != nil {
+	if planted("no-dir-sync-after-create") {
+		// A planted bug (plantedbugs builds only): the new entry may vanish.
+	} else if err := l.syncer.Sync(); err != nil {
 		fd.Close()
 		os.Remove(l.path(name))
 		return fmt.Errorf("create log file %s: %w", name, err)

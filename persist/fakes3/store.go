@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/btree"
 
+	"weaseldb/internal/durable"
 	"weaseldb/persist"
 )
 
@@ -79,7 +80,8 @@ func openStore(dir string) (*store, error) {
 	if dir == "" {
 		return s, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	// Durably: a store directory lost to a power cut takes every object.
+	if err := durable.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("fakes3 store %s: %w", dir, err)
 	}
 	entries, err := os.ReadDir(dir)
@@ -341,7 +343,6 @@ func (s *store) remove(bucketName string, keys ...string) error {
 }
 
 func (s *store) removeLocked(b *bucket, keys ...string) error {
-	removedFile := false
 	for _, key := range keys {
 		if _, ok := b.objects.Delete(&object{key: key}); !ok {
 			continue
@@ -351,12 +352,14 @@ func (s *store) removeLocked(b *bucket, keys ...string) error {
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("fakes3 delete %q: %w", key, err)
 			}
-			removedFile = true
-		}
-	}
-	if removedFile {
-		if err := syncDir(b.dir); err != nil {
-			return fmt.Errorf("fakes3 delete: %w", err)
+			// Each deletion durable before the next, as S3 applies a
+			// DeleteObjects: removals made durable by one sync at the end
+			// may survive a power cut in any subset, and a client that
+			// deletes oldest first (s3log truncation) would find a hole
+			// in the middle of its log.
+			if err := syncDir(b.dir); err != nil {
+				return fmt.Errorf("fakes3 delete %q: %w", key, err)
+			}
 		}
 	}
 	return nil

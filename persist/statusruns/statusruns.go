@@ -51,6 +51,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
+
+	"weaseldb/internal/durable"
 )
 
 // Entry is one committed request id.
@@ -96,7 +98,8 @@ func (d *Dir) StopMerges() { d.stopping.Store(true) }
 // of writes a crash interrupted. A second Open of the same directory, from
 // any process, fails while the first is open.
 func Open(path string) (*Dir, error) {
-	if err := os.MkdirAll(path, 0o755); err != nil {
+	// Durably: runs written into a directory a power cut takes are gone.
+	if err := durable.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("status index %s: %w", path, err)
 	}
 	lock, err := os.OpenFile(filepath.Join(path, lockName), os.O_CREATE|os.O_RDWR, 0o644)

@@ -421,6 +421,9 @@ func TestCopyDiskToS3AndBack(t *testing.T) {
 		t.Fatalf("stat of the S3 copy: %+v %v", st, err)
 	}
 	mustTool(t, "verify", "--config", cfg)
+	if _, err := os.Stat("data"); err == nil {
+		t.Fatal("the tools left files behind in the working directory (./data: a segment cache?)")
+	}
 	if a, b := mustTool(t, "dump", "--data-dir", dir), mustTool(t, "dump", "--config", cfg); a != b {
 		t.Fatalf("dump of the S3 copy differs from the source:\n%s\n---\n%s", a, b)
 	}

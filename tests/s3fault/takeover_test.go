@@ -62,6 +62,11 @@ func TestTakeoverUnderLoad(t *testing.T) {
 		// Many segment writes in flight: the more there are, the more
 		// land out of order.
 		cfg := strings.Replace(s3Config(endpoint, prefix, timeout), "[commit]\n", "[commit]\nmax_in_flight = 16\n", 1)
+		// Retention keeps the log (and each newcomer's recovery) short
+		// over many rounds, and truncates while servers take over: the
+		// floor markers are under test too. Losses show at the top of
+		// the log (recovery stops at a hole), far above what is truncated.
+		cfg += "\n[retention]\ndefault_keep_versions = 1000\ntruncate_interval = \"500ms\"\n"
 		// --take-over: each newcomer claims the log while the leader is
 		// live and busy (a planned switchover), the race this test is
 		// about; without it a newcomer would follow the leader as a
@@ -210,14 +215,15 @@ func TestTakeoverUnderLoad(t *testing.T) {
 			inLog[tx.RequestID] = append(inLog[tx.RequestID], tx.Version)
 		}
 	}
-	var lost, twice, total int
+	var lost, twice, total, checked int
 	var firstLost string
 	acked.Range(func(k, val any) bool {
 		rid, ver := k.(string), val.(uint64)
 		total++
 		if ver <= oldest {
-			return true
+			return true // truncated by retention
 		}
+		checked++
 		got := inLog[rid]
 		switch {
 		case len(got) == 0 || got[0] != ver:
@@ -238,5 +244,5 @@ func TestTakeoverUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("all %d acknowledged commits present once at their version; %+v", total, check)
+	t.Logf("all %d acknowledged commits above the oldest retained version %d (of %d) present once at their version; %+v", checked, oldest, total, check)
 }

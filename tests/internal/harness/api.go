@@ -22,8 +22,19 @@ type Op struct {
 
 // CommitRequest is the body of POST /v1/commit (only what the suites use).
 type CommitRequest struct {
-	RequestID  string `json:"request_id,omitempty"`
-	Operations []Op   `json:"operations"`
+	RequestID     string         `json:"request_id,omitempty"`
+	ReadVersion   uint64         `json:"read_version,omitempty"`
+	Preconditions []Precondition `json:"preconditions,omitempty"`
+	Operations    []Op           `json:"operations"`
+}
+
+// Precondition is one precondition as on the wire (API.md).
+type Precondition struct {
+	Type    string `json:"type"` // point_read or range_read
+	Key     string `json:"key,omitempty"`
+	Begin   string `json:"begin,omitempty"`
+	End     string `json:"end,omitempty"`
+	Version uint64 `json:"version,omitempty"`
 }
 
 // CommitAnswer is any answer of POST /v1/commit, error answers included.

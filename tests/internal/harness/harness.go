@@ -47,7 +47,13 @@ const startTimeout = 30 * time.Second
 // WEASELDB_TEST_BIN=path skips the build and uses that binary instead (for
 // a release build, or while the work tree does not compile).
 func Build() (bin string, cleanup func(), err error) {
-	if b := os.Getenv("WEASELDB_TEST_BIN"); b != "" {
+	return BuildTags("")
+}
+
+// BuildTags is Build with `go build -tags tags` ("" for none); it ignores
+// WEASELDB_TEST_BIN when tags is not empty.
+func BuildTags(tags string) (bin string, cleanup func(), err error) {
+	if b := os.Getenv("WEASELDB_TEST_BIN"); b != "" && tags == "" {
 		if _, err := os.Stat(b); err != nil {
 			return "", func() {}, fmt.Errorf("harness: WEASELDB_TEST_BIN: %w", err)
 		}
@@ -63,7 +69,7 @@ func Build() (bin string, cleanup func(), err error) {
 	}
 	cleanup = func() { os.RemoveAll(dir) }
 	bin = filepath.Join(dir, "weaseldb")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/weaseldb")
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", bin, "./cmd/weaseldb")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		cleanup()

@@ -1,0 +1,6 @@
+//go:build invariants
+
+package invariants
+
+// Enabled: the build checks invariants (-tags invariants).
+const Enabled = true
