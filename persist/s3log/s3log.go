@@ -6,6 +6,7 @@
 //	<prefix>/floor/<F as 20 digits>     truncation floor markers (empty objects)
 //	<prefix>/retention.json             {"policies": {id: version}}, overwritten
 //	<prefix>/recovery-checkpoint        the last recovered run's headers, overwritten
+//	<prefix>/leader                     the leader's lease (JSON), conditional writes only (lease.go)
 //	Config.CacheDir (local)             copies of recent segments, by ETag
 //
 // # How each operation maps to S3
@@ -85,6 +86,13 @@
 //     what it acknowledged (truncation never passes the durable version),
 //     so the highest floor is always inside the log.
 //  6. Policies: a plain PutObject overwrite / GetObject of retention.json.
+//
+// # Replicas (follow.go)
+//
+// Observe is Recover for a server that only reads (no checkpoint written);
+// Poll lists after the newest indexed segment, reads what continues the
+// run and indexes it, so that ReadFrom serves a replica's subscribers like
+// a leader's.
 //
 // # HTTP client
 //
