@@ -134,7 +134,7 @@ func (c *cluster) start(extra ...string) *harness.Server {
 }
 
 func (c *cluster) tryStart(extra ...string) (*harness.Server, error) {
-	s, err := harness.Start(harness.Options{Bin: bin, DataDir: c.t.TempDir(), Config: serverConfig(c.s3, c.prefix), Args: extra})
+	s, err := harness.Start(harness.Options{Bin: bin, DataDir: c.t.TempDir(), Config: serverConfig(c.s3, c.prefix), Args: extra, AllowReplica: true})
 	if err != nil {
 		return nil, err
 	}

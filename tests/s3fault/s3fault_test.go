@@ -110,7 +110,7 @@ func startS3With(t *testing.T, endpoint, prefix, requestTimeout string) (*harnes
 // server on a prefix with a live leader follows it as a replica).
 func startS3Replica(t *testing.T, endpoint, prefix, requestTimeout string) (*harness.Server, error) {
 	t.Helper()
-	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: s3Config(endpoint, prefix, requestTimeout)})
+	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: s3Config(endpoint, prefix, requestTimeout), AllowReplica: true})
 	if err != nil && strings.Contains(err.Error(), "not wired") {
 		t.Skipf("the binary does not accept --persist s3 yet: %v", err)
 	}
