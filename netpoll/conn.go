@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"weaseldb/arena"
 )
 
 type connState uint8
@@ -85,7 +83,6 @@ type conn struct {
 	streamHeld int
 	userState  any
 	scratch    []byte
-	arena      *arena.Arena // immutable, never nil; reset when a request starts
 	inReady    bool
 
 	// held: answers that must wait for an earlier pipelined Detached
@@ -115,19 +112,25 @@ func (c *conn) appendResponseLength(status int, contentType string, body []byte,
 		c.closeAfter = true
 	}
 	out := c.out()
-	b := c.appendHead(*out, status, contentType, hdrs)
-	if bodyAllowed(status) {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, length, 10)
-		b = append(b, "\r\n\r\n"...)
-		if !c.req.head {
-			b = append(b, body...)
-		}
-	} else {
-		b = append(b, "\r\n"...)
-	}
-	*out = b
+	*out = appendAnswer(*out, c.r.srv, status, contentType, hdrs, body, length, c.closeAfter, c.req.http10, c.req.head)
 	c.r.countStatus(status)
+}
+
+// appendAnswer appends a complete answer with a Content-Length: head,
+// framing and body (none for HEAD). The one framing of every answer, on
+// the reactor and off it (detached tokens).
+func appendAnswer(b []byte, srv *Server, status int, contentType string, hdrs []Header, body []byte, length int64, closeAfter, http10, head bool) []byte {
+	b = appendHeadFor(b, srv, status, contentType, hdrs, closeAfter, http10)
+	if !bodyAllowed(status) {
+		return append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, length, 10)
+	b = append(b, "\r\n\r\n"...)
+	if !head {
+		b = append(b, body...)
+	}
+	return b
 }
 
 func (c *conn) appendHead(b []byte, status int, contentType string, hdrs []Header) []byte {
@@ -403,7 +406,6 @@ func (c *conn) failHead(err *headError) {
 }
 
 func (c *conn) startRequest() {
-	c.arena.Reset() // the previous answer is sent: nothing refers to its memory
 	c.state = stateBody
 	c.answered = false
 	c.bodySeen = 0
@@ -669,7 +671,7 @@ func (c *conn) pumpStream() {
 
 // Request bodies count against the server's MaxBodyBytesTotal from their
 // head to their last byte: bytes a client sends are bytes the server holds
-// (a commit body is decoded into the connection's arena as it arrives), and
+// (a commit body is decoded into its commit slot's arena as it arrives), and
 // 200 connections each holding an unfinished 15 MiB body took 2.3 GB. A
 // Content-Length body reserves its length before a byte of it is read; a
 // chunked one reserves bodyReserveStep at a time as it arrives. A body

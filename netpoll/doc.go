@@ -28,15 +28,14 @@
 //     (b') d := ex.DetachPipelined() does the same but the reactor goes on
 //     serving the connection's pipelined requests meanwhile (at most
 //     Config.MaxDetachedPerConn tokens out per connection); every answer
-//     still goes out in request order. The token gets a copy of the head
-//     and the request's arena; Scratch and ConnState are not its own.
+//     still goes out in request order. The token gets a copy of the head;
+//     Scratch and ConnState are not its own (a handler keeps its request
+//     memory itself: httpapi gives each commit in flight its own arena).
 //     (c) s := ex.StartStream(status, contentType, headers...) starts a
 //     long-lived response (SSE): any goroutine calls s.Write (non-blocking,
 //     bounded queue, ErrStreamFull when full) and s.Close, and watches
-//     s.Done(). Request memory (decoded keys and values) comes from
-//     ex.Arena(), the connection's arena (package arena), reset when its
-//     next request starts; ex.SetConnState keeps per-connection state such
-//     as a push parser.
+//     s.Done(). ex.SetConnState keeps per-connection state such as a push
+//     parser.
 //  5. srv.Shutdown(ctx) stops accepting, closes idle connections and
 //     streams, lets in-flight requests answer, and forces the rest when ctx
 //     ends. srv.Stats() feeds metrics.

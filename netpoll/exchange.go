@@ -3,8 +3,6 @@ package netpoll
 import (
 	"errors"
 	"sync"
-
-	"weaseldb/arena"
 )
 
 // Handler serves one route. Its methods run on the connection's reactor
@@ -77,18 +75,11 @@ func (ex *Exchange) StreamBytesFree() int64 {
 // Scratch returns the connection's reusable scratch buffer (length 0,
 // capacity kept from earlier requests), for handlers that gather a body or
 // build an answer without allocating. Store the grown slice back with
-// SetScratch. It is the hook where a per-connection arena plugs in.
+// SetScratch.
 func (ex *Exchange) Scratch() []byte { return ex.c.scratch[:0] }
 
 // SetScratch keeps b as the connection's scratch buffer for later requests.
 func (ex *Exchange) SetScratch(b []byte) { ex.c.scratch = b }
-
-// Arena returns the connection's arena for request memory (decoded keys and
-// values of a commit, say). It is reset when the next request on the
-// connection starts, so its slices stay valid until this request's answer
-// is sent, also across Detach. Not safe for concurrent use: it belongs to
-// whoever owns the connection.
-func (ex *Exchange) Arena() *arena.Arena { return ex.c.arena }
 
 // ConnState returns the value stored with SetConnState on this connection
 // (nil at first). Handlers keep per-connection state here, e.g. a reusable
@@ -102,8 +93,8 @@ func (ex *Exchange) SetConnState(v any) { ex.c.userState = v }
 // Detach takes the connection off its reactor until the returned token
 // answers: the reactor stops reading the connection (pipelined bytes stay
 // buffered) and the Exchange must not be used again. Call it from ServeEnd.
-// The Request, the connection's scratch buffer and the Arena stay valid for
-// the token holder until it answers.
+// The Request and the connection's scratch buffer stay valid for the token
+// holder until it answers.
 func (ex *Exchange) Detach() Detached {
 	c := ex.c
 	if c.state != stateBody || c.answered {
@@ -127,10 +118,9 @@ func (ex *Exchange) Detach() Detached {
 // connection's pipelined requests while the token is out (up to
 // Config.MaxDetachedPerConn of them), and answers still go out in request
 // order — an answer (inline, detached or a stream) waits for every earlier
-// one. The token's Request is a copy of the head and its Arena is the one
-// this request used (the connection takes a fresh one), both valid until
-// it answers; the connection's Scratch and ConnState are not the token's:
-// the next request uses them. A request with Connection: close is
+// one. The token's Request is a copy of the head, valid until it answers;
+// the connection's Scratch and ConnState are not the token's: the next
+// request uses them (a handler copies what it keeps of the body). A request with Connection: close is
 // detached as with Detach.
 func (ex *Exchange) DetachPipelined() Detached {
 	c := ex.c
@@ -163,15 +153,6 @@ func (d Detached) Request() *Request {
 		return &d.held.req
 	}
 	return &d.c.req
-}
-
-// Arena returns the connection's arena (see Exchange.Arena); the token
-// holder may keep allocating from it until Respond.
-func (d Detached) Arena() *arena.Arena {
-	if d.held != nil {
-		return d.held.arena
-	}
-	return d.c.arena
 }
 
 // Respond answers like Exchange.Respond and hands the connection back to

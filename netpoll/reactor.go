@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"weaseldb/arena"
 )
 
 // reactor is one event loop: an epoll instance, an eventfd for wakeups from
@@ -335,7 +333,7 @@ func (r *reactor) newConn() *conn {
 		r.free = r.free[:n-1]
 		return c
 	}
-	c := &conn{r: r, rbuf: make([]byte, r.srv.cfg.ReadBufferBytes), arena: arena.New(0)}
+	c := &conn{r: r, rbuf: make([]byte, r.srv.cfg.ReadBufferBytes)}
 	c.ex.c = c
 	return c
 }
@@ -380,7 +378,6 @@ func (r *reactor) recycle(c *conn) {
 	if cap(c.scratch) > scratchKeepBytes {
 		c.scratch = nil
 	}
-	c.arena.Shrink(c.arena.ChunkBytes()) // keep one chunk for the next connection
 	if len(r.free) < 1024 {
 		r.free = append(r.free, c)
 	}
