@@ -3,7 +3,6 @@ package netpoll
 import (
 	"errors"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,18 +13,15 @@ type connState uint8
 const (
 	stateIdle     connState = iota // between requests: reading and parsing heads
 	stateBody                      // a request is in progress: handler active, body streaming in
-	stateDetached                  // a Detached token owns the connection
 	stateStream                    // a Stream owns the response side
 	stateDraining                  // final answer queued: flush, shut down writes, discard input until EOF
 	stateClosed
 )
 
 // conn is one client connection. Ownership: the reactor goroutine owns
-// every field, except while state == stateDetached, when the holder of the
-// Detached token owns wbuf, req and the response fields, and the reactor
-// touches only fd-level fields (eof, hup, writeBlocked) — it never writes
-// or reads the socket of a detached connection. The handoff in both
-// directions goes through the reactor's locked inbox.
+// every field; a Detached token owns only its held entry's answer fields
+// (held.go) until it answers, and hands them back through the reactor's
+// locked inbox.
 type conn struct {
 	r     *reactor // immutable while open
 	fd    int
@@ -59,7 +55,7 @@ type conn struct {
 	// since, so a read now would only return EAGAIN. Edge-triggered epoll
 	// reports every later arrival (bytes, FIN, errors) as a new event,
 	// which clears it. It saves one read(2) per request: the one after a
-	// short read, and the one when a detached request is resumed.
+	// short read, and the one when a detached request's answer comes back.
 	drained bool
 
 	headSince  int64 // when the first byte of a pending head arrived (0: none pending)
@@ -73,8 +69,7 @@ type conn struct {
 	lastWrite    int64 // last write progress
 	lingerEnd    int64
 
-	ticketSeq uint64
-	ticket    atomic.Uint64 // nonzero while a Detached token may answer
+	ticketSeq uint64 // the last Detached token's ticket
 
 	stream *Stream
 	// streamHeld: bytes taken from the stream's queue into wbuf and not yet
@@ -207,7 +202,7 @@ func (c *conn) bodyTooSlow(now int64) bool {
 // run does all the work the connection can do now: write what is pending,
 // read and serve requests, move stream bytes. Reactor goroutine only.
 func (c *conn) run() {
-	if c.state == stateClosed || c.state == stateDetached {
+	if c.state == stateClosed {
 		return
 	}
 	if c.pendingOutput() > 0 && !c.flush() {
@@ -221,7 +216,7 @@ func (c *conn) run() {
 		c.pumpStream()
 		return
 	}
-	if c.state == stateClosed || c.state == stateDetached {
+	if c.state == stateClosed {
 		return
 	}
 	if c.pendingOutput() > 0 && !c.flush() {
@@ -515,7 +510,7 @@ func (c *conn) failBody(status int, code, message string) {
 func (c *conn) finishBody() {
 	c.releaseBody() // read in full: no longer a body being read
 	c.route.handler.ServeEnd(&c.ex)
-	if c.state == stateDetached || c.state == stateStream {
+	if c.state == stateStream {
 		return
 	}
 	if !c.answered {
@@ -543,16 +538,6 @@ func (c *conn) endRequest() {
 // scratchKeepBytes is the largest scratch buffer a connection keeps between
 // requests.
 const scratchKeepBytes = 1 << 20
-
-// resume takes a connection back from a Detached token that answered.
-func (c *conn) resume() {
-	if c.state != stateDetached {
-		return
-	}
-	c.state = stateBody
-	c.endRequest()
-	c.run()
-}
 
 // flush writes pending output; it reports false when the connection is
 // closed or the socket is full (EPOLLOUT will call run again).

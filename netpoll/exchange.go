@@ -44,7 +44,7 @@ func (ex *Exchange) Request() *Request { return &ex.c.req }
 // server. body is copied; a second answer to one request is ignored.
 func (ex *Exchange) Respond(status int, contentType string, body []byte, headers ...Header) {
 	c := ex.c
-	if c.answered || c.state == stateDetached {
+	if c.answered {
 		return
 	}
 	c.appendResponse(status, contentType, body, headers)
@@ -54,7 +54,7 @@ func (ex *Exchange) Respond(status int, contentType string, body []byte, headers
 // {"error":"<code>","message":"<message>"}.
 func (ex *Exchange) RespondError(status int, code, message string) {
 	c := ex.c
-	if c.answered || c.state == stateDetached {
+	if c.answered {
 		return
 	}
 	c.appendErrorResponse(status, code, message, nil, &c.r.errBuf)
@@ -90,27 +90,21 @@ func (ex *Exchange) ConnState() any { return ex.c.userState }
 // closes.
 func (ex *Exchange) SetConnState(v any) { ex.c.userState = v }
 
-// Detach takes the connection off its reactor until the returned token
-// answers: the reactor stops reading the connection (pipelined bytes stay
-// buffered) and the Exchange must not be used again. Call it from ServeEnd.
-// The Request and the connection's scratch buffer stay valid for the token
-// holder until it answers.
+// Detach hands the request to the returned token: the reactor serves
+// nothing more on the connection (pipelined bytes stay buffered) until the
+// token answers, and the Exchange must not be used again. Call it from
+// ServeEnd. The token's Request (a copy of the head) and the connection's
+// scratch buffer stay valid for the token holder until it answers.
 func (ex *Exchange) Detach() Detached {
 	c := ex.c
 	if c.state != stateBody || c.answered {
 		panic("netpoll: Detach outside ServeEnd or after answering")
 	}
-	if len(c.held) > 0 {
-		// Earlier pipelined tokens are out: this answer queues behind
-		// theirs, and nothing more is served until it comes.
-		return c.holdDetached(true)
-	}
-	c.state = stateDetached
-	c.answered = true
-	c.ticketSeq++
-	t := c.ticketSeq
-	c.ticket.Store(t)
-	return Detached{c: c, ticket: t}
+	// One mechanism for both kinds of detach: a held entry in the
+	// connection's answer order. A blocking one stops the serving of the
+	// requests behind it until it answers (and queues behind earlier
+	// pipelined tokens, if any).
+	return c.holdDetached(true)
 }
 
 // DetachPipelined is Detach for requests whose handler keeps nothing of
@@ -138,9 +132,8 @@ func (ex *Exchange) DetachPipelined() Detached {
 // a small value: copying it does not copy ownership, and a second answer
 // (from any copy) returns ErrNotOwner.
 type Detached struct {
-	c      *conn
 	ticket uint64
-	held   *heldAnswer // nil: the connection itself is detached
+	held   *heldAnswer // the request's place in its connection's answer order
 }
 
 // ErrNotOwner is returned when a Detached token has already answered (or the
@@ -148,50 +141,29 @@ type Detached struct {
 var ErrNotOwner = errors.New("netpoll: detached connection already answered")
 
 // Request returns the request head; valid until Respond.
-func (d Detached) Request() *Request {
-	if d.held != nil {
-		return &d.held.req
-	}
-	return &d.c.req
-}
+func (d Detached) Request() *Request { return &d.held.req }
 
 // Respond answers like Exchange.Respond and hands the connection back to
 // its reactor, which sends the answer and goes on with pipelined requests.
 // Safe from any goroutine.
 func (d Detached) Respond(status int, contentType string, body []byte, headers ...Header) error {
-	c := d.c
-	if c == nil {
-		return ErrNotOwner
-	}
-	if d.held != nil {
-		return d.held.respond(d.ticket, status, contentType, body, headers, int64(len(body)))
-	}
-	if !c.ticket.CompareAndSwap(d.ticket, 0) {
-		return ErrNotOwner
-	}
-	c.appendResponse(status, contentType, body, headers)
-	c.r.post(command{kind: cmdResume, c: c})
-	return nil
+	return d.respondLength(status, contentType, body, headers, int64(len(body)))
 }
 
 // RespondError answers with the JSON error body and hands the connection
 // back.
 func (d Detached) RespondError(status int, code, message string) error {
-	c := d.c
-	if c == nil {
+	body := appendErrorJSON(nil, code, message) // off the reactor: its error buffer is not ours
+	return d.respondLength(status, "application/json", body, nil, int64(len(body)))
+}
+
+// respondLength is Respond with an explicit Content-Length (HEAD answers
+// of the http.Handler adapter).
+func (d Detached) respondLength(status int, contentType string, body []byte, hdrs []Header, length int64) error {
+	if d.held == nil {
 		return ErrNotOwner
 	}
-	if d.held != nil {
-		body := appendErrorJSON(nil, code, message)
-		return d.held.respond(d.ticket, status, "application/json", body, nil, int64(len(body)))
-	}
-	if !c.ticket.CompareAndSwap(d.ticket, 0) {
-		return ErrNotOwner
-	}
-	var scratch []byte // off the reactor: its error buffer is not ours
-	c.appendErrorResponse(status, code, message, nil, &scratch)
-	c.r.post(command{kind: cmdResume, c: c})
-	return nil
+	return d.held.respond(d.ticket, status, contentType, body, hdrs, length)
 }
 
 // Stream errors.

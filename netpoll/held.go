@@ -8,8 +8,9 @@ import (
 // out yet because an earlier pipelined Detached token has not answered.
 // Two kinds:
 //
-//   - detached: the answer of one request detached with DetachPipelined
-//     (or with Detach while others were held). Its token owns buf, req,
+//   - detached: the answer of one request detached with Detach
+//     (blocking: nothing behind it is served until it answers) or
+//     DetachPipelined. Its token owns buf, req,
 //     headBuf and closeAfter from the detach until its Respond; the
 //     reactor owns it again when the cmdHeld command arrives (the inbox
 //     lock orders the two).
@@ -104,7 +105,7 @@ func (c *conn) holdDetached(blocking bool) Detached {
 	c.held = append(c.held, h)
 	c.heldDetached++
 	c.answered = true
-	return Detached{c: c, ticket: t, held: h}
+	return Detached{ticket: t, held: h}
 }
 
 // respond builds a detached entry's answer off the reactor and hands it
