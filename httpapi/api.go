@@ -45,13 +45,17 @@ type Options struct {
 
 // API serves API.md. Create it with New.
 type API struct {
-	cfg    config.Config
-	eng    *engine.Engine
-	log    persist.Log
-	opts   Options
-	logger *slog.Logger
-	limits jsonstream.Limits
-	met    *Metrics
+	cfg config.Config
+	eng *engine.Engine
+	// commitSlotsKept bounds the free commit slots a connection keeps: the
+	// most commits netpoll lets it have detached at once
+	// (server.max_pipelined_commits) plus the one being read.
+	commitSlotsKept int
+	log             persist.Log
+	opts            Options
+	logger          *slog.Logger
+	limits          jsonstream.Limits
+	met             *Metrics
 	// leaderID is the engine's leader id, immutable for the API's life.
 	leaderID []byte
 
@@ -78,6 +82,7 @@ type API struct {
 // New builds the API over an open engine and its log.
 func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *API {
 	a := &API{cfg: cfg, eng: eng, log: log, opts: opts, leaderID: []byte(eng.LeaderID())}
+	a.commitSlotsKept = netpoll.DetachedPerConn(cfg.Server.MaxPipelinedCommits) + 1
 	a.logger = opts.Logger
 	if a.logger == nil {
 		a.logger = slog.Default()
