@@ -44,26 +44,32 @@ type Config struct {
 
 // Server configures the client listener and the limits on requests.
 type Server struct {
-	Listen            string   `toml:"listen"`              // host:port; default 127.0.0.1:8080
-	Reactors          int      `toml:"reactors"`            // epoll reactors; 0 = one per CPU
-	PinThreads        bool     `toml:"pin_threads"`         // pin each reactor to a CPU; default true
-	MaxConnections    int      `toml:"max_connections"`     // beyond it: 503 and close; default 10000
-	ReadBufferBytes   int      `toml:"read_buffer_bytes"`   // per-reactor read buffer; default 64 KiB
-	MaxHeaderBytes    int      `toml:"max_header_bytes"`    // request line + headers; default 16 KiB (431 beyond)
-	IdleTimeout       Duration `toml:"idle_timeout"`        // keep-alive idle; default 120s
-	HeaderTimeout     Duration `toml:"header_timeout"`      // whole head (with empty lines before it) must arrive within; default 10s
-	BodyTimeout       Duration `toml:"body_timeout"`        // a request body must arrive within this ...; default 20s
-	MinBodyRate       int      `toml:"min_body_rate"`       // ... plus 1s per this many bytes received (bytes/s); 408 and close beyond; default 500
-	WriteStallTimeout Duration `toml:"write_stall_timeout"` // peer not reading a stream; default 30s
-	MaxKeyBytes       int      `toml:"max_key_bytes"`       // default 8 KiB
-	MaxValueBytes     int      `toml:"max_value_bytes"`     // default 128 KiB
-	MaxBodyBytes      int      `toml:"max_body_bytes"`      // default 16 MiB
-	TotalBodyBytes    int64    `toml:"total_body_bytes"`    // request bodies being read, all connections; beyond: 503 before reading; default 1/8 of memory, 64 MiB..8 GiB
-	MaxPreconditions  int      `toml:"max_preconditions"`   // per commit; default 10000
-	MaxOperations     int      `toml:"max_operations"`      // per commit; default 10000
-	TLSCertFile       string   `toml:"tls_cert_file"`       // with tls_key_file: serve HTTPS; default off
-	TLSKeyFile        string   `toml:"tls_key_file"`        //
-	AuthTokenFile     string   `toml:"auth_token_file"`     // bearer token required on every /v1/ route and /metrics; WEASELDB_AUTH_TOKEN also works; default off
+	Listen         string `toml:"listen"`          // host:port; default 127.0.0.1:8080
+	Reactors       int    `toml:"reactors"`        // epoll reactors; 0 = one per CPU
+	PinThreads     bool   `toml:"pin_threads"`     // pin each reactor to a CPU; default true
+	MaxConnections int    `toml:"max_connections"` // beyond it: 503 and close; default 10000
+	// MaxPipelinedCommits bounds the commits of one connection in the
+	// pipeline at once (netpoll's MaxDetachedPerConn); at the bound the
+	// server stops reading that connection until one is answered. Size it
+	// to the pipelining the clients use: in flight per connection ≈ its
+	// commit rate × commit latency (Little's law). Default 64.
+	MaxPipelinedCommits int      `toml:"max_pipelined_commits"`
+	ReadBufferBytes     int      `toml:"read_buffer_bytes"`   // per-reactor read buffer; default 64 KiB
+	MaxHeaderBytes      int      `toml:"max_header_bytes"`    // request line + headers; default 16 KiB (431 beyond)
+	IdleTimeout         Duration `toml:"idle_timeout"`        // keep-alive idle; default 120s
+	HeaderTimeout       Duration `toml:"header_timeout"`      // whole head (with empty lines before it) must arrive within; default 10s
+	BodyTimeout         Duration `toml:"body_timeout"`        // a request body must arrive within this ...; default 20s
+	MinBodyRate         int      `toml:"min_body_rate"`       // ... plus 1s per this many bytes received (bytes/s); 408 and close beyond; default 500
+	WriteStallTimeout   Duration `toml:"write_stall_timeout"` // peer not reading a stream; default 30s
+	MaxKeyBytes         int      `toml:"max_key_bytes"`       // default 8 KiB
+	MaxValueBytes       int      `toml:"max_value_bytes"`     // default 128 KiB
+	MaxBodyBytes        int      `toml:"max_body_bytes"`      // default 16 MiB
+	TotalBodyBytes      int64    `toml:"total_body_bytes"`    // request bodies being read, all connections; beyond: 503 before reading; default 1/8 of memory, 64 MiB..8 GiB
+	MaxPreconditions    int      `toml:"max_preconditions"`   // per commit; default 10000
+	MaxOperations       int      `toml:"max_operations"`      // per commit; default 10000
+	TLSCertFile         string   `toml:"tls_cert_file"`       // with tls_key_file: serve HTTPS; default off
+	TLSKeyFile          string   `toml:"tls_key_file"`        //
+	AuthTokenFile       string   `toml:"auth_token_file"`     // bearer token required on every /v1/ route and /metrics; WEASELDB_AUTH_TOKEN also works; default off
 	// AuthReads is kept so older files still load: reads always need the
 	// token (API.md: a subscription streams the whole log), so only true,
 	// the default, is accepted.
@@ -186,23 +192,24 @@ const (
 func Default() Config {
 	return Config{
 		Server: Server{
-			Listen:            "127.0.0.1:8080",
-			PinThreads:        true,
-			MaxConnections:    10000,
-			ReadBufferBytes:   64 * kib,
-			MaxHeaderBytes:    16 * kib,
-			IdleTimeout:       D(120 * time.Second),
-			HeaderTimeout:     D(10 * time.Second),
-			BodyTimeout:       D(20 * time.Second),
-			MinBodyRate:       500,
-			WriteStallTimeout: D(30 * time.Second),
-			MaxKeyBytes:       8 * kib,
-			MaxValueBytes:     128 * kib,
-			MaxBodyBytes:      16 * mib,
-			TotalBodyBytes:    clamp(MachineMemoryBytes()/8, 64*mib, 8*1024*mib),
-			MaxPreconditions:  10000,
-			MaxOperations:     10000,
-			AuthReads:         true,
+			Listen:              "127.0.0.1:8080",
+			PinThreads:          true,
+			MaxConnections:      10000,
+			MaxPipelinedCommits: 64,
+			ReadBufferBytes:     64 * kib,
+			MaxHeaderBytes:      16 * kib,
+			IdleTimeout:         D(120 * time.Second),
+			HeaderTimeout:       D(10 * time.Second),
+			BodyTimeout:         D(20 * time.Second),
+			MinBodyRate:         500,
+			WriteStallTimeout:   D(30 * time.Second),
+			MaxKeyBytes:         8 * kib,
+			MaxValueBytes:       128 * kib,
+			MaxBodyBytes:        16 * mib,
+			TotalBodyBytes:      clamp(MachineMemoryBytes()/8, 64*mib, 8*1024*mib),
+			MaxPreconditions:    10000,
+			MaxOperations:       10000,
+			AuthReads:           true,
 		},
 		Commit: Commit{
 			BatchInterval:          D(2 * time.Millisecond),
@@ -287,6 +294,7 @@ func (c *Config) Validate() error {
 	}
 	v.intRange("server.reactors", s.Reactors, 0, 1024)
 	v.intRange("server.max_connections", s.MaxConnections, 1, 10_000_000)
+	v.intRange("server.max_pipelined_commits", s.MaxPipelinedCommits, 1, 4096)
 	v.intRange("server.read_buffer_bytes", s.ReadBufferBytes, 4*kib, 64*mib)
 	v.intRange("server.max_header_bytes", s.MaxHeaderBytes, 1*kib, 1*mib)
 	v.durRange("server.idle_timeout", s.IdleTimeout, time.Second, 24*time.Hour)

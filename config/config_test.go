@@ -70,6 +70,7 @@ func TestBadDurationNamesValue(t *testing.T) {
 func TestValidateReportsEveryProblem(t *testing.T) {
 	c := Default()
 	c.Server.MaxConnections = 0
+	c.Server.MaxPipelinedCommits = 0
 	c.Commit.MaxInFlight = 5000
 	c.Persist.Backend = "tape"
 	c.Subscribe.KeepAlive = D(time.Minute)
@@ -77,7 +78,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("want error")
 	}
-	for _, want := range []string{"server.max_connections = 0: allowed range 1..", "commit.max_in_flight = 5000", `persist.backend = "tape"`, "subscribe.keep_alive = 1m0s"} {
+	for _, want := range []string{"server.max_connections = 0: allowed range 1..", "server.max_pipelined_commits = 0: allowed range 1..4096", "commit.max_in_flight = 5000", `persist.backend = "tape"`, "subscribe.keep_alive = 1m0s"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

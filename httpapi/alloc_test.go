@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"weaseldb/config"
+	"weaseldb/engine"
 )
 
 // segmentAllocsMax is what one persisted segment may allocate outside the
@@ -102,5 +105,87 @@ func runAll(t *testing.T, clients []*allocClient, from, to int) {
 		if c.err != nil {
 			t.Fatal(c.err)
 		}
+	}
+}
+
+// TestPipelinedCommitAllocsAtDetachLimit: one connection pipelines more
+// commits than the old fixed pool bound (17 slots) and fewer than its
+// server.max_pipelined_commits, all of them in flight at once (the
+// resolver is held until every one is submitted). The connection must keep
+// a slot for each, so that later rounds allocate nothing: with the pool
+// bound fixed below the setting, every round rebuilt the missing slots
+// (parser, arena, 64 KiB chunk).
+func TestPipelinedCommitAllocsAtDetachLimit(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	const depth, warm, measured = 40, 3, 10 // commits per round; rounds
+	cfg := config.Default()
+	cfg.Server.MaxPipelinedCommits = 48
+	var eng atomic.Pointer[engine.Engine]
+	ts := startTestServerEngine(t, cfg, engine.Config{BeforeResolveBatch: func() {
+		// Hold the resolver until the whole round is submitted (a hang
+		// guard, not a timing: a round that never fills fails below).
+		for i := 0; i < 1_000_000 && eng.Load().Stats().Queued < depth; i++ {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}})
+	eng.Store(ts.eng)
+	rc := ts.dial(t)
+	rounds := make([][]byte, warm+measured)
+	for r := range rounds {
+		for i := range depth {
+			rounds[r] = append(rounds[r], commitRequest(r*depth+i, []string{"a2V5MQ==", "a2V5Mg==", "a2V5Mw=="}[i%3])...)
+		}
+	}
+	buf := make([]byte, 1<<20)
+	run := func(from, to int) {
+		for r := from; r < to; r++ {
+			if _, err := rc.c.Write(rounds[r]); err != nil {
+				t.Fatal(err)
+			}
+			// The answers arrive pipelined: parse them off one buffer.
+			n, got := 0, 0
+			for got < depth {
+				if n == len(buf) {
+					t.Fatalf("round %d: answers larger than %d bytes", r, len(buf))
+				}
+				m, err := rc.c.Read(buf[n:])
+				if err != nil {
+					t.Fatal(err)
+				}
+				n += m
+				for {
+					l := answerLen(buf[:n])
+					if l < 0 || l > n {
+						break
+					}
+					if !bytes.HasPrefix(buf, []byte("HTTP/1.1 200")) || !bytes.Contains(buf[:l], []byte(`"status":"committed"`)) {
+						t.Fatalf("round %d commit %d: %s", r, got, buf[:l])
+					}
+					got++
+					n = copy(buf, buf[l:n])
+				}
+			}
+			if n != 0 {
+				t.Fatalf("round %d: %d bytes beyond %d answers", r, n, depth)
+			}
+		}
+	}
+	run(0, warm)
+	var before, after runtime.MemStats
+	runtime.GC()
+	segsBefore := ts.eng.Stats().SegmentsTotal
+	runtime.ReadMemStats(&before)
+	run(warm, warm+measured)
+	runtime.ReadMemStats(&after)
+	segs := ts.eng.Stats().SegmentsTotal - segsBefore
+	requests := float64(depth * measured)
+	mallocs := float64(after.Mallocs - before.Mallocs)
+	excess := (mallocs - float64(segs)*segmentAllocsMax) / requests
+	t.Logf("%.3f allocations per commit; %.1f commits per segment; %.3f per commit beyond %d per segment",
+		mallocs/requests, requests/float64(segs), excess, segmentAllocsMax)
+	if excess >= commitPathAllocsMax {
+		t.Errorf("%.3f allocations per commit beyond the per-segment allowance, want < %v", excess, commitPathAllocsMax)
 	}
 }

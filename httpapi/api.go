@@ -48,12 +48,16 @@ type API struct {
 	cfg config.Config
 	// eng is the current engine: nil while the server starts, swapped when
 	// the server's role changes (a deposed leader becomes a replica).
-	eng    atomic.Pointer[engine.Engine]
-	log    persist.Log
-	opts   Options
-	logger *slog.Logger
-	limits jsonstream.Limits
-	met    *Metrics
+	eng atomic.Pointer[engine.Engine]
+	// commitSlotsKept bounds the free commit slots a connection keeps: the
+	// most commits netpoll lets it have detached at once
+	// (server.max_pipelined_commits) plus the one being read.
+	commitSlotsKept int
+	log             persist.Log
+	opts            Options
+	logger          *slog.Logger
+	limits          jsonstream.Limits
+	met             *Metrics
 	// leaderURL is the advertised URL of the leader a replica knows of;
 	// leaderIDHint its term's id from the lease (used until the replica
 	// has read one of its segments).
@@ -88,6 +92,7 @@ func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *
 	empty := ""
 	a.leaderURL.Store(&empty)
 	a.leaderIDHint.Store(&empty)
+	a.commitSlotsKept = netpoll.DetachedPerConn(cfg.Server.MaxPipelinedCommits) + 1
 	a.logger = opts.Logger
 	if a.logger == nil {
 		a.logger = slog.Default()

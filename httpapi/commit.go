@@ -47,10 +47,6 @@ type commitSlot struct {
 	done   func(*engine.Request) // finish, bound once
 }
 
-// commitSlotsKept bounds the free slots a connection keeps (netpoll's
-// default MaxDetachedPerConn plus the one being read).
-const commitSlotsKept = 17
-
 func (h *commitHandler) conn(ex *netpoll.Exchange) *commitConn {
 	if c, ok := ex.ConnState().(*commitConn); ok {
 		return c
@@ -83,7 +79,7 @@ func (c *commitConn) take() *commitSlot {
 // put returns an answered slot; its memory is dead.
 func (c *commitConn) put(s *commitSlot) {
 	c.mu.Lock()
-	if len(c.free) < commitSlotsKept {
+	if len(c.free) < c.api.commitSlotsKept {
 		c.free = append(c.free, s)
 	}
 	c.mu.Unlock()

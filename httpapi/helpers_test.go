@@ -41,7 +41,7 @@ func startTestServerEngine(t testing.TB, cfg config.Config, ecfg engine.Config) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := netpoll.NewServer(netpoll.Config{Reactors: 1, DisableThreadPinning: true}, router)
+	srv, err := netpoll.NewServer(netpoll.Config{Reactors: 1, DisableThreadPinning: true, MaxDetachedPerConn: cfg.Server.MaxPipelinedCommits}, router)
 	if err != nil {
 		t.Fatal(err)
 	}

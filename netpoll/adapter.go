@@ -133,20 +133,6 @@ func serveHTTP(h http.Handler, d Detached, req *http.Request) {
 	}
 }
 
-// respondLength is Detached.Respond with an explicit Content-Length.
-func (d Detached) respondLength(status int, contentType string, body []byte, hdrs []Header, length int64) error {
-	if d.held != nil {
-		return d.held.respond(d.ticket, status, contentType, body, hdrs, length)
-	}
-	c := d.c
-	if !c.ticket.CompareAndSwap(d.ticket, 0) {
-		return ErrNotOwner
-	}
-	c.appendResponseLength(status, contentType, body, hdrs, length)
-	c.r.post(command{kind: cmdResume, c: c})
-	return nil
-}
-
 type bufferedResponseWriter struct {
 	header http.Header
 	status int

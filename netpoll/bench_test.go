@@ -145,3 +145,49 @@ func BenchmarkRoundTrip(b *testing.B) {
 		run(b, ln.Addr().String())
 	})
 }
+
+// BenchmarkDetachRoundTrip: the same lock-step GET answered inline (the
+// baseline), or detached (Detach, DetachPipelined) and answered by another
+// goroutine — the cost of the hand-off and of the held entry that carries
+// the answer back to the reactor.
+func BenchmarkDetachRoundTrip(b *testing.B) {
+	hello := []byte("Hello, World!")
+	tokens := make(chan Detached, 64)
+	go func() {
+		for d := range tokens {
+			d.Respond(200, "text/plain", hello)
+		}
+	}()
+	defer close(tokens)
+	routes := []Route{
+		{Method: "GET", Path: "/inline", Handler: Buffered(func(ex *Exchange, _ []byte) { ex.Respond(200, "text/plain", hello) })},
+		{Method: "GET", Path: "/detach", Handler: Buffered(func(ex *Exchange, _ []byte) { tokens <- ex.Detach() })},
+		{Method: "GET", Path: "/pipelined", Handler: Buffered(func(ex *Exchange, _ []byte) { tokens <- ex.DetachPipelined() })},
+	}
+	_, addr := startServer(b, Config{}, routes)
+	for _, path := range []string{"/inline", "/detach", "/pipelined"} {
+		b.Run(path[1:], func(b *testing.B) {
+			req := []byte("GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n")
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				n := 0
+				for n < 13 || string(buf[n-13:n]) != "Hello, World!" {
+					m, err := c.Read(buf[n:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += m
+				}
+			}
+		})
+	}
+}

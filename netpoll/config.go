@@ -78,8 +78,9 @@ type Config struct {
 	MaxWriteBufferBytes int
 	// MaxDetachedPerConn bounds the requests of one connection detached
 	// with Exchange.DetachPipelined and not yet answered; at the bound the
-	// reactor stops reading that connection until one answers. 0 = 16;
-	// 1 makes DetachPipelined behave like Detach.
+	// reactor stops reading that connection until one answers. 0 = 16
+	// (DetachedPerConn gives the effective value); 1 makes DetachPipelined
+	// behave like Detach.
 	MaxDetachedPerConn int
 }
 
@@ -143,7 +144,7 @@ func (c Config) withDefaults() Config {
 		c.MaxBodyBytesTotal = defaultMaxBodyBytesTotal
 	}
 	if c.MaxDetachedPerConn == 0 {
-		c.MaxDetachedPerConn = defaultMaxDetachedPerConn
+		c.MaxDetachedPerConn = DetachedPerConn(0)
 	}
 	return c
 }
@@ -191,4 +192,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("netpoll config: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// DetachedPerConn returns the MaxDetachedPerConn a server uses for the
+// configured value n (0 means the default), for callers that size their
+// per-connection pools to it.
+func DetachedPerConn(n int) int {
+	if n == 0 {
+		return defaultMaxDetachedPerConn
+	}
+	return n
 }

@@ -3,12 +3,9 @@ package netpoll
 import (
 	"errors"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"weaseldb/arena"
 )
 
 type connState uint8
@@ -16,18 +13,15 @@ type connState uint8
 const (
 	stateIdle     connState = iota // between requests: reading and parsing heads
 	stateBody                      // a request is in progress: handler active, body streaming in
-	stateDetached                  // a Detached token owns the connection
 	stateStream                    // a Stream owns the response side
 	stateDraining                  // final answer queued: flush, shut down writes, discard input until EOF
 	stateClosed
 )
 
 // conn is one client connection. Ownership: the reactor goroutine owns
-// every field, except while state == stateDetached, when the holder of the
-// Detached token owns wbuf, req and the response fields, and the reactor
-// touches only fd-level fields (eof, hup, writeBlocked) — it never writes
-// or reads the socket of a detached connection. The handoff in both
-// directions goes through the reactor's locked inbox.
+// every field; a Detached token owns only its held entry's answer fields
+// (held.go) until it answers, and hands them back through the reactor's
+// locked inbox.
 type conn struct {
 	r     *reactor // immutable while open
 	fd    int
@@ -61,7 +55,7 @@ type conn struct {
 	// since, so a read now would only return EAGAIN. Edge-triggered epoll
 	// reports every later arrival (bytes, FIN, errors) as a new event,
 	// which clears it. It saves one read(2) per request: the one after a
-	// short read, and the one when a detached request is resumed.
+	// short read, and the one when a detached request's answer comes back.
 	drained bool
 
 	headSince  int64 // when the first byte of a pending head arrived (0: none pending)
@@ -75,8 +69,7 @@ type conn struct {
 	lastWrite    int64 // last write progress
 	lingerEnd    int64
 
-	ticketSeq uint64
-	ticket    atomic.Uint64 // nonzero while a Detached token may answer
+	ticketSeq uint64 // the last Detached token's ticket
 
 	stream *Stream
 	// streamHeld: bytes taken from the stream's queue into wbuf and not yet
@@ -85,7 +78,6 @@ type conn struct {
 	streamHeld int
 	userState  any
 	scratch    []byte
-	arena      *arena.Arena // immutable, never nil; reset when a request starts
 	inReady    bool
 
 	// held: answers that must wait for an earlier pipelined Detached
@@ -115,19 +107,25 @@ func (c *conn) appendResponseLength(status int, contentType string, body []byte,
 		c.closeAfter = true
 	}
 	out := c.out()
-	b := c.appendHead(*out, status, contentType, hdrs)
-	if bodyAllowed(status) {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, length, 10)
-		b = append(b, "\r\n\r\n"...)
-		if !c.req.head {
-			b = append(b, body...)
-		}
-	} else {
-		b = append(b, "\r\n"...)
-	}
-	*out = b
+	*out = appendAnswer(*out, c.r.srv, status, contentType, hdrs, body, length, c.closeAfter, c.req.http10, c.req.head)
 	c.r.countStatus(status)
+}
+
+// appendAnswer appends a complete answer with a Content-Length: head,
+// framing and body (none for HEAD). The one framing of every answer, on
+// the reactor and off it (detached tokens).
+func appendAnswer(b []byte, srv *Server, status int, contentType string, hdrs []Header, body []byte, length int64, closeAfter, http10, head bool) []byte {
+	b = appendHeadFor(b, srv, status, contentType, hdrs, closeAfter, http10)
+	if !bodyAllowed(status) {
+		return append(b, "\r\n"...)
+	}
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, length, 10)
+	b = append(b, "\r\n\r\n"...)
+	if !head {
+		b = append(b, body...)
+	}
+	return b
 }
 
 func (c *conn) appendHead(b []byte, status int, contentType string, hdrs []Header) []byte {
@@ -204,7 +202,7 @@ func (c *conn) bodyTooSlow(now int64) bool {
 // run does all the work the connection can do now: write what is pending,
 // read and serve requests, move stream bytes. Reactor goroutine only.
 func (c *conn) run() {
-	if c.state == stateClosed || c.state == stateDetached {
+	if c.state == stateClosed {
 		return
 	}
 	if c.pendingOutput() > 0 && !c.flush() {
@@ -218,7 +216,7 @@ func (c *conn) run() {
 		c.pumpStream()
 		return
 	}
-	if c.state == stateClosed || c.state == stateDetached {
+	if c.state == stateClosed {
 		return
 	}
 	if c.pendingOutput() > 0 && !c.flush() {
@@ -403,7 +401,6 @@ func (c *conn) failHead(err *headError) {
 }
 
 func (c *conn) startRequest() {
-	c.arena.Reset() // the previous answer is sent: nothing refers to its memory
 	c.state = stateBody
 	c.answered = false
 	c.bodySeen = 0
@@ -513,7 +510,7 @@ func (c *conn) failBody(status int, code, message string) {
 func (c *conn) finishBody() {
 	c.releaseBody() // read in full: no longer a body being read
 	c.route.handler.ServeEnd(&c.ex)
-	if c.state == stateDetached || c.state == stateStream {
+	if c.state == stateStream {
 		return
 	}
 	if !c.answered {
@@ -541,16 +538,6 @@ func (c *conn) endRequest() {
 // scratchKeepBytes is the largest scratch buffer a connection keeps between
 // requests.
 const scratchKeepBytes = 1 << 20
-
-// resume takes a connection back from a Detached token that answered.
-func (c *conn) resume() {
-	if c.state != stateDetached {
-		return
-	}
-	c.state = stateBody
-	c.endRequest()
-	c.run()
-}
 
 // flush writes pending output; it reports false when the connection is
 // closed or the socket is full (EPOLLOUT will call run again).
@@ -669,7 +656,7 @@ func (c *conn) pumpStream() {
 
 // Request bodies count against the server's MaxBodyBytesTotal from their
 // head to their last byte: bytes a client sends are bytes the server holds
-// (a commit body is decoded into the connection's arena as it arrives), and
+// (a commit body is decoded into its commit slot's arena as it arrives), and
 // 200 connections each holding an unfinished 15 MiB body took 2.3 GB. A
 // Content-Length body reserves its length before a byte of it is read; a
 // chunked one reserves bodyReserveStep at a time as it arrives. A body

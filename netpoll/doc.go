@@ -21,32 +21,35 @@
 //  4. ServeEnd answers in one of three ways. (a) ex.Respond(status,
 //     contentType, body, headers...) answers inline: the bytes go to the
 //     connection's write buffer and out at the end of the event. (b)
-//     d := ex.Detach() takes the connection off the reactor (it stops
-//     reading it) and the token d moves to another goroutine (the commit
-//     pipeline), which later calls d.Respond(...) exactly once; the
-//     reactor then sends it and goes on with requests pipelined behind it.
+//     d := ex.Detach() hands the request to a token d that moves to
+//     another goroutine, which later calls d.Respond(...) exactly once;
+//     meanwhile the reactor serves nothing more on that connection, then
+//     sends the answer and goes on with requests pipelined behind it.
 //     (b') d := ex.DetachPipelined() does the same but the reactor goes on
 //     serving the connection's pipelined requests meanwhile (at most
 //     Config.MaxDetachedPerConn tokens out per connection); every answer
-//     still goes out in request order. The token gets a copy of the head
-//     and the request's arena; Scratch and ConnState are not its own.
+//     still goes out in request order. Both are one mechanism (held.go):
+//     each detached request takes a place in its connection's answer
+//     order, which its token fills. The token gets a copy of the head;
+//     Scratch and ConnState are not its own (a handler keeps its request
+//     memory itself: httpapi gives each commit in flight its own arena).
 //     (c) s := ex.StartStream(status, contentType, headers...) starts a
 //     long-lived response (SSE): any goroutine calls s.Write (non-blocking,
 //     bounded queue, ErrStreamFull when full) and s.Close, and watches
-//     s.Done(). Request memory (decoded keys and values) comes from
-//     ex.Arena(), the connection's arena (package arena), reset when its
-//     next request starts; ex.SetConnState keeps per-connection state such
-//     as a push parser.
+//     s.Done(). ex.SetConnState keeps per-connection state such as a push
+//     parser.
 //  5. srv.Shutdown(ctx) stops accepting, closes idle connections and
 //     streams, lets in-flight requests answer, and forces the rest when ctx
 //     ends. srv.Stats() feeds metrics.
 //
 // # Ownership
 //
-// A connection is owned by exactly one goroutine at a time: its reactor, or
-// the holder of its Detached token between Detach and Respond. Handlers run
-// on the reactor and must not block. Everything a Request returns points into
-// the connection's read buffer and is valid until the answer is sent. A
+// A connection is owned by its reactor; the holder of a Detached token owns
+// only that request's place in the answer order (and its copy of the
+// request head) between Detach and Respond. Handlers run on the reactor and
+// must not block. Everything a Request returns points into the connection's
+// read buffer and is valid until the answer is sent (after
+// DetachPipelined, only the token's Request, a copy of the head, is). A
 // Detached is a value whose first Respond wins (atomically); later ones get
 // ErrNotOwner. A Stream is safe for concurrent use; the reactor alone touches
 // its socket.

@@ -3,8 +3,6 @@ package netpoll
 import (
 	"errors"
 	"sync"
-
-	"weaseldb/arena"
 )
 
 // Handler serves one route. Its methods run on the connection's reactor
@@ -46,7 +44,7 @@ func (ex *Exchange) Request() *Request { return &ex.c.req }
 // server. body is copied; a second answer to one request is ignored.
 func (ex *Exchange) Respond(status int, contentType string, body []byte, headers ...Header) {
 	c := ex.c
-	if c.answered || c.state == stateDetached {
+	if c.answered {
 		return
 	}
 	c.appendResponse(status, contentType, body, headers)
@@ -56,7 +54,7 @@ func (ex *Exchange) Respond(status int, contentType string, body []byte, headers
 // {"error":"<code>","message":"<message>"}.
 func (ex *Exchange) RespondError(status int, code, message string) {
 	c := ex.c
-	if c.answered || c.state == stateDetached {
+	if c.answered {
 		return
 	}
 	c.appendErrorResponse(status, code, message, nil, &c.r.errBuf)
@@ -77,18 +75,11 @@ func (ex *Exchange) StreamBytesFree() int64 {
 // Scratch returns the connection's reusable scratch buffer (length 0,
 // capacity kept from earlier requests), for handlers that gather a body or
 // build an answer without allocating. Store the grown slice back with
-// SetScratch. It is the hook where a per-connection arena plugs in.
+// SetScratch.
 func (ex *Exchange) Scratch() []byte { return ex.c.scratch[:0] }
 
 // SetScratch keeps b as the connection's scratch buffer for later requests.
 func (ex *Exchange) SetScratch(b []byte) { ex.c.scratch = b }
-
-// Arena returns the connection's arena for request memory (decoded keys and
-// values of a commit, say). It is reset when the next request on the
-// connection starts, so its slices stay valid until this request's answer
-// is sent, also across Detach. Not safe for concurrent use: it belongs to
-// whoever owns the connection.
-func (ex *Exchange) Arena() *arena.Arena { return ex.c.arena }
 
 // ConnState returns the value stored with SetConnState on this connection
 // (nil at first). Handlers keep per-connection state here, e.g. a reusable
@@ -99,27 +90,21 @@ func (ex *Exchange) ConnState() any { return ex.c.userState }
 // closes.
 func (ex *Exchange) SetConnState(v any) { ex.c.userState = v }
 
-// Detach takes the connection off its reactor until the returned token
-// answers: the reactor stops reading the connection (pipelined bytes stay
-// buffered) and the Exchange must not be used again. Call it from ServeEnd.
-// The Request, the connection's scratch buffer and the Arena stay valid for
-// the token holder until it answers.
+// Detach hands the request to the returned token: the reactor serves
+// nothing more on the connection (pipelined bytes stay buffered) until the
+// token answers, and the Exchange must not be used again. Call it from
+// ServeEnd. The token's Request (a copy of the head) and the connection's
+// scratch buffer stay valid for the token holder until it answers.
 func (ex *Exchange) Detach() Detached {
 	c := ex.c
 	if c.state != stateBody || c.answered {
 		panic("netpoll: Detach outside ServeEnd or after answering")
 	}
-	if len(c.held) > 0 {
-		// Earlier pipelined tokens are out: this answer queues behind
-		// theirs, and nothing more is served until it comes.
-		return c.holdDetached(true)
-	}
-	c.state = stateDetached
-	c.answered = true
-	c.ticketSeq++
-	t := c.ticketSeq
-	c.ticket.Store(t)
-	return Detached{c: c, ticket: t}
+	// One mechanism for both kinds of detach: a held entry in the
+	// connection's answer order. A blocking one stops the serving of the
+	// requests behind it until it answers (and queues behind earlier
+	// pipelined tokens, if any).
+	return c.holdDetached(true)
 }
 
 // DetachPipelined is Detach for requests whose handler keeps nothing of
@@ -127,10 +112,9 @@ func (ex *Exchange) Detach() Detached {
 // connection's pipelined requests while the token is out (up to
 // Config.MaxDetachedPerConn of them), and answers still go out in request
 // order — an answer (inline, detached or a stream) waits for every earlier
-// one. The token's Request is a copy of the head and its Arena is the one
-// this request used (the connection takes a fresh one), both valid until
-// it answers; the connection's Scratch and ConnState are not the token's:
-// the next request uses them. A request with Connection: close is
+// one. The token's Request is a copy of the head, valid until it answers;
+// the connection's Scratch and ConnState are not the token's: the next
+// request uses them (a handler copies what it keeps of the body). A request with Connection: close is
 // detached as with Detach.
 func (ex *Exchange) DetachPipelined() Detached {
 	c := ex.c
@@ -148,9 +132,8 @@ func (ex *Exchange) DetachPipelined() Detached {
 // a small value: copying it does not copy ownership, and a second answer
 // (from any copy) returns ErrNotOwner.
 type Detached struct {
-	c      *conn
 	ticket uint64
-	held   *heldAnswer // nil: the connection itself is detached
+	held   *heldAnswer // the request's place in its connection's answer order
 }
 
 // ErrNotOwner is returned when a Detached token has already answered (or the
@@ -158,59 +141,29 @@ type Detached struct {
 var ErrNotOwner = errors.New("netpoll: detached connection already answered")
 
 // Request returns the request head; valid until Respond.
-func (d Detached) Request() *Request {
-	if d.held != nil {
-		return &d.held.req
-	}
-	return &d.c.req
-}
-
-// Arena returns the connection's arena (see Exchange.Arena); the token
-// holder may keep allocating from it until Respond.
-func (d Detached) Arena() *arena.Arena {
-	if d.held != nil {
-		return d.held.arena
-	}
-	return d.c.arena
-}
+func (d Detached) Request() *Request { return &d.held.req }
 
 // Respond answers like Exchange.Respond and hands the connection back to
 // its reactor, which sends the answer and goes on with pipelined requests.
 // Safe from any goroutine.
 func (d Detached) Respond(status int, contentType string, body []byte, headers ...Header) error {
-	c := d.c
-	if c == nil {
-		return ErrNotOwner
-	}
-	if d.held != nil {
-		return d.held.respond(d.ticket, status, contentType, body, headers, int64(len(body)))
-	}
-	if !c.ticket.CompareAndSwap(d.ticket, 0) {
-		return ErrNotOwner
-	}
-	c.appendResponse(status, contentType, body, headers)
-	c.r.post(command{kind: cmdResume, c: c})
-	return nil
+	return d.respondLength(status, contentType, body, headers, int64(len(body)))
 }
 
 // RespondError answers with the JSON error body and hands the connection
 // back.
 func (d Detached) RespondError(status int, code, message string) error {
-	c := d.c
-	if c == nil {
+	body := appendErrorJSON(nil, code, message) // off the reactor: its error buffer is not ours
+	return d.respondLength(status, "application/json", body, nil, int64(len(body)))
+}
+
+// respondLength is Respond with an explicit Content-Length (HEAD answers
+// of the http.Handler adapter).
+func (d Detached) respondLength(status int, contentType string, body []byte, hdrs []Header, length int64) error {
+	if d.held == nil {
 		return ErrNotOwner
 	}
-	if d.held != nil {
-		body := appendErrorJSON(nil, code, message)
-		return d.held.respond(d.ticket, status, "application/json", body, nil, int64(len(body)))
-	}
-	if !c.ticket.CompareAndSwap(d.ticket, 0) {
-		return ErrNotOwner
-	}
-	var scratch []byte // off the reactor: its error buffer is not ours
-	c.appendErrorResponse(status, code, message, nil, &scratch)
-	c.r.post(command{kind: cmdResume, c: c})
-	return nil
+	return d.held.respond(d.ticket, status, contentType, body, hdrs, length)
 }
 
 // Stream errors.

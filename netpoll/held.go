@@ -1,19 +1,17 @@
 package netpoll
 
 import (
-	"strconv"
 	"sync/atomic"
-
-	"weaseldb/arena"
 )
 
 // heldAnswer is one place in a connection's answer order that cannot go
 // out yet because an earlier pipelined Detached token has not answered.
 // Two kinds:
 //
-//   - detached: the answer of one request detached with DetachPipelined
-//     (or with Detach while others were held). Its token owns buf, req,
-//     headBuf, arena and closeAfter from the detach until its Respond; the
+//   - detached: the answer of one request detached with Detach
+//     (blocking: nothing behind it is served until it answers) or
+//     DetachPipelined. Its token owns buf, req,
+//     headBuf and closeAfter from the detach until its Respond; the
 //     reactor owns it again when the cmdHeld command arrives (the inbox
 //     lock orders the two).
 //   - inline: answers of later requests answered on the reactor (Respond,
@@ -38,7 +36,6 @@ type heldAnswer struct {
 	// the connection's next requests into conn.req and the read buffer.
 	req          Request
 	headBuf      []byte
-	arena        *arena.Arena
 	http10, head bool
 	closeReq     bool
 }
@@ -94,8 +91,7 @@ func (c *conn) heldBlocks() bool {
 }
 
 // holdDetached detaches the current request into a new held entry. The
-// request head is copied (the read buffer moves on) and the connection's
-// arena is handed to the entry, the connection taking the entry's spare.
+// request head is copied: the read buffer moves on.
 func (c *conn) holdDetached(blocking bool) Detached {
 	h := c.newHeld()
 	h.detached, h.blocking = true, blocking
@@ -103,17 +99,13 @@ func (c *conn) holdDetached(blocking bool) Detached {
 	h.headBuf = append(h.headBuf[:0], c.req.buf...)
 	h.req = c.req
 	h.req.buf = h.headBuf
-	if h.arena == nil {
-		h.arena = arena.New(0)
-	}
-	h.arena, c.arena = c.arena, h.arena
 	c.ticketSeq++
 	t := c.ticketSeq
 	h.ticket.Store(t)
 	c.held = append(c.held, h)
 	c.heldDetached++
 	c.answered = true
-	return Detached{c: c, ticket: t, held: h}
+	return Detached{ticket: t, held: h}
 }
 
 // respond builds a detached entry's answer off the reactor and hands it
@@ -127,18 +119,7 @@ func (h *heldAnswer) respond(ticket uint64, status int, contentType string, body
 	c := h.c
 	srv := c.r.srv
 	h.closeAfter = h.blocking && (h.closeReq || srv.shuttingDown.Load())
-	b := appendHeadFor(h.buf[:0], srv, status, contentType, hdrs, h.closeAfter, h.http10)
-	if bodyAllowed(status) {
-		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, length, 10)
-		b = append(b, "\r\n\r\n"...)
-		if !h.head {
-			b = append(b, body...)
-		}
-	} else {
-		b = append(b, "\r\n"...)
-	}
-	h.buf = b
+	h.buf = appendAnswer(h.buf[:0], srv, status, contentType, hdrs, body, length, h.closeAfter, h.http10, h.head)
 	c.r.countStatus(status)
 	c.r.post(command{kind: cmdHeld, c: c, held: h})
 	return nil

@@ -251,31 +251,6 @@ func TestStreamHeadRequest(t *testing.T) {
 	}
 }
 
-// TestArenaLivesAcrossDetach: memory from the connection's arena stays
-// valid until the detached answer is sent, even with a request pipelined
-// behind it (under -race the arena poisons memory on Reset, so an early
-// reset would show).
-func TestArenaLivesAcrossDetach(t *testing.T) {
-	h := Buffered(func(ex *Exchange, body []byte) {
-		kept := ex.Arena().Copy(body)
-		d := ex.Detach()
-		go func() {
-			time.Sleep(2 * time.Millisecond)
-			extra := d.Arena().Copy([]byte("!"))
-			d.Respond(200, "text/plain", append(kept[:len(kept):len(kept)], extra...))
-		}()
-	})
-	_, addr := startServer(t, Config{}, []Route{{Method: "POST", Path: "/a", Handler: h}})
-	c := dial(t, addr)
-	mustWrite(t, c, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirstPOST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond")
-	br := bufio.NewReader(c)
-	for _, want := range []string{"first!", "second!"} {
-		if r := readResponse(t, br, "POST"); r.body != want {
-			t.Fatalf("got %q, want %q", r.body, want)
-		}
-	}
-}
-
 // TestStreamMemoryReturned: a stream whose peer reads nothing fills its
 // queue and the write buffer the reactor took from it; once the peer is
 // gone that memory must be given back, not kept by the recycled

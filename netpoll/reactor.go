@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"weaseldb/arena"
 )
 
 // reactor is one event loop: an epoll instance, an eventfd for wakeups from
@@ -66,9 +64,8 @@ type commandKind uint8
 const (
 	cmdAddConn commandKind = iota // adopt fd (local connection)
 	cmdAddListener
-	cmdResume // a Detached token answered
 	cmdStream // a stream has bytes or was closed
-	cmdHeld   // a pipelined Detached token answered into its heldAnswer
+	cmdHeld   // a Detached token answered into its heldAnswer
 	cmdShutdown
 	cmdStop // forced: close everything and exit
 )
@@ -197,22 +194,18 @@ func (r *reactor) handleEvent(ev *unix.EpollEvent) bool {
 	if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.peerClosed = true
 	}
-	r.runGuarded(c, false)
+	r.runGuarded(c)
 	return false
 }
 
-// runGuarded runs (or resumes) a connection; a panic in a handler closes
-// that connection instead of the process.
-func (r *reactor) runGuarded(c *conn, resume bool) {
+// runGuarded runs a connection; a panic in a handler closes that
+// connection instead of the process.
+func (r *reactor) runGuarded(c *conn) {
 	defer r.recoverHandler(c)
-	if resume {
-		c.resume()
-	} else {
-		c.run()
-	}
+	c.run()
 }
 
-// runGuardedHeld takes in the answer of a pipelined Detached token.
+// runGuardedHeld takes in the answer of a Detached token.
 func (r *reactor) runGuardedHeld(c *conn, h *heldAnswer) {
 	defer r.recoverHandler(c)
 	c.completeHeld(h)
@@ -226,7 +219,7 @@ func (r *reactor) recoverHandler(c *conn) {
 		return
 	}
 	slog.Error("netpoll: handler panicked; connection closed", "reactor", r.id, "panic", p, "stack", string(debug.Stack()))
-	if c.state != stateClosed && c.state != stateDetached { // a token may own a detached one
+	if c.state != stateClosed {
 		c.close(errHandlerPanic)
 	}
 }
@@ -253,13 +246,11 @@ func (r *reactor) drainInbox() (exit bool) {
 			}
 			r.listeners[cmd.fd] = true
 			r.acceptAll(cmd.fd) // connections may have queued before registration
-		case cmdResume:
-			r.runGuarded(cmd.c, true)
 		case cmdHeld:
 			r.runGuardedHeld(cmd.c, cmd.held)
 		case cmdStream:
 			if cmd.c.state == stateStream && cmd.c.stream == cmd.stream {
-				r.runGuarded(cmd.c, false)
+				r.runGuarded(cmd.c)
 			}
 		case cmdShutdown:
 			r.beginShutdown()
@@ -326,7 +317,7 @@ func (r *reactor) adopt(fd int, local bool) {
 	r.byFD[fd] = c
 	c.index = len(r.active)
 	r.active = append(r.active, c)
-	r.runGuarded(c, false) // data may have arrived before registration (ET reports only changes)
+	r.runGuarded(c) // data may have arrived before registration (ET reports only changes)
 }
 
 func (r *reactor) newConn() *conn {
@@ -335,13 +326,13 @@ func (r *reactor) newConn() *conn {
 		r.free = r.free[:n-1]
 		return c
 	}
-	c := &conn{r: r, rbuf: make([]byte, r.srv.cfg.ReadBufferBytes), arena: arena.New(0)}
+	c := &conn{r: r, rbuf: make([]byte, r.srv.cfg.ReadBufferBytes)}
 	c.ex.c = c
 	return c
 }
 
-// release closes the socket and recycles the connection; a connection that
-// a Detached token may still answer is not recycled (the token keeps it).
+// release closes the socket and recycles the connection (a Detached token
+// still out answers into its dropped held entry and gets ErrNotOwner).
 func (r *reactor) release(c *conn) {
 	unix.Close(c.fd)
 	r.srv.open.Add(-1)
@@ -357,9 +348,9 @@ func (r *reactor) release(c *conn) {
 	r.recycle(c)
 }
 
-// recycle resets c for reuse field by field: a stale Detached token may
-// still CAS c.ticket (and fail, the ticket is 0), so the atomic must not be
-// overwritten by a struct assignment.
+// recycle resets c for reuse field by field (the struct keeps its buffers).
+// A stale Detached token never touches it: its held entry was dropped on
+// close, its ticket zeroed, and completeHeld ignores entries not in c.held.
 func (r *reactor) recycle(c *conn) {
 	c.fd, c.index, c.local, c.state = -1, 0, false, stateClosed
 	c.rstart, c.rend, c.scanFrom, c.headStart, c.headLen = 0, 0, 0, 0, 0
@@ -380,7 +371,6 @@ func (r *reactor) recycle(c *conn) {
 	if cap(c.scratch) > scratchKeepBytes {
 		c.scratch = nil
 	}
-	c.arena.Shrink(c.arena.ChunkBytes()) // keep one chunk for the next connection
 	if len(r.free) < 1024 {
 		r.free = append(r.free, c)
 	}
@@ -404,7 +394,7 @@ func (r *reactor) runReady() {
 		if c.state == stateClosed {
 			r.recycle(c)
 		} else {
-			r.runGuarded(c, false)
+			r.runGuarded(c)
 		}
 		batch[i] = nil
 	}
@@ -422,8 +412,6 @@ func (r *reactor) sweep() {
 		}
 		c := r.active[i]
 		switch {
-		case c.state == stateDetached:
-			// The token holder owns it; nothing here may touch it.
 		case c.writeBlocked && now-c.lastWrite > int64(cfg.WriteStallTimeout):
 			c.close(ErrWriteStalled)
 		case c.state == stateIdle && c.headSince != 0 && now-c.headSince > int64(cfg.HeaderTimeout):
@@ -436,7 +424,7 @@ func (r *reactor) sweep() {
 		case c.state == stateBody && c.bodyTooSlow(now):
 			// A body trickled in too slowly: 408, then close.
 			c.failBody(408, "request_timeout", "request body arrived too slowly")
-			r.runGuarded(c, false)
+			r.runGuarded(c)
 		case c.state == stateDraining && c.shutWrite && now > c.lingerEnd:
 			c.close(nil)
 		case c.state == stateStream && r.stopping:
@@ -469,7 +457,6 @@ func (r *reactor) closeAll() {
 		}
 		c.releaseStreamHeld()
 		c.state = stateClosed
-		c.ticket.Store(0)
 		c.dropHeld()
 		r.release(c)
 	}

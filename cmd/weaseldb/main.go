@@ -93,7 +93,14 @@ LIMITS (defaults; [server] section)
     timeout 120s; a stream whose peer stops reading is closed after 30s;
     10 MiB buffered per subscriber before it is caught up from the log, and
     all subscribers together at most [subscribe] total_buffer_bytes (1/16
-    of the machine's memory; a new subscriber gets 503 beyond).
+    of the machine's memory; a new subscriber gets 503 beyond). 64 commits
+    of one connection in the pipeline at once (max_pipelined_commits;
+    beyond it the connection is not read until one is answered). Size it by
+    Little's law: a connection that pipelines commits needs its commit rate
+    times the commit latency, e.g. 2,000 commits/s per connection against
+    S3 PUTs of 20 ms plus the 2 ms batch interval needs 2,000 x 0.03 s = 60.
+    Each commit in flight holds its body's memory (64 KiB or more) until it
+    is answered, and a connection keeps that many for reuse.
 
 MEMORY BOUNDS (defaults sized to the machine's memory, or the cgroup limit)
     total_body_bytes      [server] request bodies being read at once, all

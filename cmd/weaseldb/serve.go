@@ -319,6 +319,7 @@ func netConfig(cfg config.Config) netpoll.Config {
 		MaxStreamQueueBytes:  httpapi.StreamQueueBytes(cfg),
 		MaxStreamBytesTotal:  cfg.Subscribe.TotalBufferBytes,
 		MaxBodyBytesTotal:    s.TotalBodyBytes,
+		MaxDetachedPerConn:   s.MaxPipelinedCommits,
 	}
 }
 
