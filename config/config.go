@@ -17,8 +17,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,6 +74,11 @@ type Server struct {
 	// token (API.md: a subscription streams the whole log), so only true,
 	// the default, is accepted.
 	AuthReads bool `toml:"auth_reads"`
+	// AdvertiseURL is the base URL other servers and clients reach this one
+	// at (written in the S3 lease; replicas redirect commits to it);
+	// default derived from listen ("http://" or "https://" + listen, with
+	// 127.0.0.1 for an unspecified host).
+	AdvertiseURL string `toml:"advertise_url"`
 }
 
 // Commit configures the commit pipeline.
@@ -112,6 +120,14 @@ type Persist struct {
 	// FakeS3PutLatency adds latency to every PUT of the in-process fake S3
 	// (backend fakes3 only), to rehearse real S3 latencies; default 0.
 	FakeS3PutLatency Duration `toml:"fakes3_put_latency"`
+	// Replicas and failover (s3 backend; see docs/operations.md).
+	LeaseTimeout        Duration `toml:"lease_timeout"`         // a replica takes over when the leader's lease has not changed for this long (its own clock); default 3s
+	LeaseRenewInterval  Duration `toml:"lease_renew_interval"`  // how often the leader renews its lease; default 500ms
+	ReplicaPollInterval Duration `toml:"replica_poll_interval"` // how often a replica lists new segments and reads the lease; default 200ms
+	// TakeOver is set by --take-over only, never from a file (a file would
+	// force a takeover at every restart): claim the log at start even while
+	// another server holds a live lease.
+	TakeOver bool `toml:"-"`
 }
 
 // Subscribe configures /v1/subscribe streams.
@@ -210,15 +226,18 @@ func Default() Config {
 			StatusRunIDs:           1 << 20,
 		},
 		Persist: Persist{
-			Backend:         "disk",
-			Dir:             "./data",
-			Prefix:          "weaseldb",
-			Region:          "us-east-1",
-			ConnectTimeout:  D(2 * time.Second),
-			RequestTimeout:  D(30 * time.Second),
-			MaxConnections:  64,
-			IdleConnTimeout: D(90 * time.Second),
-			MaxAttempts:     5,
+			Backend:             "disk",
+			Dir:                 "./data",
+			Prefix:              "weaseldb",
+			Region:              "us-east-1",
+			ConnectTimeout:      D(2 * time.Second),
+			RequestTimeout:      D(30 * time.Second),
+			MaxConnections:      64,
+			IdleConnTimeout:     D(90 * time.Second),
+			MaxAttempts:         5,
+			LeaseTimeout:        D(3 * time.Second),
+			LeaseRenewInterval:  D(500 * time.Millisecond),
+			ReplicaPollInterval: D(200 * time.Millisecond),
 		},
 		Subscribe: Subscribe{
 			BufferBytes:        10 * mib,
@@ -267,6 +286,12 @@ func (c *Config) Validate() error {
 	var v validator
 	s := &c.Server
 	v.nonEmpty("server.listen", s.Listen)
+	v.hostPort("server.listen", s.Listen)
+	if s.AdvertiseURL != "" {
+		if u, err := url.Parse(s.AdvertiseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			v.add(fmt.Sprintf("server.advertise_url = %q: want http://host:port or https://host:port", s.AdvertiseURL))
+		}
+	}
 	v.intRange("server.reactors", s.Reactors, 0, 1024)
 	v.intRange("server.max_connections", s.MaxConnections, 1, 10_000_000)
 	v.intRange("server.max_pipelined_commits", s.MaxPipelinedCommits, 1, 4096)
@@ -337,6 +362,13 @@ func (c *Config) Validate() error {
 	v.durRange("persist.idle_conn_timeout", p.IdleConnTimeout, time.Second, time.Hour)
 	v.intRange("persist.max_attempts", p.MaxAttempts, 1, 100)
 	v.durRange("persist.fakes3_put_latency", p.FakeS3PutLatency, 0, time.Minute)
+	v.durRange("persist.lease_timeout", p.LeaseTimeout, 100*time.Millisecond, time.Hour)
+	v.durRange("persist.lease_renew_interval", p.LeaseRenewInterval, 10*time.Millisecond, time.Hour)
+	v.durRange("persist.replica_poll_interval", p.ReplicaPollInterval, 10*time.Millisecond, time.Hour)
+	if p.LeaseRenewInterval.Duration*2 > p.LeaseTimeout.Duration {
+		v.add(fmt.Sprintf("persist.lease_renew_interval = %s: must be at most half of persist.lease_timeout (%s), or a healthy leader looks dead",
+			p.LeaseRenewInterval.Duration, p.LeaseTimeout.Duration))
+	}
 
 	b := &c.Subscribe
 	v.intRange("subscribe.buffer_bytes", b.BufferBytes, 64*kib, 1024*mib)
@@ -348,6 +380,7 @@ func (c *Config) Validate() error {
 		v.add(fmt.Sprintf("subscribe.total_buffer_bytes = %d: allowed range subscribe.buffer_bytes (%d)..%d", b.TotalBufferBytes, b.BufferBytes, int64(1)<<40))
 	}
 
+	v.hostPort("admin.listen", c.Admin.Listen)
 	v.durRange("retention.truncate_interval", c.Retention.TruncateInterval, 10*time.Millisecond, 24*time.Hour)
 	return v.err()
 }
@@ -359,6 +392,22 @@ func (v *validator) add(p string) { v.problems = append(v.problems, p) }
 func (v *validator) nonEmpty(field, s string) {
 	if s == "" {
 		v.add(field + " must not be empty")
+	}
+}
+
+// hostPort checks a listen address: host:port with a numeric port (the
+// host may be empty or a name).
+func (v *validator) hostPort(field, s string) {
+	if s == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.add(fmt.Sprintf("%s = %q: want host:port (e.g. 127.0.0.1:8080)", field, s))
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.add(fmt.Sprintf("%s = %q: port must be a number 0..65535", field, s))
 	}
 }
 
@@ -384,6 +433,9 @@ func (v *validator) err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
+	if len(v.problems) == 1 { // one problem, one line
+		return errors.New("invalid configuration: " + v.problems[0])
+	}
 	return errors.New("invalid configuration:\n  " + strings.Join(v.problems, "\n  "))
 }
 
@@ -398,4 +450,29 @@ func (c Config) TOML(mask bool) ([]byte, error) {
 		return nil, fmt.Errorf("config: encode: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// Advertise returns the URL other servers and clients reach this server at:
+// server.advertise_url, else derived from the bound listen address (an
+// unspecified host becomes 127.0.0.1; https when TLS is configured).
+func (c Config) Advertise(bound net.Addr) string {
+	if c.Server.AdvertiseURL != "" {
+		return strings.TrimSuffix(c.Server.AdvertiseURL, "/")
+	}
+	scheme := "http://"
+	if c.Server.TLSCertFile != "" {
+		scheme = "https://"
+	}
+	hostport := c.Server.Listen
+	if bound != nil {
+		hostport = bound.String()
+	}
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return scheme + hostport
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return scheme + net.JoinHostPort(host, port)
 }

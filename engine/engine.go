@@ -27,10 +27,20 @@ var (
 // Engine is the commit pipeline of one leader term. Create it with Open;
 // every method is safe for concurrent use.
 type Engine struct {
-	cfg         Config      // immutable
-	log         persist.Log // never nil
-	leaderID    []byte      // immutable: 32 hex digits
-	leaderIDStr string
+	cfg Config      // immutable
+	log persist.Log // never nil
+	// leaderID is this term's id (32 hex digits), set before the pipeline
+	// starts and immutable from then on; nil on a replica.
+	leaderID    []byte
+	leaderIDPub atomic.Pointer[string] // what LeaderID returns
+	termFirst   tx.Version             // version of this term's claim segment
+	openedAt    int64                  // Config.Clock when open began, for the recovery time logged
+	started     atomic.Bool            // the pipeline runs (Open, or Promote succeeded)
+
+	// Replica mode (OpenReplica): see replica.go.
+	shared  persist.Shared
+	replica atomic.Bool
+	follow  followState
 
 	admission *admissionQueue
 	toPersist *ring[*Request]
@@ -123,27 +133,41 @@ type Engine struct {
 // store holds back for longer than another server needs to recover, win a
 // claim after ours and write that name could remove its segment.
 func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	e, rec, err := open(ctx, cfg, log, log.Recover)
+	if err != nil {
 		return nil, err
 	}
+	if err := e.lead(ctx, rec); err != nil {
+		e.abandonStatus()
+		return nil, err
+	}
+	e.cfg.Logger.Info("engine: leader",
+		"leader_id", e.LeaderID(), "version", uint64(e.Version()),
+		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
+		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
+		"status_entries", e.status.idx.len(), "recovery_seconds", float64(e.cfg.Clock()-e.openedAt)/1e9)
+	return e, nil
+}
+
+// open builds an engine over what recover found: retention policies, the
+// conflict window and the status index. It starts nothing.
+func open(ctx context.Context, cfg Config, log persist.Log, recover func(context.Context) (persist.Recovery, error)) (*Engine, persist.Recovery, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, persist.Recovery{}, err
+	}
 	start := cfg.Clock()
-	rec, err := log.Recover(ctx)
+	rec, err := recover(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("engine open: recover: %w", err)
+		return nil, persist.Recovery{}, fmt.Errorf("engine open: recover: %w", err)
 	}
 	policies, err := log.LoadPolicies(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("engine open: load retention policies: %w", err)
-	}
-	leaderID := slices.Clone(cfg.LeaderID)
-	if len(leaderID) == 0 {
-		leaderID = newLeaderID(cfg.Env.Rand)
+		return nil, persist.Recovery{}, fmt.Errorf("engine open: load retention policies: %w", err)
 	}
 	e := &Engine{
 		cfg:       cfg,
 		log:       log,
-		leaderID:  leaderID,
 		admission: newAdmissionQueue(),
 		toPersist: newRing[*Request](cfg.RingSlots),
 		toReply:   newRing[*Request](cfg.RingSlots),
@@ -152,13 +176,12 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		replyDone: make(chan struct{}),
 		tail:      newTail(cfg.TailBytes),
 	}
-	e.leaderIDStr = string(e.leaderID)
+	e.setLeaderID(nil)
 	if d, ok := log.(persist.DamageReporter); ok {
 		e.damage = d.Damage
 	}
 	e.status.failed = newInFlightFailures()
 	e.retention.init(policies, rec.OldestRetained())
-
 	now := cfg.Clock()
 	opened := false
 	defer func() {
@@ -167,43 +190,74 @@ func Open(ctx context.Context, cfg Config, log persist.Log) (*Engine, error) {
 		}
 	}()
 	if err := e.rebuild(ctx, rec, now); err != nil {
-		return nil, err
+		return nil, persist.Recovery{}, err
 	}
+	e.res.init(e, rec.Last(), now)
+	e.openedAt = start
+	opened = true
+	return e, rec, nil
+}
+
+// abandonStatus releases the status directory of an engine that will not
+// be used (its claim failed).
+func (e *Engine) abandonStatus() {
+	e.closeStatusOnce.Do(func() {
+		if d := e.status.idx.disk; d != nil {
+			d.abandon()
+		}
+	})
+}
+
+// lead takes a new leader id, claims the log after rec (the next segment,
+// a conditional write) and starts the pipeline.
+func (e *Engine) lead(ctx context.Context, rec persist.Recovery) error {
+	// Config.LeaderID keeps one id across the start-up's retries (a claim
+	// that timed out may land later); a replica's takeover takes a new one.
+	id := slices.Clone(e.cfg.LeaderID)
+	if len(id) == 0 || e.replica.Load() {
+		id = newLeaderID(e.cfg.Env.Rand)
+	}
+	e.leaderID = id
+	now := e.cfg.Clock()
 	claimed, err := e.claimLeadership(ctx, rec, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// Only now, as the winner of the log, delete what recovery discarded
 	// (see "Why deleting what recovery discarded loses nothing" above).
 	// It must happen before the pipeline writes past the claim: a
 	// discarded segment holds a name the pipeline may need.
-	if err := log.DeleteDiscarded(ctx); err != nil {
-		return nil, fmt.Errorf("engine open: delete the %d segments recovery discarded, after the claim at %d: %w", len(rec.Discarded), claimed, err)
+	if err := e.log.DeleteDiscarded(ctx); err != nil {
+		return fmt.Errorf("engine open: delete the %d segments recovery discarded, after the claim at %d: %w", len(rec.Discarded), claimed, err)
 	}
+	e.termFirst = claimed
+	e.setLeaderID(e.leaderID)
 	e.status.idx.terms.note(claimed, e.leaderID)
 	if d := e.status.idx.disk; d != nil {
 		if err := d.dir.StoreTerms(e.status.idx.terms.stored()); err != nil {
-			return nil, fmt.Errorf("engine open: %w", err)
+			return fmt.Errorf("engine open: %w", err)
 		}
 	}
-	opened = true
 	e.resolvedVersion.Store(uint64(claimed))
 	e.durableVersion.Store(uint64(claimed))
 	e.res.init(e, claimed, now)
 
 	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
 	e.pers.init(e, claimed)
+	e.started.Store(true)
 	go e.runResolver()
 	go e.pers.run()
 	go e.runReplier()
 	e.bgWG.Add(1)
 	go e.runTruncator()
-	cfg.Logger.Info("engine: leader",
-		"leader_id", e.leaderIDStr, "version", uint64(claimed),
-		"oldest_retained", uint64(rec.OldestRetained()), "segments", len(rec.Segments),
-		"discarded", len(rec.Discarded), "conflict_oldest", uint64(e.res.set.OldestVersion()),
-		"status_entries", e.status.idx.len(), "recovery_seconds", float64(cfg.Clock()-start)/1e9)
-	return e, nil
+	return nil
+}
+
+// setLeaderID publishes the id LeaderID returns: this term's, or on a
+// replica the id of the leader whose segments it follows.
+func (e *Engine) setLeaderID(id []byte) {
+	s := string(id)
+	e.leaderIDPub.Store(&s)
 }
 
 // rebuild reads the tail of the log into a fresh conflict set and status
@@ -264,6 +318,9 @@ func (e *Engine) rebuild(ctx context.Context, rec persist.Recovery, now int64) e
 			}
 			if err := reader.Err(); err != nil {
 				return fmt.Errorf("engine open: rebuild windows: segment %d..%d: %w", h.First, h.Last, err)
+			}
+			if h.Last > after {
+				e.follow.noteLeader(h.LeaderID)
 			}
 			after = max(after, h.Last)
 			if h.Last > statusFrom {
@@ -374,7 +431,9 @@ func (e *Engine) claimLeadership(ctx context.Context, rec persist.Recovery, now 
 		return 0, fmt.Errorf("engine open: the claim at version %d read back as another segment (%d..%d, leader %q): %w", v, h.First, h.Last, h.LeaderID, persist.ErrFenced)
 	}
 	data = stored[0]
-	e.tail.reset(v - 1)
+	if e.tail.Durable() != v-1 || e.tail.Sealed() != v-1 { // a promoted replica's tail goes on
+		e.tail.reset(v - 1)
+	}
 	e.tail.publish(v, v, data)
 	e.tail.markDurable(v)
 	// Its id is in the status window like any commit's (a restart would
@@ -430,7 +489,7 @@ func (e *Engine) Submit(r *Request, done func(*Request)) {
 		r.idHash = idHash{}
 	}
 	switch {
-	case e.deposedFlag.Load():
+	case e.deposedFlag.Load(), !e.started.Load():
 		e.refuse(r, Deposed)
 		return
 	case e.closing.Load() || e.failing.Load() || e.Damage() != nil:
@@ -480,20 +539,34 @@ func (e *Engine) ResolvedVersion() tx.Version { return tx.Version(e.resolvedVers
 // in one place.
 type Role string
 
-// RoleLeader: this server claimed the log and accepts commits.
-const RoleLeader Role = "leader"
+const (
+	// RoleLeader: this server claimed the log and accepts commits.
+	RoleLeader Role = "leader"
+	// RoleReplica: this server follows a log another server leads
+	// (OpenReplica), until Promote.
+	RoleReplica Role = "replica"
+)
 
-// Role returns this server's role. An Engine is opened by claiming the log,
-// so it leads.
-func (e *Engine) Role() Role { return RoleLeader }
+// Role returns this server's role.
+func (e *Engine) Role() Role {
+	if e.replica.Load() {
+		return RoleReplica
+	}
+	return RoleLeader
+}
 
 // LeaderID returns this leader term's id (32 hex digits).
-func (e *Engine) LeaderID() string { return e.leaderIDStr }
+// On a replica it is the id of the leader whose segments it follows ("" if
+// none yet).
+func (e *Engine) LeaderID() string { return *e.leaderIDPub.Load() }
 
 // Deposed returns a channel closed when another leader fenced this one.
 // From then on every commit is answered Deposed; the server should stop
 // and exit non-zero.
 func (e *Engine) Deposed() <-chan struct{} { return e.deposed }
+
+// Log returns the log the engine reads and writes.
+func (e *Engine) Log() persist.Log { return e.log }
 
 // Tail returns the in-memory tail of recent segments for subscribers.
 func (e *Engine) Tail() *Tail { return e.tail }
@@ -501,8 +574,8 @@ func (e *Engine) Tail() *Tail { return e.tail }
 func (e *Engine) depose(err error) {
 	e.deposeOnce.Do(func() {
 		e.deposedFlag.Store(true)
-		e.cfg.Logger.Error("engine: deposed: another leader wrote the log; no more commits are acknowledged",
-			"leader_id", e.leaderIDStr, "durable_version", e.Version(), "err", err)
+		e.cfg.Logger.Error("engine: deposed: no more commits are acknowledged",
+			"leader_id", e.LeaderID(), "durable_version", e.Version(), "err", err)
 		e.tail.fail(ErrDeposed)
 		close(e.deposed)
 	})
@@ -514,6 +587,18 @@ func (e *Engine) depose(err error) {
 // and Close returns ctx's error. Close does not close the Log.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closing.Store(true)
+	if !e.started.Load() { // a replica: no pipeline to drain
+		e.tail.fail(ErrClosed)
+		var err error
+		e.closeStatusOnce.Do(func() {
+			if d := e.status.idx.disk; d != nil {
+				if derr := e.status.idx.closeDisk(e.Version()); derr != nil {
+					err = fmt.Errorf("engine close: %w", derr)
+				}
+			}
+		})
+		return err
+	}
 	e.admission.close()
 	var err error
 	select {

@@ -60,7 +60,7 @@ func (e *Engine) SubmitStatus(r *Request, q StatusQuery, done func(*Request)) {
 	case e.deposedFlag.Load():
 		e.refuseStatus(r, StatusDeposed)
 		return
-	case e.closing.Load():
+	case e.closing.Load(), !e.started.Load(): // closing, or a replica (no stage 1)
 		e.refuseStatus(r, StatusUnavailable)
 		return
 	}

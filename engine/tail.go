@@ -110,6 +110,13 @@ func (t *Tail) fail(err error) {
 	}
 }
 
+// Sealed returns the last version published.
+func (t *Tail) Sealed() tx.Version {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.sealed
+}
+
 // Durable returns the durable watermark (the engine's Version).
 func (t *Tail) Durable() tx.Version {
 	t.mu.Lock()

@@ -46,7 +46,9 @@ type Options struct {
 // API serves API.md. Create it with New.
 type API struct {
 	cfg config.Config
-	eng *engine.Engine
+	// eng is the current engine: nil while the server starts, swapped when
+	// the server's role changes (a deposed leader becomes a replica).
+	eng atomic.Pointer[engine.Engine]
 	// commitSlotsKept bounds the free commit slots a connection keeps: the
 	// most commits netpoll lets it have detached at once
 	// (server.max_pipelined_commits) plus the one being read.
@@ -56,8 +58,11 @@ type API struct {
 	logger          *slog.Logger
 	limits          jsonstream.Limits
 	met             *Metrics
-	// leaderID is the engine's leader id, immutable for the API's life.
-	leaderID []byte
+	// leaderURL is the advertised URL of the leader a replica knows of;
+	// leaderIDHint its term's id from the lease (used until the replica
+	// has read one of its segments).
+	leaderURL    atomic.Pointer[string]
+	leaderIDHint atomic.Pointer[string]
 
 	// streamPieceBytes bounds one Stream.Write: half the stream queue.
 	streamPieceBytes int
@@ -79,9 +84,14 @@ type API struct {
 	subsWG sync.WaitGroup
 }
 
-// New builds the API over an open engine and its log.
+// New builds the API over an engine and its log. eng may be nil while the
+// server starts (SetEngine later): until then the API answers 503.
 func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *API {
-	a := &API{cfg: cfg, eng: eng, log: log, opts: opts, leaderID: []byte(eng.LeaderID())}
+	a := &API{cfg: cfg, log: log, opts: opts}
+	a.eng.Store(eng)
+	empty := ""
+	a.leaderURL.Store(&empty)
+	a.leaderIDHint.Store(&empty)
 	a.commitSlotsKept = netpoll.DetachedPerConn(cfg.Server.MaxPipelinedCommits) + 1
 	a.logger = opts.Logger
 	if a.logger == nil {
@@ -110,6 +120,68 @@ func New(cfg config.Config, eng *engine.Engine, log persist.Log, opts Options) *
 // Metrics returns the API's metrics (its Prometheus registry and the
 // engine observer).
 func (a *API) Metrics() *Metrics { return a.met }
+
+// SetEngine makes eng the engine the API serves (a new role's engine).
+// Streams on the previous engine end with its tail; clients resume with
+// Last-Event-ID.
+func (a *API) SetEngine(eng *engine.Engine) { a.eng.Store(eng) }
+
+// engine returns the current engine, nil while the server starts.
+func (a *API) engine() *engine.Engine { return a.eng.Load() }
+
+// SetLeader records the advertised URL of the current leader and its
+// term's id (from the lease), where a replica redirects commits; "" when
+// none is known.
+func (a *API) SetLeader(url, leaderID string) {
+	a.leaderURL.Store(&url)
+	a.leaderIDHint.Store(&leaderID)
+}
+
+// leaderIDFor returns the leader id to report for eng: its own (a leader's
+// term, or the term a replica follows), else the lease's.
+func (a *API) leaderIDFor(eng *engine.Engine) []byte {
+	if id := eng.LeaderID(); id != "" || !eng.IsReplica() {
+		return []byte(id)
+	}
+	return []byte(*a.leaderIDHint.Load())
+}
+
+// LeaderURL returns what SetLeaderURL recorded.
+func (a *API) LeaderURL() string { return *a.leaderURL.Load() }
+
+// leaderEngine returns the engine if this server leads. Otherwise it
+// answers the request itself, as API.md says for a replica: 307 to the
+// same path on the leader, or 503 when no leader is known or the server is
+// starting; and returns nil.
+func (a *API) leaderEngine(ex *netpoll.Exchange, route routeID) *engine.Engine {
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, route, 503, "unavailable", "starting: the log is being recovered")
+		return nil
+	}
+	if !eng.IsReplica() {
+		return eng
+	}
+	leader := a.LeaderURL()
+	if leader == "" {
+		a.respondError(ex, route, 503, "unavailable", "this server is a replica and knows of no leader yet; retry shortly")
+		return nil
+	}
+	// The same path and query on the leader (not Target: an absolute-form
+	// target names this server).
+	req := ex.Request()
+	loc := append([]byte(leader), req.Path()...)
+	if q := req.RawQuery(); len(q) > 0 {
+		loc = append(append(loc, '?'), q...)
+	}
+	b := jsonstream.AppendError(ex.Scratch(), "not_leader", []byte("this server is a replica; send this request to the leader at "+leader))
+	b = appendField(b[:len(b)-1], "leader_url")
+	b = jsonstream.AppendString(b, []byte(leader))
+	b = append(b, '}')
+	ex.SetScratch(b)
+	a.respond(ex, route, 307, b, netpoll.Header{Name: "Location", Value: loc})
+	return nil
+}
 
 // SetReady marks the server ready (/readyz 200) or not.
 func (a *API) SetReady(ok bool) { a.ready.Store(ok) }

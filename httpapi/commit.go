@@ -103,6 +103,10 @@ func (h *commitHandler) ServeHead(ex *netpoll.Exchange) {
 		a.respondError(ex, routeCommit, 400, "bad_request", msg)
 		return
 	}
+	if a.leaderEngine(ex, routeCommit) == nil {
+		s.failed = true
+		return
+	}
 	if !jsonContentTypeOK(ex.Request()) {
 		s.failed = true
 		a.respondError(ex, routeCommit, 415, "unsupported_media_type", "Content-Type: must be application/json (curl: use --json, not -d)")
@@ -133,9 +137,14 @@ func (h *commitHandler) ServeEnd(ex *netpoll.Exchange) {
 		s.refuse(ex, err)
 		return
 	}
+	eng := c.api.leaderEngine(ex, routeCommit)
+	if eng == nil { // the role changed while the body arrived
+		s.failed = true
+		return
+	}
 	c.cur = nil // the slot is the engine's now; the next request takes another
 	s.det = ex.DetachPipelined()
-	c.api.eng.Submit(&s.req, s.done)
+	eng.Submit(&s.req, s.done)
 }
 
 // refuse answers a body the parser rejected: 413 over a limit, else 400.
@@ -169,7 +178,7 @@ func (a *API) commitAnswer(dst []byte, r *engine.Request) (int, []byte) {
 	ans := jsonstream.CommitAnswer{
 		RequestID: r.RequestID,
 		Version:   r.Version,
-		LeaderID:  a.leaderID,
+		LeaderID:  a.leaderIDOf(),
 		Conflicts: r.Conflicts,
 		Duplicate: r.Duplicate,
 	}
@@ -215,4 +224,12 @@ func appendErrorReason(dst []byte, code, message, reason string, requestID []byt
 		dst = jsonstream.AppendString(dst, requestID)
 	}
 	return append(dst, '}')
+}
+
+// leaderIDOf returns the current engine's leader id (for answers).
+func (a *API) leaderIDOf() []byte {
+	if eng := a.engine(); eng != nil {
+		return []byte(eng.LeaderID())
+	}
+	return nil
 }

@@ -40,7 +40,25 @@ type Metrics struct {
 
 	api      *API
 	netStats func() netpoll.Stats
+	failover atomic.Pointer[func() FailoverStatus]
 }
+
+// FailoverStatus is what /metrics reports about a server whose log is
+// shared (S3): its role and the lease as it sees them.
+type FailoverStatus struct {
+	Role     string // "leader" or "replica"
+	LeaderID string // the leader term it serves or follows
+	// LeaseAge is, on a leader, the time since its last successful
+	// renewal; on a replica, since it last saw the lease change.
+	LeaseAge    time.Duration
+	LagVersions uint64  // replica: versions it was behind at its last poll
+	LagSeconds  float64 // replica: since it last found nothing new in the log
+	Takeovers   uint64  // replica promotions to leader
+	StepDowns   uint64  // leaders that lost the log and became replicas
+}
+
+// SetFailover gives the metrics the node's status (S3 backends).
+func (m *Metrics) SetFailover(f func() FailoverStatus) { m.failover.Store(&f) }
 
 // statusCodeSpan is how many status codes requestCells covers (100..599).
 const statusCodeSpan = 500
@@ -154,43 +172,49 @@ func (a *API) metricsHandler() netpoll.Handler {
 type statsCollector struct{ m *Metrics }
 
 var (
-	descCommits        = prometheus.NewDesc("weaseldb_commits_total", "Commit requests answered, by outcome (committed, conflict, too_old, leader_changed, future_version, invalid, unavailable, deposed).", []string{"outcome"}, nil)
-	descDuplicates     = prometheus.NewDesc("weaseldb_commit_duplicates_total", "Commits answered from an earlier commit with the same request_id.", nil, nil)
-	descSegments       = prometheus.NewDesc("weaseldb_persist_segment_writes_total", "Segments made durable.", nil, nil)
-	descSegmentErrors  = prometheus.NewDesc("weaseldb_persist_segment_errors_total", "Failed segment writes (retried).", nil, nil)
-	descSegmentTxns    = prometheus.NewDesc("weaseldb_persist_transactions_total", "Transactions made durable.", nil, nil)
-	descSegmentBytes   = prometheus.NewDesc("weaseldb_persist_bytes_total", "Segment bytes made durable.", nil, nil)
-	descInFlight       = prometheus.NewDesc("weaseldb_persist_in_flight_segments", "Segment writes outstanding.", nil, nil)
-	descQueued         = prometheus.NewDesc("weaseldb_commit_queued", "Commits submitted and not yet answered.", nil, nil)
-	descConflictKeys   = prometheus.NewDesc("weaseldb_conflict_set_keys", "Entries in the conflict set.", nil, nil)
-	descConflictBytes  = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
-	descStatusEntries  = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids of the status window held in memory.", nil, nil)
-	descStatusRuns     = prometheus.NewDesc("weaseldb_status_index_runs", "On-disk runs of the status index (beside the log).", nil, nil)
-	descStatusDiskIDs  = prometheus.NewDesc("weaseldb_status_index_disk_entries", "Request ids held in the on-disk runs of the status index.", nil, nil)
-	descStatusRunMem   = prometheus.NewDesc("weaseldb_status_index_run_memory_bytes", "Memory of the on-disk runs' filters and fences.", nil, nil)
-	descTailBytes      = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
-	descVersion        = prometheus.NewDesc("weaseldb_log_version", "Latest log position (transaction version), by kind: durable (committed) and resolved (assigned, maybe not durable yet).", []string{"kind"}, nil)
-	descOldest         = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
-	descPolicies       = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
-	descPersistFailing = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
-	descDeposed        = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
-	descPersistDamaged = prometheus.NewDesc("weaseldb_persist_damaged", "1 once a log file was found deleted, cut or replaced under the server: commits are refused and a restart refuses until an operator acts.", nil, nil)
-	descSubscribers    = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
-	descSubLagVersions = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Distribution over open subscribers, at scrape time, of the versions between the durable version and what each has been sent.", nil, nil)
-	descSubLagSeconds  = prometheus.NewDesc("weaseldb_subscriber_lag_seconds", "Distribution over open subscribers, at scrape time, of how long each has been behind: seconds since it last held every transaction available to it (0 when it holds them all).", nil, nil)
-	descSubLagVerMax   = prometheus.NewDesc("weaseldb_subscriber_lag_versions_max", "The largest weaseldb_subscriber_lag_versions now.", nil, nil)
-	descSubLagSecMax   = prometheus.NewDesc("weaseldb_subscriber_lag_seconds_max", "The largest weaseldb_subscriber_lag_seconds now.", nil, nil)
-	descSubDropped     = prometheus.NewDesc("weaseldb_subscribers_dropped_total", "Subscribers disconnected because they stopped reading for server.write_stall_timeout.", nil, nil)
-	descTruncations    = prometheus.NewDesc("weaseldb_retention_truncations_total", "Truncation runs that removed segments from the log.", nil, nil)
-	descTruncatedVers  = prometheus.NewDesc("weaseldb_retention_truncated_versions_total", "Versions removed from the log by truncation (oldest_retained_version moved up by this much in total).", nil, nil)
-	descConflictShrink = prometheus.NewDesc("weaseldb_conflict_set_shrinks_total", "Times the conflict set reached commit.conflict_set_bytes and its oldest version advanced early.", nil, nil)
-	descBodyBytes      = prometheus.NewDesc("weaseldb_http_body_bytes_reading", "Bytes reserved by request bodies being read, all connections (bounded by server.total_body_bytes).", nil, nil)
-	descSubBufBytes    = prometheus.NewDesc("weaseldb_subscriber_buffer_bytes", "Bytes held in subscriber stream buffers, all subscribers (bounded by subscribe.total_buffer_bytes).", nil, nil)
-	descConnections    = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
-	descAccepted       = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
-	descRejected       = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
-	descRequests       = prometheus.NewDesc("weaseldb_http_request_heads_total", "Request heads received (every request netpoll parsed, routed or not).", nil, nil)
-	descByClass        = prometheus.NewDesc("weaseldb_http_responses_by_class_total", "Responses by status class, including those netpoll sends itself.", []string{"class"}, nil)
+	descCommits            = prometheus.NewDesc("weaseldb_commits_total", "Commit requests answered, by outcome (committed, conflict, too_old, leader_changed, future_version, invalid, unavailable, deposed).", []string{"outcome"}, nil)
+	descDuplicates         = prometheus.NewDesc("weaseldb_commit_duplicates_total", "Commits answered from an earlier commit with the same request_id.", nil, nil)
+	descSegments           = prometheus.NewDesc("weaseldb_persist_segment_writes_total", "Segments made durable.", nil, nil)
+	descSegmentErrors      = prometheus.NewDesc("weaseldb_persist_segment_errors_total", "Failed segment writes (retried).", nil, nil)
+	descSegmentTxns        = prometheus.NewDesc("weaseldb_persist_transactions_total", "Transactions made durable.", nil, nil)
+	descSegmentBytes       = prometheus.NewDesc("weaseldb_persist_bytes_total", "Segment bytes made durable.", nil, nil)
+	descInFlight           = prometheus.NewDesc("weaseldb_persist_in_flight_segments", "Segment writes outstanding.", nil, nil)
+	descQueued             = prometheus.NewDesc("weaseldb_commit_queued", "Commits submitted and not yet answered.", nil, nil)
+	descConflictKeys       = prometheus.NewDesc("weaseldb_conflict_set_keys", "Entries in the conflict set.", nil, nil)
+	descConflictBytes      = prometheus.NewDesc("weaseldb_conflict_set_bytes", "Memory of the conflict set.", nil, nil)
+	descStatusEntries      = prometheus.NewDesc("weaseldb_status_index_entries", "Request ids of the status window held in memory.", nil, nil)
+	descStatusRuns         = prometheus.NewDesc("weaseldb_status_index_runs", "On-disk runs of the status index (beside the log).", nil, nil)
+	descStatusDiskIDs      = prometheus.NewDesc("weaseldb_status_index_disk_entries", "Request ids held in the on-disk runs of the status index.", nil, nil)
+	descStatusRunMem       = prometheus.NewDesc("weaseldb_status_index_run_memory_bytes", "Memory of the on-disk runs' filters and fences.", nil, nil)
+	descTailBytes          = prometheus.NewDesc("weaseldb_subscribe_tail_bytes", "Bytes of recent segments held for subscribers.", nil, nil)
+	descVersion            = prometheus.NewDesc("weaseldb_log_version", "Latest log position (transaction version), by kind: durable (committed) and resolved (assigned, maybe not durable yet).", []string{"kind"}, nil)
+	descOldest             = prometheus.NewDesc("weaseldb_retention_oldest_retained_version", "Every version above it is still stored.", nil, nil)
+	descPolicies           = prometheus.NewDesc("weaseldb_retention_policies", "Retention policies.", nil, nil)
+	descPersistFailing     = prometheus.NewDesc("weaseldb_persist_failing", "1 while segment writes fail.", nil, nil)
+	descDeposed            = prometheus.NewDesc("weaseldb_deposed", "1 once another leader fenced this one.", nil, nil)
+	descPersistDamaged     = prometheus.NewDesc("weaseldb_persist_damaged", "1 once a log file was found deleted, cut or replaced under the server: commits are refused and a restart refuses until an operator acts.", nil, nil)
+	descSubscribers        = prometheus.NewDesc("weaseldb_subscribers", "Open /v1/subscribe streams.", nil, nil)
+	descSubLagVersions     = prometheus.NewDesc("weaseldb_subscriber_lag_versions", "Distribution over open subscribers, at scrape time, of the versions between the durable version and what each has been sent.", nil, nil)
+	descSubLagSeconds      = prometheus.NewDesc("weaseldb_subscriber_lag_seconds", "Distribution over open subscribers, at scrape time, of how long each has been behind: seconds since it last held every transaction available to it (0 when it holds them all).", nil, nil)
+	descSubLagVerMax       = prometheus.NewDesc("weaseldb_subscriber_lag_versions_max", "The largest weaseldb_subscriber_lag_versions now.", nil, nil)
+	descSubLagSecMax       = prometheus.NewDesc("weaseldb_subscriber_lag_seconds_max", "The largest weaseldb_subscriber_lag_seconds now.", nil, nil)
+	descSubDropped         = prometheus.NewDesc("weaseldb_subscribers_dropped_total", "Subscribers disconnected because they stopped reading for server.write_stall_timeout.", nil, nil)
+	descTruncations        = prometheus.NewDesc("weaseldb_retention_truncations_total", "Truncation runs that removed segments from the log.", nil, nil)
+	descTruncatedVers      = prometheus.NewDesc("weaseldb_retention_truncated_versions_total", "Versions removed from the log by truncation (oldest_retained_version moved up by this much in total).", nil, nil)
+	descConflictShrink     = prometheus.NewDesc("weaseldb_conflict_set_shrinks_total", "Times the conflict set reached commit.conflict_set_bytes and its oldest version advanced early.", nil, nil)
+	descBodyBytes          = prometheus.NewDesc("weaseldb_http_body_bytes_reading", "Bytes reserved by request bodies being read, all connections (bounded by server.total_body_bytes).", nil, nil)
+	descSubBufBytes        = prometheus.NewDesc("weaseldb_subscriber_buffer_bytes", "Bytes held in subscriber stream buffers, all subscribers (bounded by subscribe.total_buffer_bytes).", nil, nil)
+	descConnections        = prometheus.NewDesc("weaseldb_http_connections", "Open client connections.", nil, nil)
+	descAccepted           = prometheus.NewDesc("weaseldb_http_connections_accepted_total", "Client connections accepted.", nil, nil)
+	descRejected           = prometheus.NewDesc("weaseldb_http_connections_rejected_total", "Connections refused with 503 over max_connections.", nil, nil)
+	descRequests           = prometheus.NewDesc("weaseldb_http_request_heads_total", "Request heads received (every request netpoll parsed, routed or not).", nil, nil)
+	descRole               = prometheus.NewDesc("weaseldb_role", "1 for this server's role on a shared (S3) log, by role; leader_id is the term it serves or follows.", []string{"role", "leader_id"}, nil)
+	descLeaseAge           = prometheus.NewDesc("weaseldb_lease_age_seconds", "Leader: since its last successful lease renewal. Replica: since it last saw the lease change.", nil, nil)
+	descReplicaLagVersions = prometheus.NewDesc("weaseldb_replica_lag_versions", "Replica: versions it was behind the stored log at its last poll.", nil, nil)
+	descReplicaLagSeconds  = prometheus.NewDesc("weaseldb_replica_lag_seconds", "Replica: seconds since it last found the log fully read.", nil, nil)
+	descTakeovers          = prometheus.NewDesc("weaseldb_takeovers_total", "Times this server took over as leader from a replica.", nil, nil)
+	descStepDowns          = prometheus.NewDesc("weaseldb_step_downs_total", "Times this server lost the log as leader and became a replica.", nil, nil)
+	descByClass            = prometheus.NewDesc("weaseldb_http_responses_by_class_total", "Responses by status class, including those netpoll sends itself.", []string{"class"}, nil)
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -199,7 +223,11 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.m.api
-	st := a.eng.Stats()
+	eng := a.engine()
+	if eng == nil {
+		return
+	}
+	st := eng.Stats()
 	for o := engine.Committed; o <= engine.Deposed; o++ {
 		ch <- prometheus.MustNewConstMetric(descCommits, prometheus.CounterValue, float64(st.OutcomesTotal[o]), o.String())
 	}
@@ -227,7 +255,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descVersion, float64(st.DurableVersion), "durable")
 	gauge(descVersion, float64(st.ResolvedVersion), "resolved")
 	gauge(descOldest, float64(st.OldestRetained))
-	gauge(descPolicies, float64(len(a.eng.Policies())))
+	gauge(descPolicies, float64(len(eng.Policies())))
 	gauge(descPersistFailing, b2f(st.PersistenceFailing))
 	gauge(descDeposed, b2f(st.Deposed))
 	gauge(descPersistDamaged, b2f(st.PersistenceDamage != ""))
@@ -256,6 +284,18 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSubDropped, c.m.subscribersDropped.Load())
 	counter(descTruncations, st.TruncationsTotal)
 	counter(descTruncatedVers, st.TruncatedVersionsTotal)
+
+	if f := c.m.failover.Load(); f != nil {
+		fs := (*f)()
+		for _, r := range [...]string{"leader", "replica"} {
+			gauge(descRole, b2f(fs.Role == r), r, fs.LeaderID)
+		}
+		gauge(descLeaseAge, fs.LeaseAge.Seconds())
+		gauge(descReplicaLagVersions, float64(fs.LagVersions))
+		gauge(descReplicaLagSeconds, fs.LagSeconds)
+		counter(descTakeovers, fs.Takeovers)
+		counter(descStepDowns, fs.StepDowns)
+	}
 
 	if c.m.netStats != nil {
 		ns := c.m.netStats()

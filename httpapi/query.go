@@ -11,8 +11,13 @@ import (
 
 // serveVersion answers GET /v1/version.
 func (a *API) serveVersion(ex *netpoll.Exchange, _ []byte) {
-	b := jsonstream.AppendVersionAnswer(ex.Scratch(), a.eng.Version(), a.leaderID)
-	b = appendRole(b[:len(b)-1], a.eng.Role()) // reopen the object
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, routeVersion, 503, "unavailable", "starting: the log is being recovered")
+		return
+	}
+	b := jsonstream.AppendVersionAnswer(ex.Scratch(), eng.Version(), a.leaderIDFor(eng))
+	b = a.appendRoleOf(b[:len(b)-1], eng) // reopen the object
 	b = append(b, '}')
 	ex.SetScratch(b)
 	a.respond(ex, routeVersion, 200, b)
@@ -31,6 +36,10 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 		a.respondError(ex, routeStatus, 400, "bad_request", "request_id: must be 20 to 256 bytes, percent-encoded")
 		return
 	}
+	eng := a.leaderEngine(ex, routeStatus)
+	if eng == nil {
+		return
+	}
 	q := engine.StatusQuery{RequestID: id}
 	if mv, ok := r.Query("min_version"); ok {
 		v, err := parseVersion(mv)
@@ -43,7 +52,7 @@ func (a *API) serveStatus(ex *netpoll.Exchange, _ []byte) {
 	// Answered through the engine's pipeline, behind the commits already
 	// queued: the reactor never waits on the resolver.
 	call := &statusCall{api: a, id: id, det: ex.DetachPipelined()}
-	a.eng.SubmitStatus(&call.req, q, call.finish)
+	eng.SubmitStatus(&call.req, q, call.finish)
 }
 
 // statusCall is one status query handed to the engine (rare enough that
@@ -126,10 +135,19 @@ func (a *API) serveHealthz(ex *netpoll.Exchange, _ []byte) {
 
 // serveReadyz answers GET /readyz: leader, recovered, persistence writable.
 func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
-	st := a.eng.Stats()
-	switch {
-	case !a.ready.Load():
+	eng := a.engine()
+	if eng == nil || !a.ready.Load() {
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: starting or shutting down")
+		return
+	}
+	st := eng.Stats()
+	switch {
+	case eng.IsReplica():
+		b := jsonstream.AppendError(ex.Scratch(), "unavailable", []byte("not ready: this server is a replica; commits go to the leader"))
+		b = a.appendRoleOf(b[:len(b)-1], eng)
+		b = append(b, '}')
+		ex.SetScratch(b)
+		a.respond(ex, routeHealth, 503, b)
 	case st.Deposed:
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: deposed by another leader")
 	case st.PersistenceDamage != "":
@@ -138,11 +156,25 @@ func (a *API) serveReadyz(ex *netpoll.Exchange, _ []byte) {
 		a.respondError(ex, routeHealth, 503, "unavailable", "not ready: persistence is failing")
 	default:
 		b := append(ex.Scratch(), `{"status":"ready","leader_id":`...)
-		b = jsonstream.AppendString(b, a.leaderID)
+		b = jsonstream.AppendString(b, []byte(eng.LeaderID()))
 		b = appendUintField(b, "version", uint64(st.DurableVersion))
-		b = appendRole(b, a.eng.Role())
+		b = appendRole(b, eng.Role())
 		b = append(b, '}')
 		ex.SetScratch(b)
 		a.respond(ex, routeHealth, 200, b)
 	}
+}
+
+// appendRoleOf appends ,"role":"leader"|"replica" and, on a replica that
+// knows its leader, ,"leader_url":"…" to an open JSON object.
+func (a *API) appendRoleOf(b []byte, eng *engine.Engine) []byte {
+	b = appendRole(b, eng.Role())
+	if !eng.IsReplica() {
+		return b
+	}
+	if u := a.LeaderURL(); u != "" {
+		b = appendField(b, "leader_url")
+		b = jsonstream.AppendString(b, []byte(u))
+	}
+	return b
 }

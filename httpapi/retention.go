@@ -46,15 +46,20 @@ func appendPolicy(b []byte, id string, v tx.Version) []byte {
 
 // serveRetentionList answers GET /v1/retention/ (and GET /v1/retention).
 func (a *API) serveRetentionList(ex *netpoll.Exchange, _ []byte) {
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, routeRetention, 503, "unavailable", "starting: the log is being recovered")
+		return
+	}
 	b := append(ex.Scratch(), `{"policies":[`...)
-	for i, p := range a.eng.Policies() {
+	for i, p := range eng.Policies() {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendPolicy(b, p.ID, p.Version)
 	}
 	b = append(b, ']')
-	b = appendUintField(b, "oldest_retained_version", uint64(a.eng.OldestRetained()))
+	b = appendUintField(b, "oldest_retained_version", uint64(eng.OldestRetained()))
 	b = append(b, '}')
 	ex.SetScratch(b)
 	a.respond(ex, routeRetention, 200, b)
@@ -66,7 +71,12 @@ func (a *API) serveRetentionGet(ex *netpoll.Exchange, _ []byte) {
 	if !ok {
 		return
 	}
-	v, err := a.eng.GetPolicy(id)
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, routeRetention, 503, "unavailable", "starting: the log is being recovered")
+		return
+	}
+	v, err := eng.GetPolicy(id)
 	if err != nil {
 		a.respondError(ex, routeRetention, 404, "not_found", "policy_id: no retention policy "+strconv.Quote(id))
 		return
@@ -90,11 +100,15 @@ func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 		a.respondError(ex, routeRetention, 400, "bad_request", msg)
 		return
 	}
+	eng := a.leaderEngine(ex, routeRetention)
+	if eng == nil {
+		return
+	}
 	d := ex.Detach()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), retentionWriteTimeout)
 		defer cancel()
-		err := a.eng.SetPolicy(ctx, id, v)
+		err := eng.SetPolicy(ctx, id, v)
 		switch {
 		case err == nil:
 			a.met.countResponse(routeRetention, 200)
@@ -102,12 +116,12 @@ func (a *API) serveRetentionPut(ex *netpoll.Exchange, body []byte) {
 		case errors.Is(err, engine.ErrFutureVersion):
 			a.met.countResponse(routeRetention, 400)
 			d.Respond(400, contentTypeJSON, appendErrorReason(nil, "bad_request", "version: "+strconv.FormatUint(uint64(v), 10)+
-				" is greater than any version this server has assigned ("+strconv.FormatUint(uint64(a.eng.ResolvedVersion()), 10)+")",
+				" is greater than any version this server has assigned ("+strconv.FormatUint(uint64(eng.ResolvedVersion()), 10)+")",
 				"future_version", nil))
 		case errors.Is(err, engine.ErrBelowOldest):
 			a.met.countResponse(routeRetention, 409)
 			d.RespondError(409, "conflict", "version: "+strconv.FormatUint(uint64(v), 10)+
-				" is below oldest_retained_version "+strconv.FormatUint(uint64(a.eng.OldestRetained()), 10))
+				" is below oldest_retained_version "+strconv.FormatUint(uint64(eng.OldestRetained()), 10))
 		default:
 			a.logger.Warn("retention policy write failed", "policy_id", id, "err", err)
 			a.met.countResponse(routeRetention, 503)
@@ -187,11 +201,15 @@ func (a *API) serveRetentionDelete(ex *netpoll.Exchange, _ []byte) {
 	if !ok {
 		return
 	}
+	eng := a.leaderEngine(ex, routeRetention)
+	if eng == nil {
+		return
+	}
 	d := ex.Detach()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), retentionWriteTimeout)
 		defer cancel()
-		err := a.eng.DeletePolicy(ctx, id)
+		err := eng.DeletePolicy(ctx, id)
 		switch {
 		case err == nil:
 			a.met.countResponse(routeRetention, 204)

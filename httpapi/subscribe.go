@@ -67,6 +67,7 @@ const (
 // subscriber is one /v1/subscribe stream.
 type subscriber struct {
 	api     *API
+	eng     *engine.Engine // the engine whose tail the stream follows
 	stream  *netpoll.Stream
 	durable bool
 	begin   []byte // key filter [begin, end); nil end = to the end of the key space
@@ -127,10 +128,20 @@ func (a *API) serveSubscribe(ex *netpoll.Exchange, _ []byte) {
 		return
 	}
 
+	eng := a.engine()
+	if eng == nil {
+		a.respondError(ex, routeSubscribe, 503, "unavailable", "starting: the log is being recovered")
+		return
+	}
+	if !s.durable && eng.IsReplica() {
+		a.respondError(ex, routeSubscribe, 400, "bad_request", "durable: a replica serves durable transactions only; subscribe with durable=false on the leader")
+		return
+	}
+	s.eng = eng
 	// Position: Last-Event-ID, else after, else the latest committed version.
-	after := a.eng.Version()
+	after := eng.Version()
 	if !s.durable {
-		after = a.eng.ResolvedVersion()
+		after = eng.ResolvedVersion()
 	}
 	field := ""
 	if raw, ok := r.Header("Last-Event-ID"); ok && len(raw) > 0 {
@@ -151,13 +162,13 @@ func (a *API) serveSubscribe(ex *netpoll.Exchange, _ []byte) {
 		after = v
 	}
 	if field != "" {
-		if resolved := a.eng.ResolvedVersion(); after > resolved {
+		if resolved := eng.ResolvedVersion(); after > resolved {
 			b := appendErrorReason(ex.Scratch(), "bad_request", field+": "+strconv.FormatUint(uint64(after), 10)+
 				" is greater than any version this server has assigned ("+strconv.FormatUint(uint64(resolved), 10)+")", "future_version", nil)
 			a.respond(ex, routeSubscribe, 400, b)
 			return
 		}
-		if oldest := a.eng.OldestRetained(); after < oldest {
+		if oldest := eng.OldestRetained(); after < oldest {
 			a.respondError(ex, routeSubscribe, 410, "gone", field+": "+strconv.FormatUint(uint64(after), 10)+
 				" is below oldest_retained_version "+strconv.FormatUint(uint64(oldest), 10))
 			return
@@ -245,7 +256,7 @@ func (s *subscriber) run() {
 		}
 	}()
 	defer s.stream.Close()
-	tail := a.eng.Tail()
+	tail := s.eng.Tail()
 	cpEvery := a.cfg.Subscribe.CheckpointInterval.Duration
 	ticker := time.NewTicker(cpEvery)
 	defer ticker.Stop()
@@ -378,7 +389,7 @@ func (s *subscriber) catchUp() bool {
 		case <-ctx.Done():
 		}
 	}()
-	segs, err := a.log.ReadFrom(ctx, s.cursor, catchUpBytes)
+	segs, err := s.eng.Log().ReadFrom(ctx, s.cursor, catchUpBytes)
 	cancel()
 	<-a.catchUpSlots
 	if err != nil {
@@ -523,7 +534,7 @@ func (s *subscriber) appendFiltered(t *tx.Transaction, leaderID []byte) {
 
 func (s *subscriber) appendCheckpoint(v tx.Version) {
 	s.out = append(s.out, "event: checkpoint\ndata: "...)
-	s.out = jsonstream.AppendCheckpointEvent(s.out, v, s.api.leaderID)
+	s.out = jsonstream.AppendCheckpointEvent(s.out, v, []byte(s.eng.LeaderID()))
 	s.out = append(s.out, "\n\n"...)
 	if v > s.lastCP {
 		s.lastCP = v

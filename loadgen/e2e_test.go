@@ -37,9 +37,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// weaseldbForTest builds the real server (once) and starts it with env on
-// a free loopback port; it is stopped at the end.
-func weaseldbForTest(t *testing.T, env ...string) string {
+// weaseldbBinary builds the real server once (or takes $WEASELDB_TEST_BIN)
+// and returns its path.
+func weaseldbBinary(t *testing.T) string {
 	t.Helper()
 	weaseldbBin.once.Do(func() {
 		if b := os.Getenv("WEASELDB_TEST_BIN"); b != "" {
@@ -61,7 +61,14 @@ func weaseldbForTest(t *testing.T, env ...string) string {
 	if weaseldbBin.err != nil {
 		t.Fatal(weaseldbBin.err)
 	}
-	bin := weaseldbBin.path
+	return weaseldbBin.path
+}
+
+// weaseldbForTest starts the real server with env on a free loopback
+// port; it is stopped at the end.
+func weaseldbForTest(t *testing.T, env ...string) string {
+	t.Helper()
+	bin := weaseldbBinary(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -228,4 +235,31 @@ func TestLostAnswersResolvedWithStatus(t *testing.T) {
 	if !strings.Contains(errOut.String(), "lost answers 5, resolved with /v1/status: 5 committed") {
 		t.Fatalf("table does not report the lost answers:\n%s", errOut.String())
 	}
+}
+
+// TestFailoverScenario: --spawn --backend s3 starts a fake S3, a leader and
+// a replica; --kill-leader-after SIGKILLs the leader; the replica takes
+// over and the run reports a commit gap (its size is not asserted).
+func TestFailoverScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real server")
+	}
+	bin := weaseldbBinary(t)
+	var out, errOut bytes.Buffer
+	code := run([]string{"--spawn", "--weaseldb", bin, "--backend", "s3", "--replicas", "1", "--kill-leader-after", "1s",
+		"--connections", "4", "--duration", "8s", "--warmup", "0s", "--request-id", "--json", "--quiet"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var s Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if s.Run.CommitGapMs <= 0 || s.Run.Outcomes.OK == 0 {
+		t.Fatalf("commit gap %v ms, %d ok; want a gap and commits", s.Run.CommitGapMs, s.Run.Outcomes.OK)
+	}
+	if !strings.Contains(errOut.String(), "SIGKILL the leader") {
+		t.Fatalf("the leader was not killed: %s", errOut.String())
+	}
+	t.Logf("commit gap across the SIGKILL: %.0f ms (%d commits acknowledged)", s.Run.CommitGapMs, s.Run.Outcomes.OK)
 }

@@ -70,7 +70,13 @@ SERVER
                           data directory, stopped with SIGTERM at the end and
                           required to exit 0
     --weaseldb PATH       server binary for --spawn (default ./bin/weaseldb)
-    --backend B           disk or fakes3, for --spawn (default disk)
+    --backend B           disk or fakes3, for --spawn (default disk); s3: a
+                          standalone "weaseldb fakes3" and a leader with
+                          --replicas replicas on it (all in --addr order)
+    --replicas N          replicas for --backend s3 (default 1)
+    --kill-leader-after D SIGKILL the spawned leader D after the measured
+                          phase starts (--backend s3) and report the commit
+                          gap: the longest time without a 200
     --server-config FILE  --config FILE for the spawned server (TOML)
     --keep-data           keep the spawned server's directory and log
 
@@ -147,6 +153,8 @@ EXIT STATUS
 type options struct {
 	addr, weaseldb, backend, serverConfig string
 	spawn, keepData                       bool
+	replicas                              int
+	killLeaderAfter                       time.Duration
 	shape                                 workload.Shape
 	load                                  workload.Load
 	quiet, asJSON, compareVersion         bool
@@ -166,6 +174,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.backend, "backend", "disk", "")
 	fs.StringVar(&o.serverConfig, "server-config", "", "")
 	fs.BoolVar(&o.keepData, "keep-data", false, "")
+	fs.IntVar(&o.replicas, "replicas", 1, "")
+	fs.DurationVar(&o.killLeaderAfter, "kill-leader-after", 0, "")
 	fs.Uint64Var(&s.Keys, "keys", s.Keys, "")
 	fs.StringVar(&s.Distribution, "dist", s.Distribution, "")
 	fs.Float64Var(&s.Theta, "theta", s.Theta, "")
@@ -259,7 +269,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	sum := &Summary{Scenario: o.scenario, Date: time.Now().UTC().Format(time.RFC3339), Addr: o.addr}
 	status := 0
-	if o.spawn {
+	if o.killLeaderAfter > 0 && (!o.spawn || o.backend != "s3") {
+		fmt.Fprintln(stderr, "loadgen: --kill-leader-after needs --spawn --backend s3")
+		return 2
+	}
+	if o.spawn && o.backend == "s3" {
+		cl, err := spawn.StartCluster(spawn.Options{Binary: o.weaseldb, ConfigFile: o.serverConfig, Keep: o.keepData}, o.replicas)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			return 1
+		}
+		sum.Addr, sum.Spawned = cl.Addrs(), o.backend
+		fmt.Fprintf(stderr, "loadgen: spawned a leader and %d replica(s) on a fake S3: %s\n", o.replicas, sum.Addr)
+		if o.killLeaderAfter > 0 {
+			o.load.CommitGap = true
+			killAt := time.AfterFunc(o.load.Warmup+o.killLeaderAfter, func() {
+				fmt.Fprintf(stderr, "loadgen: SIGKILL the leader %s\n", cl.Servers[0].Addr)
+				cl.KillLeader()
+			})
+			defer killAt.Stop()
+		}
+		status = drive(ctx, &o, sum, target, stdout, stderr)
+		if err := cl.Stop(); err != nil {
+			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			status = 1
+		}
+	} else if o.spawn {
 		srv, err := spawn.Start(spawn.Options{Binary: o.weaseldb, Backend: o.backend, ConfigFile: o.serverConfig, Keep: o.keepData})
 		if err != nil {
 			fmt.Fprintf(stderr, "loadgen: %v\n", err)

@@ -16,6 +16,9 @@ func printTable(w io.Writer, s *Summary) {
 	}
 	fmt.Fprintf(w, ", %.1fs measured, server %s\n", r.Seconds, s.Addr)
 	fmt.Fprintf(w, "  %-22s %12.0f /s\n", "ok (200)", r.Throughput)
+	if r.CommitGapMs > 0 {
+		fmt.Fprintf(w, "  %-22s %12.0f ms   longest time without a 200 (failover)\n", "commit gap", r.CommitGapMs)
+	}
 	o := r.Outcomes
 	for _, row := range []struct {
 		name string

@@ -215,3 +215,28 @@ type Log interface {
 	// Close releases resources. In-flight calls may fail afterwards.
 	Close() error
 }
+
+// Shared is a Log that several servers may open at once (S3): one leader
+// appends, replicas follow what it appends without writing anything.
+type Shared interface {
+	Log
+
+	// Observe is Recover for a replica: it lists and validates the stored
+	// log and indexes its contiguous run (PlanRecovery), but deletes and
+	// writes nothing, since another server owns the log. Like Recover it
+	// must come before the other methods; Recover may follow it later
+	// (when the replica takes over).
+	Observe(ctx context.Context) (Recovery, error)
+
+	// Poll reads the segments stored after the indexed run, in order, while
+	// each continues the run (First == previous Last+1) and accept returns
+	// true for its header; it adds those to the index and returns their
+	// bytes (at most about maxBytes, at least one when one qualifies). It
+	// also forgets indexed segments deleted by the leader's truncation.
+	// Poll stops at the first gap: a segment still in flight fills it later.
+	Poll(ctx context.Context, maxBytes int, accept func(SegmentHeader) bool) ([][]byte, error)
+
+	// OldestRetained is Recovery.OldestRetained of the indexed run as Poll
+	// last saw it (it follows the leader's truncation).
+	OldestRetained() tx.Version
+}

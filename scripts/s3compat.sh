@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the persist.Log conformance suite of the S3 backend (TestS3Compat in
-# persist/s3log) against versitygw, an independent S3 implementation
-# (Apache-2.0), on loopback. This is what shows persist/s3log works against
+# persist/s3log), then the failover suite (tests/failover, real binaries),
+# against versitygw, an independent S3 implementation (Apache-2.0), on
+# loopback. This is what shows persist/s3log works against
 # real S3 semantics and strict SigV4 checks, not only against our fake.
 #
 # Usage: scripts/s3compat.sh
@@ -102,6 +103,15 @@ WEASELDB_S3COMPAT_ENDPOINT="http://127.0.0.1:$port" \
 	WEASELDB_S3COMPAT_ACCESS="$access" \
 	WEASELDB_S3COMPAT_SECRET="$secret" \
 	go test -count=1 -timeout 15m -run S3Compat -v ./persist/s3log/ || status=$?
+# Replicas and failover with real binaries on the same service: the lease's
+# conditional writes, following the log, takeover after SIGKILL and SIGSTOP.
+if [ "$status" -eq 0 ]; then
+	WEASELDB_S3COMPAT_ENDPOINT="http://127.0.0.1:$port" \
+		WEASELDB_S3COMPAT_BUCKET="$bucket" \
+		WEASELDB_S3COMPAT_ACCESS="$access" \
+		WEASELDB_S3COMPAT_SECRET="$secret" \
+		go test -count=1 -timeout 10m -v ./tests/failover/ || status=$?
+fi
 if [ "$status" -ne 0 ]; then
 	echo "s3compat: FAILED; versitygw log:" >&2
 	tail -n 50 "$dir/versitygw.log" >&2

@@ -133,7 +133,10 @@ func (s *server) configText() string {
 		// dir holds the status index beside the log, for S3 too.
 		sections["persist"] = append(sections["persist"], `backend = "s3"`, `bucket = "weaseldb"`, fmt.Sprintf("dir = %q", filepath.Join(s.dataDir, "data")),
 			fmt.Sprintf("endpoint = %q", "http://"+s.s3.addr), "use_path_style = true",
-			`access_key_id = "e2e"`, `secret_access_key = "e2e-secret"`, `request_timeout = "10s"`)
+			`access_key_id = "e2e"`, `secret_access_key = "e2e-secret"`, `request_timeout = "10s"`,
+			// A restart after SIGKILL finds the dead process's lease and
+			// waits for it to go stale (docs/operations.md): keep that short.
+			`lease_timeout = "1s"`, `lease_renew_interval = "200ms"`, `replica_poll_interval = "50ms"`)
 	}
 	names := make([]string, 0, len(sections))
 	for k := range sections {
@@ -165,6 +168,25 @@ func (s *server) start() {
 	}
 	s.URL = "http://" + addr
 	s.C = client.New(s.URL)
+	if s.spec.backend == "s3" {
+		// On S3 a server is ready to serve as soon as it listens, but it
+		// leads only once it holds the lease (at once after a clean stop,
+		// after lease_timeout after a SIGKILL): wait for /readyz.
+		deadline := time.Now().Add(startTimeout)
+		for {
+			resp, err := http.Get(s.URL + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				s.t.Fatalf("weaseldb on s3 did not become the leader within %s\n%s", startTimeout, p.tail(40))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // stop sends sig, waits for the exit and returns the exit code.

@@ -28,6 +28,7 @@ const usage = `NAME
 SYNOPSIS
     weaseldb [--config FILE] [--listen ADDR] [--data-dir DIR]
              [--persist disk|s3|fakes3] [--admin-listen ADDR]
+             [--advertise-url URL] [--take-over]
              [--log-level debug|info|warn|error] [--log-format json|text]
     weaseldb --print-config [flags...]
     weaseldb --version
@@ -62,6 +63,18 @@ OPTIONS
                          it exits at once, naming the holder's pid.
     --admin-listen ADDR  admin listener with /debug/pprof/ (default off;
                          loopback only unless [admin] allow_remote = true)
+    --advertise-url URL  where other servers and clients reach this one
+                         ([server] advertise_url; default http://, or
+                         https:// with TLS, + the bound --listen address,
+                         127.0.0.1 for an unspecified host). With the s3
+                         backend the leader writes it in its lease and
+                         replicas redirect commits there.
+    --take-over          s3 backend: claim the log at start even while another
+                         server leads it (a planned switchover): that leader
+                         is deposed at its next write or lease renewal and
+                         becomes a replica. Exits 1 if another server claims
+                         first. Without it a server that finds a live lease
+                         starts as a replica.
     --log-level LEVEL    least severe log level written: debug, info (default),
                          warn or error
     --log-format FORMAT  json (default: one JSON object per line) or text
@@ -99,13 +112,27 @@ MEMORY BOUNDS (defaults sized to the machine's memory, or the cgroup limit)
     total_buffer_bytes    [subscribe] all subscriber buffers (1/16)
     See docs/operations.md, "Memory budget"; --print-config shows the values.
 
+REPLICAS AND FAILOVER (s3 backend; docs/operations.md)
+    Several servers may share one bucket and prefix: one leads and renews a
+    lease object (<prefix>/leader); the others are replicas that follow the
+    log, serve /v1/version, durable /v1/subscribe and retention reads, and
+    answer commits, status queries and retention changes 307 to the leader
+    (/readyz 503). When the lease has not changed for [persist]
+    lease_timeout (default 3s, by the replica's own clock) a replica takes
+    over (at once when the leader released it on SIGTERM). A leader that
+    loses the log becomes a replica; it does not exit.
+    [persist] lease_renew_interval (default 500ms, at most half the
+    timeout) and replica_poll_interval (default 200ms) tune the rest.
+
 SIGNALS
     SIGTERM, SIGINT  stop accepting, make everything in the pipeline durable,
                      answer it, close streams, exit 0.
 
 EXIT STATUS
-    0 clean shutdown; 1 runtime failure (including being deposed by another
-    leader); 2 bad usage or configuration.
+    0 clean shutdown; 1 runtime failure (a listener that cannot be bound,
+    the log unreachable, or, on the disk backend, being deposed by another
+    leader); 2 bad usage or configuration. Nothing is written before every
+    listener is bound.
 
 ENVIRONMENT
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_PROFILE, ...
@@ -224,6 +251,8 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, logOpti
 	dataDir := fs.String("data-dir", "", "")
 	backend := fs.String("persist", "", "")
 	adminListen := fs.String("admin-listen", "", "")
+	advertiseURL := fs.String("advertise-url", "", "")
+	takeOver := fs.Bool("take-over", false, "")
 	printConfig := fs.Bool("print-config", false, "")
 	showVersion := fs.Bool("version", false, "")
 	logLevel := fs.String("log-level", "info", "")
@@ -260,6 +289,10 @@ func parseFlags(args []string, stderr io.Writer) (config.Config, action, logOpti
 	if *backend != "" {
 		cfg.Persist.Backend = *backend
 	}
+	if *advertiseURL != "" {
+		cfg.Server.AdvertiseURL = *advertiseURL
+	}
+	cfg.Persist.TakeOver = *takeOver
 	if *adminListen != "" {
 		cfg.Admin.Listen = *adminListen
 	}

@@ -19,11 +19,13 @@ import (
 
 	"weaseldb/config"
 	"weaseldb/engine"
+	"weaseldb/failover"
 	"weaseldb/httpapi"
 	"weaseldb/internal/buildinfo"
 	"weaseldb/internal/sdnotify"
 	"weaseldb/netpoll"
 	"weaseldb/persist"
+	"weaseldb/persist/s3log"
 	"weaseldb/tlsfront"
 )
 
@@ -51,20 +53,16 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// Every listener is bound before anything touches the log: a server
+	// that cannot serve (its port is taken, a bad address) must not create
+	// a data directory, write a segment or claim a shared log, which would
+	// depose a healthy leader (issue 14.1). The configuration and the token
+	// were checked before serve. Until the engine is open the API answers
+	// 503.
 	build := buildinfo.Read(version, revision)
 	metrics := httpapi.NewMetrics()
 	metrics.SetBuildInfo(build.Version, build.ShortRevision(), build.GoVersion)
-	backend, err := openBackend(ctx, cfg, logger, metrics)
-	if err != nil {
-		return err
-	}
-	defer backend.Close()
-
-	eng, err := openEngine(ctx, engineConfig(cfg, logger, metrics), backend.log, logger)
-	if err != nil {
-		return err
-	}
-	api := httpapi.New(cfg, eng, backend.log, httpapi.Options{
+	api := httpapi.New(cfg, nil, nil, httpapi.Options{
 		AuthToken: token, Logger: logger, Metrics: metrics,
 	})
 	router, err := netpoll.NewRouter(api.Routes())
@@ -89,10 +87,65 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 		}
 		return err
 	}
+	closeListeners := func(grace context.Context) error {
+		err := srv.Shutdown(grace)
+		if front != nil {
+			front.Close()
+		}
+		if admin != nil {
+			admin.Close()
+		}
+		return err
+	}
+
+	backend, err := openBackend(ctx, cfg, logger, metrics)
+	if err != nil {
+		closeListeners(context.Background())
+		return err
+	}
+	defer backend.Close()
+
+	ecfg := engineConfig(cfg, logger, metrics)
+	var node *failover.Node
+	var eng *engine.Engine
+	// Replicas and failover need a log other servers can reach: the s3
+	// backend. The in-process fake S3 of --persist fakes3 lives and dies
+	// with this server, so it runs alone like the disk backend.
+	if shared, ok := backend.log.(*s3log.Log); ok && cfg.Persist.Backend == "s3" {
+		// One leader id for every start attempt (see openEngine).
+		if ecfg.LeaderID, err = engine.NewLeaderID(); err != nil {
+			closeListeners(context.Background())
+			return fmt.Errorf("leader id: %w", err)
+		}
+		node = failover.New(failover.Config{
+			Engine:        ecfg,
+			AdvertiseURL:  cfg.Advertise(addr),
+			LeaseTimeout:  cfg.Persist.LeaseTimeout.Duration,
+			RenewInterval: cfg.Persist.LeaseRenewInterval.Duration,
+			PollInterval:  cfg.Persist.ReplicaPollInterval.Duration,
+			TakeOver:      cfg.Persist.TakeOver,
+			Logger:        logger,
+			OnEngine:      api.SetEngine,
+			OnLeader:      api.SetLeader,
+		}, shared)
+		metrics.SetFailover(failoverStatus(node))
+		if err := node.Start(ctx); err != nil {
+			closeListeners(context.Background())
+			return fmt.Errorf("start on s3://%s/%s: %w", cfg.Persist.Bucket, cfg.Persist.Prefix, err)
+		}
+		eng = node.Engine()
+	} else {
+		eng, err = openEngine(ctx, ecfg, backend.log, logger)
+		if err != nil {
+			closeListeners(context.Background())
+			return err
+		}
+		api.SetEngine(eng)
+	}
 	api.SetReady(true)
 	// The settings that matter when reading a log, not the whole
 	// configuration (--print-config shows that).
-	attrs := []any{"listen", addr.String(), "version", build.Version, "revision", build.ShortRevision(),
+	attrs := []any{"listen", addr.String(), "advertise_url", cfg.Advertise(addr), "version", build.Version, "revision", build.ShortRevision(),
 		"leader_id", eng.LeaderID(), "role", string(eng.Role()), "recovered_version", uint64(eng.Version()),
 		"oldest_retained_version", uint64(eng.OldestRetained()),
 		"startup_seconds", time.Since(start).Seconds(), "backend", cfg.Persist.Backend}
@@ -108,12 +161,18 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	notifySystemd(logger, sdnotify.Ready+"\nSTATUS=serving on "+addr.String())
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "reason", "signal")
-	case <-eng.Deposed():
-		runErr = errors.New("deposed: another leader wrote the next segment; exiting so a supervisor can restart this server as a standby")
-		logger.Error("deposed by another leader", "leader_id", eng.LeaderID())
+	if node != nil {
+		// The node keeps the role (leader or replica) until the signal.
+		eng = node.Run(ctx)
+		logger.Info("shutting down", "reason", "signal", "role", roleOf(eng))
+	} else {
+		select {
+		case <-ctx.Done():
+			logger.Info("shutting down", "reason", "signal")
+		case <-eng.Deposed():
+			runErr = errors.New("deposed: another leader wrote the next segment; exiting so a supervisor can restart this server as a standby")
+			logger.Error("deposed by another leader", "leader_id", eng.LeaderID())
+		}
 	}
 
 	// Graceful: stop admitting, make the pipeline durable and answer it,
@@ -124,16 +183,13 @@ func run0(cfg config.Config, token string, logger *slog.Logger) error {
 	defer cancel()
 	if err := eng.Close(grace); err != nil && runErr == nil {
 		runErr = fmt.Errorf("drain pipeline: %w", err)
+	} else if node != nil && runErr == nil {
+		// Everything acknowledged is stored: hand the log over now.
+		node.Release(grace)
 	}
 	api.CloseSubscribers(grace)
-	if err := srv.Shutdown(grace); err != nil && runErr == nil {
+	if err := closeListeners(grace); err != nil && runErr == nil {
 		runErr = fmt.Errorf("close connections: %w", err)
-	}
-	if front != nil {
-		front.Close()
-	}
-	if admin != nil {
-		admin.Close()
 	}
 	if runErr == nil {
 		logger.Info("weaseldb stopped cleanly", "version", uint64(eng.Version()))
@@ -149,6 +205,8 @@ func notifySystemd(logger *slog.Logger, state string) {
 	}
 }
 
+func roleOf(eng *engine.Engine) string { return string(eng.Role()) }
+
 // listenClients opens the client listener: plain TCP served by the reactors,
 // or with [server] tls_cert_file a crypto/tls listener whose connections are
 // bridged to the reactors (see package tlsfront: one extra copy per byte;
@@ -157,7 +215,7 @@ func listenClients(cfg config.Config, srv *netpoll.Server, logger *slog.Logger) 
 	if cfg.Server.TLSCertFile == "" {
 		addr, err := srv.Listen(cfg.Server.Listen)
 		if err != nil {
-			return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+			return nil, nil, fmt.Errorf("server.listen: %w", err)
 		}
 		return addr, nil, nil
 	}
@@ -171,7 +229,7 @@ func listenClients(cfg config.Config, srv *netpoll.Server, logger *slog.Logger) 
 		Logger:           logger,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+		return nil, nil, fmt.Errorf("server.listen: %w", err)
 	}
 	return front.Addr(), front, nil
 }
@@ -336,4 +394,13 @@ func startAdmin(cfg config.Config, logger *slog.Logger) (*http.Server, error) {
 	}()
 	logger.Info("admin listener", "addr", ln.Addr().String(), "pprof", cfg.Admin.Pprof)
 	return srv, nil
+}
+
+// failoverStatus adapts the node's status to the metrics.
+func failoverStatus(n *failover.Node) func() httpapi.FailoverStatus {
+	return func() httpapi.FailoverStatus {
+		st := n.Status()
+		return httpapi.FailoverStatus{Role: st.Role.String(), LeaderID: st.LeaderID, LeaseAge: st.LeaseAge,
+			LagVersions: st.LagVersions, LagSeconds: st.LagSeconds, Takeovers: st.Takeovers, StepDowns: st.StepDowns}
+	}
 }

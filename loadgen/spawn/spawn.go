@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,6 +31,9 @@ type Options struct {
 	ReadyTimeout time.Duration // default 30s
 	StopTimeout  time.Duration // default 60s
 	Keep         bool          // keep the data directory and log after Stop
+	// Replica: the server is expected to follow another (shared S3 log):
+	// ready when /readyz answers 503 with "role":"replica".
+	Replica bool
 }
 
 // Server is a running weaseldb.
@@ -126,9 +130,12 @@ func (s *Server) waitReady() error {
 		}
 		resp, err := client.Get("http://" + s.Addr + "/readyz")
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && !s.opts.Replica {
+				return nil
+			}
+			if resp.StatusCode == 503 && s.opts.Replica && strings.Contains(string(body), `"role":"replica"`) {
 				return nil
 			}
 		}

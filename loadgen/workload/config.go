@@ -87,6 +87,9 @@ type Load struct {
 	AdminRate   float64       // mixed admin load: GET /v1/status + /v1/version per second; 0 = none
 	Progress    bool          // a line on stderr every second
 	Token       string        // bearer token sent on every request; "" = none
+	// CommitGap measures the longest time in the measured phase with no
+	// commit answered 200 (across a leader's death: --kill-leader-after).
+	CommitGap bool
 }
 
 // DefaultLoad is 64 connections, closed loop, 10s after 2s of warm-up.

@@ -58,6 +58,7 @@ type connWorker struct {
 	load     *Load // immutable
 	gen      *Generator
 	rec      *recorder
+	gap      *gapMeter     // nil unless Load.CommitGap
 	version  atomic.Uint64 // newest version heard; written by the reader, read by the sender
 	slotNext uint64        // open loop: next schedule slot of this connection
 	body     []byte        // scratch
@@ -101,6 +102,9 @@ func (w *connWorker) record(start int64, status int, body []byte) (redirected bo
 		if leader, ok := jsonString(body, "leader_url"); ok {
 			redirected = w.ends.Redirected(string(leader))
 		}
+	}
+	if w.gap != nil && status == 200 {
+		w.gap.lastOK.Store(end)
 	}
 	w.rec.mu.Lock()
 	v := classify(&w.rec.mu.out, status, body)

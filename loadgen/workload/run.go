@@ -29,6 +29,9 @@ type Result struct {
 	Outcomes    Outcomes   `json:"outcomes"`
 	Latency     Quantiles  `json:"latency"`
 	Subscribers *SubResult `json:"subscribers,omitempty"`
+	// CommitGapMs is the longest time in the measured phase with no commit
+	// answered 200 (Load.CommitGap), sampled every millisecond.
+	CommitGapMs float64    `json:"commit_gap_ms,omitempty"`
 	Admin       *AdminLoad `json:"admin,omitempty"`
 	// Lost: commits whose answer was lost (the connection broke with them
 	// in flight), resolved with /v1/status after the run; nil when none.
@@ -105,10 +108,14 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	if load.Rate > 0 {
 		schedule = &openSchedule{start: nowNanos() + int64(50*time.Millisecond), interval: 1e9 / load.Rate, conns: load.Connections}
 	}
+	var gap *gapMeter
+	if load.CommitGap {
+		gap = &gapMeter{}
+	}
 	lost := &lostSet{}
 	workers := make([]*recorder, load.Connections)
 	for i := range workers {
-		w := &connWorker{ends: ends, lost: lost, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder()}
+		w := &connWorker{ends: ends, lost: lost, load: &load, gen: src.Generator(uint32(i)), rec: newRecorder(), gap: gap}
 		workers[i] = w.rec
 		wg.Go(func() { w.run(ctx, schedule) })
 	}
@@ -117,10 +124,17 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	c.phase(ctx, load.Warmup, progress, "warmup")
 	c.reset()
 	measureStart := time.Now()
+	gapDone := make(chan struct{})
+	if gap != nil {
+		go gap.sample(ctx, gapDone)
+	} else {
+		close(gapDone)
+	}
 	c.phase(ctx, load.Duration, progress, "run")
 	seconds := time.Since(measureStart).Seconds()
 	cancel()
 	wg.Wait()
+	<-gapDone
 	if err := context.Cause(ctx); err != nil && err != context.Canceled {
 		return nil, err
 	}
@@ -133,6 +147,9 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 		res.Mode, res.RatePerSec = "open", load.Rate
 	}
 	res.Throughput = float64(c.total.out.OK) / seconds
+	if gap != nil {
+		res.CommitGapMs = float64(gap.max) / 1e6
+	}
 	res.Attempts = float64(c.total.lat.Count()) / seconds
 	if load.Subscribers > 0 {
 		res.Subscribers = &SubResult{
@@ -292,4 +309,28 @@ func (c *collector) printProgress(w io.Writer, phase string, elapsed time.Durati
 		line += fmt.Sprintf("  events/s %8.0f  lag p99 %7.2fms", float64(c.subInterval.n)/s, float64(c.subInterval.lat.Quantile(0.99))/1e6)
 	}
 	fmt.Fprintln(w, line)
+}
+
+// gapMeter finds the longest stretch without a 200: workers store the time
+// of each 200; a sampler compares it with the clock every millisecond.
+type gapMeter struct {
+	lastOK atomic.Int64
+	max    int64 // owned by sample until it returns
+}
+
+func (g *gapMeter) sample(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	g.lastOK.Store(nowNanos()) // the gap counts from the measured start
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d := nowNanos() - g.lastOK.Load(); d > g.max {
+			g.max = d
+		}
+	}
 }

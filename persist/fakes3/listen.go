@@ -83,7 +83,7 @@ SYNOPSIS
 DESCRIPTION
     Serves the subset of S3 that WeaselDB's S3 backend uses, path-style
     (http://ADDR/<bucket>/<key>): ListObjectsV2, PutObject (aws-chunked,
-    If-None-Match), GetObject (Range), HeadObject, DeleteObject(s), bucket
+    If-None-Match: *, If-Match: ETag), GetObject (Range), HeadObject, DeleteObject(s), bucket
     create/head/delete. There is no authentication: any credentials work, so
     keep it on loopback. Prints "fakes3 listening on http://ADDR" on stdout
     once it accepts connections; logs go to stderr as JSON lines.

@@ -104,7 +104,9 @@ func (c s3CompatTarget) storage(prefix string) logtest.Storage {
 // is a real race, one winner); any other If-None-Match value on PutObject
 // is 501 NotImplemented; a bad signature is 403 SignatureDoesNotMatch; a
 // request without x-amz-content-sha256 is 400. ListObjectsV2 pages at 1000
-// keys. No conformance case needed a skip.
+// keys. PutObject with If-Match: <ETag> replaces the object only while its
+// ETag is that one and answers 412 otherwise, which the lease relies on
+// (LeaseConditional). No conformance case needed a skip.
 func TestS3Compat(t *testing.T) {
 	target := s3CompatFromEnv(t)
 	t.Run("Conformance", func(t *testing.T) {
@@ -117,6 +119,12 @@ func TestS3Compat(t *testing.T) {
 	})
 	t.Run("ListPaging", func(t *testing.T) {
 		testCompatListPaging(t, target.config(target.prefix(t)))
+	})
+	t.Run("LeaseConditional", func(t *testing.T) {
+		testLeaseConditional(t, target.config(target.prefix(t)))
+	})
+	t.Run("Follow", func(t *testing.T) {
+		testFollow(t, target.config(target.prefix(t)))
 	})
 }
 

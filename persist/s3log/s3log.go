@@ -6,6 +6,7 @@
 //	<prefix>/floor/<F as 20 digits>     truncation floor markers (empty objects)
 //	<prefix>/retention.json             {"policies": {id: version}}, overwritten
 //	<prefix>/recovery-checkpoint        the last recovered run's headers, overwritten
+//	<prefix>/leader                     the leader's lease (JSON), conditional writes only (lease.go)
 //	Config.CacheDir (local)             copies of recent segments, by ETag
 //
 // # How each operation maps to S3
@@ -85,6 +86,13 @@
 //     what it acknowledged (truncation never passes the durable version),
 //     so the highest floor is always inside the log.
 //  6. Policies: a plain PutObject overwrite / GetObject of retention.json.
+//
+// # Replicas (follow.go)
+//
+// Observe is Recover for a server that only reads (no checkpoint written);
+// Poll lists after the newest indexed segment, reads what continues the
+// run and indexes it, so that ReadFrom serves a replica's subscribers like
+// a leader's.
 //
 // # HTTP client
 //
@@ -229,6 +237,7 @@ type Log struct {
 		etags     map[tx.Version]string
 		recovered bool
 		closed    bool
+		polls     uint64 // Poll calls, to prune the index now and then
 	}
 }
 
@@ -461,6 +470,12 @@ func (l *Log) segmentKey(first tx.Version) string {
 
 // Recover implements persist.Log; see the package doc.
 func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
+	return l.recover(ctx, true)
+}
+
+// recover is Recover; a replica's Observe passes leading false: it stores
+// no recovery checkpoint (a replica writes nothing to the bucket).
+func (l *Log) recover(ctx context.Context, leading bool) (persist.Recovery, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.OperationTimeout)
 	defer cancel()
 	all, err := l.listSegments(ctx)
@@ -535,7 +550,7 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 		}
 		clear(discarded)
 	}
-	if read > 0 {
+	if read > 0 && leading {
 		// Overwrites, deletes nothing: its headers are of immutable
 		// segments, so whoever wins the log may use it.
 		l.storeCheckpoint(ctx, checkpointOf(rec, stored, listed))
@@ -800,6 +815,9 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	}
 	if replace != "" {
 		in.IfNoneMatch, in.IfMatch = nil, aws.String(replace)
+	}
+	if plantNoFence {
+		in.IfNoneMatch, in.IfMatch = nil, nil
 	}
 	out, err := l.client.PutObject(ctx, in, l.track(att))
 	l.noteRetries(att)

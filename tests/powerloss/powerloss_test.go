@@ -303,6 +303,11 @@ access_key_id = "test"
 secret_access_key = "test"
 request_timeout = "10s"
 max_attempts = 3
+# A restart after a cut finds the lease of the process that died and takes
+# over once it has not changed for lease_timeout (issue 14): keep it short.
+lease_timeout = "1s"
+lease_renew_interval = "200ms"
+replica_poll_interval = "50ms"
 `, endpoint)
 }
 

@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -91,7 +90,27 @@ func startS3Patient(t *testing.T, endpoint, prefix string) (*harness.Server, err
 
 func startS3With(t *testing.T, endpoint, prefix, requestTimeout string) (*harness.Server, error) {
 	t.Helper()
-	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: s3Config(endpoint, prefix, requestTimeout)})
+	srv, err := startS3Replica(t, endpoint, prefix, requestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	// A restart after a SIGKILL finds the dead leader's lease and takes
+	// over only when it has not changed for lease_timeout (issue 14): the
+	// server is the leader once /readyz says so.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := harness.WaitReady(ctx, &http.Client{Timeout: 5 * time.Second}, srv.URL); err != nil {
+		srv.Kill()
+		return nil, fmt.Errorf("%w\n%s", err, srv.Log())
+	}
+	return srv, nil
+}
+
+// startS3Replica starts a server without waiting for it to lead (a second
+// server on a prefix with a live leader follows it as a replica).
+func startS3Replica(t *testing.T, endpoint, prefix, requestTimeout string) (*harness.Server, error) {
+	t.Helper()
+	srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: s3Config(endpoint, prefix, requestTimeout), AllowReplica: true})
 	if err != nil && strings.Contains(err.Error(), "not wired") {
 		t.Skipf("the binary does not accept --persist s3 yet: %v", err)
 	}
@@ -283,17 +302,18 @@ func TestS3FaultsUnderLoad(t *testing.T) {
 	t.Logf("after a restart: %+v", check)
 }
 
-// TestTwoServersOnePrefix: a second server on the same prefix either is
-// fenced at its claim or deposes the first; no version is ever acknowledged
-// by both, and every acknowledgement of either is in the log.
+// TestTwoServersOnePrefix: a second server on the same prefix finds the
+// first's live lease and follows it as a replica (issue 14: it used to claim
+// the log and depose the first); commits sent to it are redirected to the
+// leader; no version is ever acknowledged twice, and every acknowledgement
+// is in the log. (Takeovers with two leaders racing are tests/failover's.)
 func TestTwoServersOnePrefix(t *testing.T) {
 	t.Run("first busy", func(t *testing.T) { twoServers(t, true) })
 	t.Run("first idle", func(t *testing.T) { twoServers(t, false) })
 }
 
-// twoServers: with busy, the first server commits while the second claims
-// (either may win); otherwise it is idle, the second's claim wins and the
-// first must be deposed at its next write.
+// twoServers: with busy, the first server commits while the second starts;
+// otherwise it is idle meanwhile.
 func twoServers(t *testing.T, busy bool) {
 	_, endpoint := fake(t)
 	a, err := startS3(t, endpoint, "shared")
@@ -317,45 +337,35 @@ func twoServers(t *testing.T, busy bool) {
 	}
 	time.Sleep(500 * time.Millisecond)
 
-	b, err := startS3(t, endpoint, "shared")
-	if !busy && err != nil {
-		t.Fatalf("the second server could not claim an idle log: %v", err)
+	b, err := startS3Replica(t, endpoint, "shared", "1s")
+	if err != nil {
+		t.Fatalf("the second server: %v", err)
+	}
+	defer b.Kill()
+	if v, err := harness.Version(ctx, &http.Client{}, b.URL); err != nil || v.Role != "replica" {
+		t.Fatalf("the second server: %+v, %v; want a replica of the live leader", v, err)
 	}
 	if !busy {
 		l.run(ctx, &wg, "a", a.URL, led, 4)
 	}
-	switch {
-	case err == nil:
-		defer b.Kill()
-		l.run(ctx, &wg, "b", b.URL, led, 4)
-	case errors.Is(err, harness.ErrExited):
-		t.Logf("second server fenced at its claim: %v", firstLine(err))
-	default:
-		t.Fatal(err)
-	}
+	// Commits sent to the replica are redirected to the leader (the Go
+	// client follows the 307).
+	l.run(ctx, &wg, "b", b.URL, led, 4)
 	time.Sleep(2 * time.Second)
 	cancel()
 	wg.Wait()
 	if v := l.dupVersion.Load(); v != nil {
 		t.Fatalf("SPLIT BRAIN: %v", v)
 	}
-	alive := 0
 	for _, s := range []*harness.Server{a, b} {
-		if s != nil && !s.Exited() {
-			alive++
+		if s.Exited() {
+			t.Errorf("a server exited: %s", s.Log())
 		}
 	}
-	switch {
-	case b != nil && alive > 1:
-		t.Errorf("%d servers still running on one prefix after both committed; want the deposed one to exit", alive)
-	case b != nil && alive == 0:
-		// Safe but not live: the first leader's pipelined write of the
-		// segment after the claim landed (it follows the claim, so
-		// recovery keeps it) and deposed the new leader too. A supervisor
-		// restart settles it; safety is what is asserted here.
-		t.Logf("both servers deposed: the old leader's in-flight segment after the claim fenced the new one")
+	if v, err := harness.Version(context.Background(), &http.Client{}, a.URL); err != nil || v.Role != "leader" {
+		t.Errorf("the first server after the second started: %+v, %v; want it still the leader", v, err)
 	}
-	t.Logf("two servers: %v, %d still running", &l, alive)
+	t.Logf("two servers: %v", &l)
 
 	// Every acknowledgement of either server is in the log.
 	a.Kill()
@@ -373,15 +383,7 @@ func twoServers(t *testing.T, busy bool) {
 	if err != nil {
 		t.Fatalf("%v\nsegments on the prefix:\n%s", err, dumpSegments(endpoint, "shared"))
 	}
-	t.Logf("log after two leaders: %+v", check)
-}
-
-func firstLine(err error) string {
-	s := strings.TrimSpace(err.Error())
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		return s[i+1:]
-	}
-	return s
+	t.Logf("log after two servers: %+v", check)
 }
 
 // dumpSegments lists "<prefix>/log/" on the fake and describes every

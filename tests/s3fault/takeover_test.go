@@ -67,7 +67,11 @@ func TestTakeoverUnderLoad(t *testing.T) {
 		// floor markers are under test too. Losses show at the top of
 		// the log (recovery stops at a hole), far above what is truncated.
 		cfg += "\n[retention]\ndefault_keep_versions = 1000\ntruncate_interval = \"500ms\"\n"
-		srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: cfg})
+		// --take-over: each newcomer claims the log while the leader is
+		// live and busy (a planned switchover), the race this test is
+		// about; without it a newcomer would follow the leader as a
+		// replica (issue 14).
+		srv, err := harness.Start(harness.Options{Bin: bin, DataDir: t.TempDir(), Config: cfg, Args: []string{"--take-over"}})
 		if err != nil && strings.Contains(err.Error(), "not wired") {
 			t.Skipf("the binary does not accept --persist s3 yet: %v", err)
 		}

@@ -97,8 +97,10 @@ func Do(ctx context.Context, hc *http.Client, method, url string, body []byte, o
 
 // VersionInfo is the answer of GET /v1/version.
 type VersionInfo struct {
-	Version  uint64 `json:"version"`
-	LeaderID string `json:"leader_id"`
+	Version   uint64 `json:"version"`
+	LeaderID  string `json:"leader_id"`
+	Role      string `json:"role"`
+	LeaderURL string `json:"leader_url"`
 }
 
 // Version asks GET /v1/version.
@@ -157,6 +159,7 @@ type Txn struct {
 	PrevVersion uint64 `json:"prev_version"`
 	RequestID   string `json:"request_id"`
 	Operations  []Op   `json:"operations"`
+	LeaderID    string `json:"leader_id"`
 }
 
 // Stream reads a /v1/subscribe Server-Sent Events stream.

@@ -107,6 +107,12 @@ type Options struct {
 	Listen string
 	// TLS: the server is configured with a certificate; URL is https://.
 	TLS bool
+	// AllowReplica: on the S3 backend the server may start as a replica of
+	// a live leader (tests/failover); Start returns once it listens.
+	// Without it, a server that starts as a replica (it found the lease of
+	// a leader that died, e.g. its own previous process after a SIGKILL)
+	// is waited for until it takes over and /readyz answers 200.
+	AllowReplica bool
 }
 
 // Server is a running weaseldb process.
@@ -178,12 +184,46 @@ func Start(o Options) (*Server, error) {
 		if o.TLS {
 			s.URL = "https://" + addr
 		}
+		if !o.AllowReplica && !o.TLS {
+			if err := s.waitLeads(); err != nil {
+				s.Kill()
+				return nil, err
+			}
+		}
 		return s, nil
 	case <-s.done:
 		return nil, fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.Log())
 	case <-time.After(startTimeout):
 		s.Kill()
 		return nil, fmt.Errorf("harness start: not ready after %v:\n%s", startTimeout, s.Log())
+	}
+}
+
+// waitLeads waits while the server is a replica (/readyz 503 naming role
+// replica) until it leads, bounded by startTimeout; any other answer ends
+// the wait at once (a server that is not ready for another reason is the
+// test's business).
+func (s *Server) waitLeads() error {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		resp, err := hc.Get(s.URL + "/readyz")
+		if err != nil {
+			return nil
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(`"role":"replica"`)) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("harness start: still a replica after %v (no leader took over):\n%s", startTimeout, s.Log())
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.Log())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
