@@ -198,6 +198,9 @@ func (p *persister) seal() {
 	if p.e.deposedFlag.Load() || p.aborted {
 		g.state = groupSealed // never written: answered Deposed/Unavailable
 		g.data = nil
+		// Its versions were assigned by stage 1 and are burnt: the next
+		// group's start after them (add checks each version is the next).
+		p.nextVersion += tx.Version(g.txns)
 		p.dropTxns()
 		return
 	}
