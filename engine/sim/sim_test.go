@@ -28,6 +28,12 @@ import (
 // TestSim runs seeds 0..SIM_SEEDS-1 (default: a budget fit for make test;
 // fewer under -race or -short), or just SIM_SEED, and fails with the
 // command that replays the first failing seed.
+// TestMain silences the default logger (memlog's recovery warnings).
+func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	os.Exit(m.Run())
+}
+
 func TestSim(t *testing.T) {
 	if s := os.Getenv("SIM_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
@@ -104,12 +110,12 @@ func replayCommand(seed uint64) string {
 
 const keyCount = 16
 
-// secondLeaders: whether runs open a second leader on the same storage.
-// Off by default (SIM_SECOND_LEADER=1 turns it on): seed 19 with it finds
-// an acknowledged commit missing from the log, not yet diagnosed (memlog
-// lets Recover see, and an injected error later withdraw, a segment whose
-// Append is still in flight; see docs/architecture.md "Simulation").
-var secondLeaders = os.Getenv("SIM_SECOND_LEADER") == "1"
+// secondLeaders: whether runs open a second leader on the same storage
+// (SIM_SECOND_LEADER=0 turns it off, to tell a fencing failure from others).
+// traceAnswers (SIM_TRACE=1) adds every answer to the printed events.
+var traceAnswers = os.Getenv("SIM_TRACE") == "1"
+
+var secondLeaders = os.Getenv("SIM_SECOND_LEADER") != "0"
 
 // record is one client transaction (one request id) and what the engine
 // said about it.
@@ -260,10 +266,23 @@ func (r *run) summary() string {
 // claim: an Open that fails its claim is a separate, tested path).
 func (r *run) open() error {
 	r.gens++
-	n := &node{log: r.store.Open(), gen: r.gens, closed: make(chan struct{})}
-	e, err := engine.Open(context.Background(), r.cfg, n.log)
-	if err != nil {
-		return fmt.Errorf("open generation %d: %w", n.gen, err)
+	n := &node{gen: r.gens, closed: make(chan struct{})}
+	var e *engine.Engine
+	var err error
+	// A claim racing the old leader's next segment may lose (ErrFenced):
+	// recover again and claim after it, as a server's retry loop does.
+	for attempt := 0; ; attempt++ {
+		n.log = r.store.Open()
+		e, err = engine.Open(context.Background(), r.cfg, n.log)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, persist.ErrFenced) || attempt == 100 {
+			return fmt.Errorf("open generation %d (attempt %d): %w", n.gen, attempt+1, err)
+		}
+		r.events = append(r.events, fmt.Sprintf("gen %d claim fenced, retrying", n.gen))
+		r.env.advance(time.Millisecond)
+		runtime.Gosched()
 	}
 	n.e = e
 	n.log.SetAppendHook(func(ctx context.Context, first tx.Version) error { return r.appendFault(ctx, n) })
@@ -315,6 +334,15 @@ func (r *run) step(step int, submit bool) error {
 				return err
 			}
 		}
+	}
+	select {
+	case <-r.cur.e.Deposed():
+		// Fenced by a leader that lost its own claim race (an orphan of
+		// the older leader took its name): a supervisor starts a new one.
+		if err := r.replaceDeposed(); err != nil {
+			return err
+		}
+	default:
 	}
 	for i := range r.clients {
 		c := &r.clients[i]
@@ -413,6 +441,9 @@ func (r *run) processAnswers(faults bool) error {
 	r.mu.Unlock()
 	for _, a := range got {
 		rec := a.rec
+		if traceAnswers {
+			r.events = append(r.events, fmt.Sprintf("gen %d (dead %v) answers %s: %v at %d dup %v", a.n.gen, a.n.dead.Load(), rec.id, a.outcome, a.version, a.duplicate))
+		}
 		c := &r.clients[rec.client]
 		c.busy = false
 		if a.n.dead.Load() {
@@ -482,6 +513,21 @@ func (r *run) restart() error {
 func (r *run) secondLeader() error {
 	old := r.cur
 	r.events = append(r.events, fmt.Sprintf("second leader over gen %d at durable %d", old.gen, old.e.Version()))
+	if err := r.open(); err != nil {
+		return err
+	}
+	go func() {
+		old.closeErr = old.e.Close(context.Background())
+		close(old.closed)
+	}()
+	r.closing = append(r.closing, old)
+	return nil
+}
+
+// replaceDeposed opens a new leader after the current one was deposed.
+func (r *run) replaceDeposed() error {
+	old := r.cur
+	r.events = append(r.events, fmt.Sprintf("gen %d deposed at durable %d; new leader", old.gen, old.e.Version()))
 	if err := r.open(); err != nil {
 		return err
 	}
