@@ -33,6 +33,7 @@ lint:
 
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -tags plantbugs -count=1 -run TestPlantedBugsCaught ./engine/sim/
 
 # The race run also checks invariants (internal/invariants): assertions at
 # the engine's stage boundaries and in the conflict set, off in release builds.

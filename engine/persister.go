@@ -6,6 +6,7 @@ import (
 
 	"weaseldb/internal/clock"
 	"weaseldb/internal/invariants"
+	"weaseldb/internal/planted"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -232,6 +233,9 @@ func (p *persister) start(g *group) {
 	p.inflight++
 	p.e.stats.inflight.Store(int64(p.inflight))
 	p.appendCh <- appendJob{g, g.data}
+	if planted.Enabled && planted.Is(planted.AckBeforeAppend) {
+		g.state = groupDurable
+	}
 }
 
 // finished handles a completed Append.
@@ -308,6 +312,10 @@ func (p *persister) retry() {
 // at once with Deposed or Unavailable.
 func (p *persister) releaseDurable() {
 	e := p.e
+	if planted.Enabled && planted.Is(planted.ReleaseOutOfOrder) && len(p.queue) > 1 &&
+		p.queue[0].state == groupWriting && p.queue[1].state == groupDurable {
+		p.queue[0], p.queue[1] = p.queue[1], p.queue[0]
+	}
 	deposed := e.deposedFlag.Load()
 	forcing := false
 	n := 0

@@ -20,6 +20,7 @@ import (
 
 	"weaseldb/engine"
 	"weaseldb/engine/conflict"
+	"weaseldb/internal/planted"
 	"weaseldb/persist"
 	"weaseldb/persist/memlog"
 	"weaseldb/tx"
@@ -51,6 +52,10 @@ func TestSim(t *testing.T) {
 	}
 	seeds := seedBudget(t)
 	for seed := range uint64(seeds) {
+		// A panic on an engine goroutine (an invariant) ends the process
+		// before t.Fatalf can name the seed: this line does (go test shows
+		// a package's output only when it fails, or with -v).
+		fmt.Printf("sim: seed %d; replay: %s\n", seed, replayCommand(seed))
 		sum, err := runSeed(seed, stepsFor(t))
 		if err != nil {
 			t.Fatalf("seed %d: %v\nreplay: %s", seed, err, replayCommand(seed))
@@ -61,6 +66,9 @@ func TestSim(t *testing.T) {
 	}
 	t.Logf("%d seeds passed", seeds)
 }
+
+// makeTestSeeds is make test's seed budget (go test ./..., no -short).
+const makeTestSeeds = 200
 
 func seedBudget(t *testing.T) int {
 	if s := os.Getenv("SIM_SEEDS"); s != "" {
@@ -73,7 +81,7 @@ func seedBudget(t *testing.T) int {
 	if raceEnabled || testing.Short() {
 		return 40
 	}
-	return 200
+	return makeTestSeeds
 }
 
 func stepsFor(t *testing.T) int {
@@ -99,11 +107,12 @@ func repeat(t *testing.T) int {
 }
 
 func replayCommand(seed uint64) string {
-	tags := "invariants"
-	if plantedTag != "" {
-		tags += "," + plantedTag
+	tags, env := "invariants", ""
+	if planted.Enabled {
+		tags += ",plantbugs"
+		env = "WEASELDB_PLANT=" + os.Getenv("WEASELDB_PLANT") + " "
 	}
-	return fmt.Sprintf("SIM_SEED=%d go test -tags %s -count=1 -run 'TestSim$' -v ./engine/sim/", seed, tags)
+	return fmt.Sprintf("%sSIM_SEED=%d go test -tags %s -count=1 -run 'TestSim$' -v ./engine/sim/", env, seed, tags)
 }
 
 // ---- the run ----
@@ -175,6 +184,7 @@ type run struct {
 	answers []answer // guarded by mu
 
 	recs      []*record
+	outcomes  [16]int // answers by outcome, for the summary
 	clients   []client
 	lastKnown tx.Version
 	pLose     float64
@@ -211,8 +221,8 @@ func runSeed(seed uint64, steps int) (summary string, err error) {
 		BatchInterval:          time.Duration(1+rng.IntN(4)) * time.Millisecond,
 		BatchMaxTransactions:   1 + rng.IntN(12),
 		MaxInFlight:            1 + rng.IntN(4),
-		ConflictWindow:         time.Duration(5+rng.IntN(50)) * time.Millisecond,
-		ConflictWindowVersions: uint64(10 + rng.IntN(200)),
+		ConflictWindow:         time.Duration(1+rng.IntN(4)) * time.Millisecond,
+		ConflictWindowVersions: uint64(8 + rng.IntN(32)),
 		TailBytes:              1024 + rng.IntN(16<<10),
 		RetryBackoffMin:        time.Millisecond,
 		RetryBackoffMax:        time.Duration(2+rng.IntN(20)) * time.Millisecond,
@@ -258,8 +268,14 @@ func (r *run) summary() string {
 			finished++
 		}
 	}
-	return fmt.Sprintf("%d transactions, %d committed (%d acknowledged), %d answered finally, %d engines, log at %d; %s",
-		len(r.recs), committed, acked, finished, r.gens, r.sub.after, strings.Join(r.events, "; "))
+	var outcomes []string
+	for o, n := range r.outcomes {
+		if n > 0 {
+			outcomes = append(outcomes, fmt.Sprintf("%v %d", engine.Outcome(o), n))
+		}
+	}
+	return fmt.Sprintf("%d transactions, %d committed (%d acknowledged), %d answered finally (%s), %d engines, log at %d; %s",
+		len(r.recs), committed, acked, finished, strings.Join(outcomes, ", "), r.gens, r.sub.after, strings.Join(r.events, "; "))
 }
 
 // open opens an engine on a new Log of r.store (faults start after the
@@ -379,8 +395,19 @@ func (r *run) newRecord(ci int) *record {
 	cm := &rec.commit
 	cm.RequestID = []byte(rec.id)
 	rv := r.lastKnown
-	if lag := tx.Version(rng.IntN(8)); lag < rv {
+	lag := tx.Version(rng.IntN(8))
+	if rng.IntN(4) == 0 {
+		lag = tx.Version(rng.IntN(250)) // a stale reader, maybe past the window
+	}
+	if lag < rv {
 		rv -= lag
+	}
+	// Some read right at the edge of the conflict window (its versions
+	// part, which the short time part leaves in charge): where a window
+	// that forgets too much shows.
+	w := tx.Version(r.cfg.ConflictWindowVersions)
+	if last := r.cur.e.ResolvedVersion(); rng.IntN(4) == 0 && last > w {
+		rv = min(r.lastKnown, last-w+tx.Version(rng.IntN(8)))
 	}
 	cm.ReadVersion, cm.HasReadVersion = rv, true
 	for range rng.IntN(4) {
@@ -450,6 +477,7 @@ func (r *run) processAnswers(faults bool) error {
 			c.retry = rec // the process died: the client never heard
 			continue
 		}
+		r.outcomes[a.outcome%16]++
 		switch a.outcome {
 		case engine.Committed:
 			if rec.committed != 0 && rec.committed != a.version {
