@@ -9,7 +9,12 @@ FUZZTIME ?= 10s
 REVISION := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +dirty)
 LDFLAGS  := -X main.revision=$(REVISION)
 
-.PHONY: build run test test-go test-race test-python test-smoke fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash crash-power test-s3compat lint clean
+# make sim SEEDS=N [STEPS=M]: the simulator (engine/sim) over more seeds than
+# make test's budget, with invariants on. A failure prints its replay command.
+SEEDS ?= 2000
+STEPS ?= 400
+
+.PHONY: sim build run test test-go test-race test-python test-smoke fuzz bench bench-compare bench-e2e bench-peers loadgen profile crash crash-power test-s3compat lint clean
 
 build:
 	@mkdir -p $(BIN)
@@ -28,6 +33,7 @@ lint:
 
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -tags plantbugs -count=1 -run TestPlantedBugsCaught ./engine/sim/
 
 # The race run also checks invariants (internal/invariants): assertions at
 # the engine's stage boundaries and in the conflict set, off in release builds.
@@ -54,6 +60,9 @@ bench:
 # make bench-compare BASE=<git ref>: benchstat between BASE and the work tree.
 bench-compare:
 	@./scripts/bench-compare.sh $(BASE)
+
+sim:
+	SIM_SEEDS=$(SEEDS) SIM_STEPS=$(STEPS) $(GO) test -tags invariants -count=1 -timeout 60m -run 'TestSim$$' ./engine/sim/
 
 bench-e2e: build
 	bench/e2e.sh

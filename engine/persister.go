@@ -6,6 +6,7 @@ import (
 
 	"weaseldb/internal/clock"
 	"weaseldb/internal/invariants"
+	"weaseldb/internal/planted"
 	"weaseldb/persist"
 	"weaseldb/tx"
 )
@@ -198,6 +199,9 @@ func (p *persister) seal() {
 	if p.e.deposedFlag.Load() || p.aborted {
 		g.state = groupSealed // never written: answered Deposed/Unavailable
 		g.data = nil
+		// Its versions were assigned by stage 1 and are burnt: the next
+		// group's start after them (add checks each version is the next).
+		p.nextVersion += tx.Version(g.txns)
 		p.dropTxns()
 		return
 	}
@@ -229,6 +233,9 @@ func (p *persister) start(g *group) {
 	p.inflight++
 	p.e.stats.inflight.Store(int64(p.inflight))
 	p.appendCh <- appendJob{g, g.data}
+	if planted.Enabled && planted.Is(planted.AckBeforeAppend) {
+		g.state = groupDurable
+	}
 }
 
 // finished handles a completed Append.
@@ -305,6 +312,10 @@ func (p *persister) retry() {
 // at once with Deposed or Unavailable.
 func (p *persister) releaseDurable() {
 	e := p.e
+	if planted.Enabled && planted.Is(planted.ReleaseOutOfOrder) && len(p.queue) > 1 &&
+		p.queue[0].state == groupWriting && p.queue[1].state == groupDurable {
+		p.queue[0], p.queue[1] = p.queue[1], p.queue[0]
+	}
 	deposed := e.deposedFlag.Load()
 	forcing := false
 	n := 0

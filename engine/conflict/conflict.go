@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"weaseldb/internal/invariants"
+	"weaseldb/internal/planted"
 	"weaseldb/tx"
 )
 
@@ -265,6 +266,10 @@ const sweepMin = 4096
 // oldest could see.
 func (s *Set) sweep(budget int) {
 	t := &s.tree
+	oldest := s.oldest
+	if planted.Enabled && planted.Is(planted.WindowTooFar) {
+		oldest += 16
+	}
 	budget = min(budget, t.count)
 	for budget > 0 {
 		after := makeQuery(s.sweepAfter)
@@ -283,13 +288,13 @@ func (s *Set) sweep(budget int) {
 		n := int(nd.n)
 		lo := pos
 		for ; lo < n; lo++ {
-			if nd.a[lo] <= s.oldest && prevGv <= s.oldest {
+			if nd.a[lo] <= oldest && prevGv <= oldest {
 				break
 			}
 			prevGv = tx.Version(nd.b[lo])
 		}
 		hi := lo
-		for hi < n && nd.a[hi] <= s.oldest {
+		for hi < n && nd.a[hi] <= oldest {
 			hi++
 		}
 		budget -= max(hi-pos, 1)

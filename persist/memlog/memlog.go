@@ -171,12 +171,19 @@ func (l *Log) Recover(ctx context.Context) (persist.Recovery, error) {
 	}
 	s := l.store
 	s.mu.Lock()
-	firsts := slices.Sorted(maps.Keys(s.mu.segs))
-	stored := make([]persist.StoredSegment, len(firsts))
-	for i, first := range firsts {
-		data := s.mu.segs[first].data
-		h, err := persist.DecodeSegmentHeader(data)
-		stored[i] = persist.StoredSegment{First: first, Bytes: int64(len(data)), Header: h, Err: err}
+	// A segment whose Append is still in flight is not listed, as an S3
+	// PUT is not until it completes: it may yet fail and be withdrawn, and
+	// a claim built on it would then follow a hole that deletes everything
+	// the new leader acknowledges (found by engine/sim). Its name stays
+	// taken: a claim of it is fenced until it completes or is withdrawn.
+	var stored []persist.StoredSegment
+	for _, first := range slices.Sorted(maps.Keys(s.mu.segs)) {
+		seg := s.mu.segs[first]
+		if !seg.durable {
+			continue
+		}
+		h, err := persist.DecodeSegmentHeader(seg.data)
+		stored = append(stored, persist.StoredSegment{First: first, Bytes: int64(len(seg.data)), Header: h, Err: err})
 	}
 	rec, err := persist.PlanRecovery(stored)
 	if err != nil {

@@ -114,3 +114,56 @@ func TestClosedAndUnrecovered(t *testing.T) {
 		t.Fatal("Append after Close succeeded")
 	}
 }
+
+// TestRecoverSkipsAppendsInFlight: a segment whose Append is in flight is
+// not listed by another Log's Recover (an S3 PUT is invisible until it
+// completes), and its name stays taken: the other Log's claim of it is
+// fenced. When the Append then fails and is withdrawn, a new recovery
+// claims the name. Before the fix Recover listed the in-flight segment, a
+// new leader claimed after it, and the withdrawal left a hole under every
+// segment the new leader acknowledged (found by engine/sim).
+func TestRecoverSkipsAppendsInFlight(t *testing.T) {
+	ctx := context.Background()
+	store := NewStore()
+	old := store.Open()
+	if _, err := old.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, seg := range [][]byte{logtest.Segment(0, 0, "old"), logtest.Segment(1, 4, "old")} {
+		if err := old.Append(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	old.SetAppendHook(func(ctx context.Context, first tx.Version) error {
+		close(entered)
+		<-release
+		return errors.New("injected: write failed")
+	})
+	slow := make(chan error, 1)
+	go func() { slow <- old.Append(ctx, logtest.Segment(5, 5, "old")) }()
+	<-entered
+
+	next := store.Open()
+	rec, err := next.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Last() != 4 {
+		t.Fatalf("recovery with segment 5 in flight ends at %d, want 4", rec.Last())
+	}
+	if err := next.Append(ctx, logtest.Segment(5, 5, "new")); !errors.Is(err, persist.ErrFenced) {
+		t.Fatalf("claim of a name in flight: %v, want ErrFenced", err)
+	}
+	close(release)
+	if err := <-slow; err == nil {
+		t.Fatal("the slow Append succeeded despite its hook's error")
+	}
+	again := store.Open()
+	if rec, err = again.Recover(ctx); err != nil || rec.Last() != 4 {
+		t.Fatalf("recovery after the withdrawal: last %d, %v; want 4", rec.Last(), err)
+	}
+	if err := again.Append(ctx, logtest.Segment(5, 5, "new")); err != nil {
+		t.Fatalf("claim after the withdrawal: %v", err)
+	}
+}
