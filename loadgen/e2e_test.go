@@ -216,7 +216,7 @@ func TestLostAnswersResolvedWithStatus(t *testing.T) {
 	leader := weaseldbForTest(t)
 	front := lossyFront(t, leader, 5)
 	var out, errOut bytes.Buffer
-	code := run([]string{"--addr", front, "--connections", "1", "--duration", "1s", "--warmup", "0s",
+	code := run([]string{"--addr", front, "--connections", "1", "--duration", "3s", "--warmup", "0s",
 		"--keys", "100", "--json", "--quiet"}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
