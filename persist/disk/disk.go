@@ -262,7 +262,7 @@ func Open(dir string, opts Options) (*Log, error) {
 		l.logger = slog.Default()
 	}
 	if l.maxFileBytes <= 0 {
-		l.maxFileBytes = DefaultMaxFileBytes
+		l.maxFileBytes = plantedMaxFileBytes(DefaultMaxFileBytes)
 	}
 	lock, err := acquireLock(filepath.Join(dir, lockName))
 	if errors.Is(err, dirlock.ErrLocked) {

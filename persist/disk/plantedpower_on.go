@@ -15,3 +15,14 @@ import "os"
 var plantedBug = os.Getenv("WEASELDB_PLANTED_BUG")
 
 func planted(name string) bool { return plantedBug == name }
+
+// plantedMaxFileBytes rolls log files every 256 KiB while the planted
+// no-dir-sync-after-create bug is on: file creation then happens under
+// load, not only at start-up (where the next fsync of the directory, for
+// the status index's directory, hides the missing one).
+func plantedMaxFileBytes(def int64) int64 {
+	if planted("no-dir-sync-after-create") {
+		return 256 << 10
+	}
+	return def
+}
