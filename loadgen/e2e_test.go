@@ -158,7 +158,10 @@ func TestEndpointsTokenAndRedirectAgainstRealServer(t *testing.T) {
 	if o.OK == 0 || o.Status4xx != 0 {
 		t.Fatalf("outcomes %+v; want commits and no 4xx (a 401 would be one)", o)
 	}
-	if redirects.Load() == 0 || o.Redirected == 0 {
+	// Counted at the front: the run's own count covers only the measured
+	// window, and the first 307 (after which the leader is remembered) can
+	// come before it opens.
+	if redirects.Load() == 0 {
 		t.Fatalf("the replica front was never asked: the down endpoint did not move the run on")
 	}
 	if s.Server == nil {
