@@ -39,7 +39,7 @@ func TestAbortedCloseBurnsVersions(t *testing.T) {
 	done := func(r *Request) { answers <- r }
 	e.Submit(commitOf("", nil, write("a", "1")), done)
 	waitSignal(t, appending)
-	a := e.ResolvedVersion() // A is being appended, so it is resolved
+	a := e.ResolvedVersion()          // A is being appended, so it is resolved
 	time.Sleep(10 * time.Millisecond) // not needed for correctness: gives stage 2 time to gather B alone
 	// B is resolved and gathered while A's write holds the only slot.
 	e.Submit(commitOf("", nil, write("b", "1")), done)
