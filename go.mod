@@ -1,4 +1,4 @@
-module weaseldb
+module github.com/weaseldb/weaseldb
 
 go 1.26.8
 

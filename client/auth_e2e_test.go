@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // A server started with a token refuses a commit without it (401) and

@@ -7,7 +7,7 @@ import (
 	"log"
 	"strconv"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // The package manual, steps 1 to 3: one client, the current version, and a

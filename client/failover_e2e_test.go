@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // replicaFront stands in for a replica until replicas exist: it answers

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // Several goroutines, each with its own client and mirror (as separate

@@ -27,7 +27,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist"
 )
 
 // Config is the whole configuration. Field comments give the unit and the

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestAbortedCloseBurnsVersions: a Close whose context expired seals the

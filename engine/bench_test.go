@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/engine/conflict"
-	"weaseldb/internal/benchcpu"
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine/conflict"
+	"github.com/weaseldb/weaseldb/internal/benchcpu"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // resolveHarness drives stage 1 alone, on the calling goroutine, the way

@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"time"
 
-	"weaseldb/internal/clock"
-	"weaseldb/persist"
+	"github.com/weaseldb/weaseldb/internal/clock"
+	"github.com/weaseldb/weaseldb/persist"
 )
 
 // Config tunes the engine. The zero value of every field selects its

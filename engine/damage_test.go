@@ -6,9 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"weaseldb/persist"
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // A log that reports damage (persist.ErrDamaged: its files were deleted or

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"weaseldb/engine/conflict"
-	"weaseldb/internal/planted"
-	"weaseldb/persist"
-	"weaseldb/persist/statusruns"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine/conflict"
+	"github.com/weaseldb/weaseldb/internal/planted"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/statusruns"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 var (

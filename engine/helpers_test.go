@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // testClock is a Clock the test moves by hand.

@@ -3,7 +3,7 @@ package engine
 import (
 	"fmt"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // The pipeline's stage-boundary assertions (internal/invariants: checked

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"time"
 
-	"weaseldb/internal/clock"
-	"weaseldb/internal/invariants"
-	"weaseldb/internal/planted"
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/clock"
+	"github.com/weaseldb/weaseldb/internal/invariants"
+	"github.com/weaseldb/weaseldb/internal/planted"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // group is a run of requests in pipeline order together with the segment

@@ -8,8 +8,8 @@ import (
 	"maps"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Replica mode. Several servers may share one log (S3); one leads, the

@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/fakes3"
-	"weaseldb/persist/s3log"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // sharedLogs starts a fake S3 on loopback and opens n S3 logs on one

@@ -1,6 +1,6 @@
 package engine
 
-import "weaseldb/internal/invariants"
+import "github.com/weaseldb/weaseldb/internal/invariants"
 
 // runReplier is stage 3: answer every request in pipeline order.
 func (e *Engine) runReplier() {

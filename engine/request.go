@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Outcome is the engine's answer to a commit request.

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"strconv"
 
-	"weaseldb/engine/conflict"
-	"weaseldb/internal/planted"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine/conflict"
+	"github.com/weaseldb/weaseldb/internal/planted"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // resolver is the state of stage 1, owned by its goroutine.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 var (

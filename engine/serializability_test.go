@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
-	"weaseldb/persist"
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // follower builds the bank's state from the committed stream the way a

@@ -3,7 +3,7 @@ package engine
 import (
 	"sync/atomic"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // counters are the engine's metrics, updated with atomics on the pipeline

@@ -3,8 +3,8 @@ package engine
 import (
 	"github.com/cespare/xxhash/v2"
 
-	"weaseldb/persist/statusruns"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist/statusruns"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // idHash identifies a request id by two independent 64-bit xxhash values,

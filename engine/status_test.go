@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestStatusIndexVsMap drives the status index with inserts, evictions and

@@ -7,9 +7,9 @@ import (
 	"slices"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/statusruns"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/statusruns"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // statusDisk is the on-disk part of the status index: the runs of

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // diskStatusConfig keeps few ids in memory and cuts small runs, so that

@@ -1,6 +1,6 @@
 package engine
 
-import "weaseldb/tx"
+import "github.com/weaseldb/weaseldb/tx"
 
 // StatusState is the answer of a status query.
 type StatusState uint8

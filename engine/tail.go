@@ -4,7 +4,7 @@ import (
 	"errors"
 	"sync"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // ErrBehindTail is returned by Tail.Read when the tail no longer holds

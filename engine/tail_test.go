@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 func TestTailReadContract(t *testing.T) {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"testing"
 
-	"weaseldb/persist"
-	"weaseldb/persist/logtest"
-	"weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/persist/memlog"
 )
 
 // hookedLog runs a hook after Recover, to interleave another leader's

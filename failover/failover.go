@@ -22,9 +22,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"weaseldb/engine"
-	"weaseldb/persist"
-	"weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/s3log"
 )
 
 // Config configures a Node.

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/config"
-	"weaseldb/engine"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/engine"
 )
 
 // segmentAllocsMax is what one persisted segment may allocate outside the

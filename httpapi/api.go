@@ -23,11 +23,11 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"weaseldb/config"
-	"weaseldb/engine"
-	"weaseldb/jsonstream"
-	"weaseldb/netpoll"
-	"weaseldb/persist"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/persist"
 )
 
 // Options are the parts of the server the API needs besides the engine.

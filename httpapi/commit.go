@@ -5,10 +5,10 @@ import (
 	"sync"
 	"time"
 
-	"weaseldb/arena"
-	"weaseldb/engine"
-	"weaseldb/jsonstream"
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // commitHandler serves POST /v1/commit. The body is pushed into a

@@ -4,9 +4,9 @@ import (
 	"strconv"
 	"sync"
 
-	"weaseldb/jsonstream"
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // eventCache holds the SSE text of recent segments, encoded once and shared

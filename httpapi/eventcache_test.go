@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // testSegment encodes n transactions from first on, each with one write.

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/config"
-	"weaseldb/engine"
-	"weaseldb/netpoll"
-	"weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/persist/memlog"
 )
 
 // testServer is the API on an engine over persist/memlog, served by a real

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"weaseldb/engine"
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // Metrics is the server's Prometheus registry. Counters and gauges that the

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // Query parameters are as strict as JSON fields (API.md): a parameter the

@@ -3,10 +3,10 @@ package httpapi
 import (
 	"strconv"
 
-	"weaseldb/engine"
-	"weaseldb/jsonstream"
-	"weaseldb/netpoll"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // serveVersion answers GET /v1/version.

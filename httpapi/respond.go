@@ -3,8 +3,8 @@ package httpapi
 import (
 	"strconv"
 
-	"weaseldb/jsonstream"
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // routeID names a route for the requests-by-route metric.

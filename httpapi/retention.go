@@ -9,10 +9,10 @@ import (
 	"strconv"
 	"time"
 
-	"weaseldb/engine"
-	"weaseldb/jsonstream"
-	"weaseldb/netpoll"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // retentionWriteTimeout bounds a durable policy write; beyond it the client

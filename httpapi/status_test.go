@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/config"
-	"weaseldb/engine"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/engine"
 )
 
 // resolverGate holds stage 1 once, on the first batch after arm, until

@@ -10,11 +10,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"weaseldb/engine"
-	"weaseldb/jsonstream"
-	"weaseldb/netpoll"
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Subscriptions: each GET /v1/subscribe becomes a netpoll Stream and one

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"weaseldb/config"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 func TestParsePolicyBody(t *testing.T) {

@@ -3,8 +3,8 @@ package jsonstream
 import (
 	"testing"
 
-	"weaseldb/arena"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestParseNoAllocs: with a reused Parser, Arena and Commit, parsing a body

@@ -10,8 +10,8 @@ import (
 
 	"github.com/bytedance/sonic"
 
-	"weaseldb/arena"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // benchBody builds the commit bodies of issue 2: small = 1 point_read + 1

@@ -6,7 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // CommitStatus is the "status" of a commit answer.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 func TestAppendStringRoundTrip(t *testing.T) {

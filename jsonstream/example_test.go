@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"weaseldb/arena"
-	"weaseldb/jsonstream"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // A connection keeps one Parser, Arena and Commit, and feeds each body as

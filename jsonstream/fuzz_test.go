@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"weaseldb/arena"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // FuzzParseCommit is differential: the parser and refParse (encoding/json +

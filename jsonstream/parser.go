@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"weaseldb/arena"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Default limits of API.md, used for zero fields of Limits.

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"weaseldb/arena"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/arena"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const rid = `"req-0123456789abcdef"` // 20 bytes: the shortest valid request_id

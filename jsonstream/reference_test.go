@@ -10,7 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // refParse is the deliberately dumb oracle for the parser: encoding/json's

@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
-	"weaseldb/loadgen/promtext"
-	"weaseldb/loadgen/spawn"
-	"weaseldb/loadgen/targets"
-	"weaseldb/loadgen/workload"
+	"github.com/weaseldb/weaseldb/loadgen/promtext"
+	"github.com/weaseldb/weaseldb/loadgen/spawn"
+	"github.com/weaseldb/weaseldb/loadgen/targets"
+	"github.com/weaseldb/weaseldb/loadgen/workload"
 )
 
 const usage = `NAME

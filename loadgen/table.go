@@ -5,7 +5,7 @@ import (
 	"io"
 	"sort"
 
-	"weaseldb/loadgen/workload"
+	"github.com/weaseldb/weaseldb/loadgen/workload"
 )
 
 func printTable(w io.Writer, s *Summary) {

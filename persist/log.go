@@ -92,7 +92,7 @@ import (
 	"context"
 	"errors"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 var (

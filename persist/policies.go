@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // policiesDocument is the stored form of the retention policies, the same in

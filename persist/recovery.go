@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // StoredSegment is what a backend found under one segment name at recovery,

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 func stored(first, last tx.Version) StoredSegment {

@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // benchTxns is a batch of n commit-like transactions: a 36-byte request id

@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // randomTxns returns n transactions with contiguous versions from first,

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // writeBody is a commit body writing key=value with the given request id

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // backends are the persistence backends every test here runs on; those the

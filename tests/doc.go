@@ -1,7 +1,7 @@
 // Package tests is WeaselDB's end-to-end suite: it builds the real
 // bin/weaseldb once (TestMain), starts it on 127.0.0.1:0 with a temporary
 // data directory and a small TOML configuration per test, and talks to it
-// over real TCP — through weaseldb/client where the client fits, and through
+// over real TCP — through github.com/weaseldb/weaseldb/client where the client fits, and through
 // raw net/http where a test checks the wire (error bodies, headers, SSE
 // framing, Last-Event-ID).
 //

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/client"
-	"weaseldb/persist"
-	"weaseldb/persist/disk"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/client"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/disk"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Restart-time measurements (issue 12 items 4 and 16), opt-in: they write

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // binPath is the weaseldb binary TestMain built for this run.
@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	build := exec.Command(goCmd, "build", "-o", binPath, "weaseldb/cmd/weaseldb")
+	build := exec.Command(goCmd, "build", "-o", binPath, "github.com/weaseldb/weaseldb/cmd/weaseldb")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "tests: building weaseldb:", err)

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // TestStatusWindowBeyondMemory (issue 12 item 4): with the in-memory part

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // TestSubscribe covers /v1/subscribe on five known transactions: order and

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // SelfSigned returns a PEM certificate and key for 127.0.0.1 and localhost.

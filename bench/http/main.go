@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 func main() {

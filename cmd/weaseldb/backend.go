@@ -12,16 +12,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"weaseldb/config"
-	"weaseldb/httpapi"
-	"weaseldb/internal/buildinfo"
-	"weaseldb/internal/dirlock"
-	"weaseldb/internal/durable"
-	"weaseldb/netpoll"
-	"weaseldb/persist"
-	"weaseldb/persist/disk"
-	"weaseldb/persist/fakes3"
-	"weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/httpapi"
+	"github.com/weaseldb/weaseldb/internal/buildinfo"
+	"github.com/weaseldb/weaseldb/internal/dirlock"
+	"github.com/weaseldb/weaseldb/internal/durable"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/disk"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/persist/s3log"
 )
 
 // backend is the opened persist.Log plus whatever runs beside it (the

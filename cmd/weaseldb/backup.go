@@ -12,7 +12,7 @@ import (
 	"strings"
 	"syscall"
 
-	"weaseldb/internal/backup"
+	"github.com/weaseldb/weaseldb/internal/backup"
 )
 
 const backupUsage = `NAME

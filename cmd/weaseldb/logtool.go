@@ -6,10 +6,10 @@ import (
 	"io"
 	"log/slog"
 
-	"weaseldb/config"
-	"weaseldb/httpapi"
-	"weaseldb/internal/logtool"
-	"weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/httpapi"
+	"github.com/weaseldb/weaseldb/internal/logtool"
+	"github.com/weaseldb/weaseldb/persist/s3log"
 )
 
 // runLog runs `weaseldb log ...` (see package logtool), opening S3 logs

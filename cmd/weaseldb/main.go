@@ -10,8 +10,8 @@ import (
 	"log/slog"
 	"os"
 
-	"weaseldb/config"
-	"weaseldb/internal/buildinfo"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/internal/buildinfo"
 )
 
 // version and revision are set at build time with -ldflags "-X

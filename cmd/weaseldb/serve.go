@@ -17,16 +17,16 @@ import (
 	"syscall"
 	"time"
 
-	"weaseldb/config"
-	"weaseldb/engine"
-	"weaseldb/failover"
-	"weaseldb/httpapi"
-	"weaseldb/internal/buildinfo"
-	"weaseldb/internal/sdnotify"
-	"weaseldb/netpoll"
-	"weaseldb/persist"
-	"weaseldb/persist/s3log"
-	"weaseldb/tlsfront"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/failover"
+	"github.com/weaseldb/weaseldb/httpapi"
+	"github.com/weaseldb/weaseldb/internal/buildinfo"
+	"github.com/weaseldb/weaseldb/internal/sdnotify"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/tlsfront"
 )
 
 // shutdownGrace bounds a graceful shutdown: draining the pipeline, answering

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"weaseldb/internal/invariants"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/invariants"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestAllocs: Check allocates nothing, and AddWrites nothing beyond the

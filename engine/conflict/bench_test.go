@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/btree"
 
-	"weaseldb/internal/benchcpu"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/benchcpu"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // BenchmarkConflictSet measures the set against a baseline built on

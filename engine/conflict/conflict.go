@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"fmt"
 
-	"weaseldb/internal/invariants"
-	"weaseldb/internal/planted"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/invariants"
+	"github.com/weaseldb/weaseldb/internal/planted"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Read is one precondition as the conflict set sees it: the keys a client

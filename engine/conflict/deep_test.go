@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestDeepTree grows a tree several levels deep, then shrinks it with range

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"weaseldb/internal/invariants"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/invariants"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // This file is the randomized differential test: op streams run against

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestForgetThroughGivesMemoryBack: the engine's memory bound relies on

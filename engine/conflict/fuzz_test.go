@@ -3,7 +3,7 @@ package conflict
 import (
 	"testing"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // FuzzSetVsModel decodes the input into an op stream and replays it on Set

@@ -3,7 +3,7 @@ package conflict
 import (
 	"bytes"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Model is the brute-force oracle for Set: it keeps every write newer than

@@ -7,7 +7,7 @@ import (
 	"math/bits"
 	"unsafe"
 
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const (

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"weaseldb/internal/clock"
+	"github.com/weaseldb/weaseldb/internal/clock"
 )
 
 // simEnv is the engine's Env in a simulation: time moves only when the

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"testing"
 
-	"weaseldb/internal/planted"
+	"github.com/weaseldb/weaseldb/internal/planted"
 )
 
 // TestPlantedBugsCaught: each planted bug (internal/planted) makes the

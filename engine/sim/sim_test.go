@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/engine"
-	"weaseldb/engine/conflict"
-	"weaseldb/internal/planted"
-	"weaseldb/persist"
-	"weaseldb/persist/memlog"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/engine/conflict"
+	"github.com/weaseldb/weaseldb/internal/planted"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/memlog"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // TestSim runs seeds 0..SIM_SEEDS-1 (default: a budget fit for make test;

@@ -40,10 +40,10 @@ import (
 	"net/http"
 	"time"
 
-	"weaseldb/client"
-	"weaseldb/persist"
-	"weaseldb/persist/disk"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/client"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/disk"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Options configure Run.

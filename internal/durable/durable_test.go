@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"weaseldb/internal/lazyfs"
+	"github.com/weaseldb/weaseldb/internal/lazyfs"
 )
 
 func mount(t *testing.T) *lazyfs.FS {

@@ -18,7 +18,7 @@ type pkgInfo struct {
 
 func listPackages(t *testing.T) []pkgInfo {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "weaseldb/...").Output()
+	out, err := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "github.com/weaseldb/weaseldb/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
@@ -30,6 +30,11 @@ func listPackages(t *testing.T) []pkgInfo {
 			t.Fatalf("go list output: %v", err)
 		}
 		pkgs = append(pkgs, p)
+	}
+	// A pattern that matches nothing is not an error for go list: without
+	// this the rules would pass by checking no package at all.
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found %d packages of ours; is the module path right?", len(pkgs))
 	}
 	return pkgs
 }
@@ -43,19 +48,19 @@ type rule struct {
 }
 
 var rules = []rule{
-	{"weaseldb/engine", []string{"weaseldb/netpoll", "net/http", "weaseldb/persist/disk", "weaseldb/persist/s3log", "weaseldb/persist/fakes3", "weaseldb/httpapi", "github.com/prometheus/"},
+	{"github.com/weaseldb/weaseldb/engine", []string{"github.com/weaseldb/weaseldb/netpoll", "net/http", "github.com/weaseldb/weaseldb/persist/disk", "github.com/weaseldb/weaseldb/persist/s3log", "github.com/weaseldb/weaseldb/persist/fakes3", "github.com/weaseldb/weaseldb/httpapi", "github.com/prometheus/"},
 		"the engine is a library: no network, no HTTP, no concrete backend, no metrics registry"},
-	{"weaseldb/netpoll", []string{"weaseldb/engine", "weaseldb/persist", "weaseldb/httpapi"},
+	{"github.com/weaseldb/weaseldb/netpoll", []string{"github.com/weaseldb/weaseldb/engine", "github.com/weaseldb/weaseldb/persist", "github.com/weaseldb/weaseldb/httpapi"},
 		"netpoll knows nothing of the database"},
-	{"weaseldb/persist", []string{"weaseldb/engine", "weaseldb/httpapi"},
+	{"github.com/weaseldb/weaseldb/persist", []string{"github.com/weaseldb/weaseldb/engine", "github.com/weaseldb/weaseldb/httpapi"},
 		"persistence knows nothing of the engine"},
-	{"weaseldb/jsonstream", []string{"encoding/json", "weaseldb/engine", "weaseldb/netpoll"},
+	{"github.com/weaseldb/weaseldb/jsonstream", []string{"encoding/json", "github.com/weaseldb/weaseldb/engine", "github.com/weaseldb/weaseldb/netpoll"},
 		"the commit parser is hand-written and standalone"},
-	{"weaseldb/arena", []string{"weaseldb/"}, "the arena stands alone"},
-	{"weaseldb/tx", []string{"weaseldb/"}, "the shared types import nothing of ours"},
-	{"weaseldb/client", []string{"weaseldb/engine", "weaseldb/netpoll", "weaseldb/persist", "weaseldb/httpapi", "weaseldb/jsonstream"},
+	{"github.com/weaseldb/weaseldb/arena", []string{"github.com/weaseldb/weaseldb/"}, "the arena stands alone"},
+	{"github.com/weaseldb/weaseldb/tx", []string{"github.com/weaseldb/weaseldb/"}, "the shared types import nothing of ours"},
+	{"github.com/weaseldb/weaseldb/client", []string{"github.com/weaseldb/weaseldb/engine", "github.com/weaseldb/weaseldb/netpoll", "github.com/weaseldb/weaseldb/persist", "github.com/weaseldb/weaseldb/httpapi", "github.com/weaseldb/weaseldb/jsonstream"},
 		"clients speak HTTP only"},
-	{"weaseldb/loadgen", []string{"weaseldb/engine", "weaseldb/persist", "weaseldb/httpapi", "weaseldb/netpoll"},
+	{"github.com/weaseldb/weaseldb/loadgen", []string{"github.com/weaseldb/weaseldb/engine", "github.com/weaseldb/weaseldb/persist", "github.com/weaseldb/weaseldb/httpapi", "github.com/weaseldb/weaseldb/netpoll"},
 		"loadgen speaks HTTP only"},
 }
 
@@ -67,7 +72,7 @@ func TestImportRules(t *testing.T) {
 			}
 			for _, dep := range p.Deps {
 				for _, bad := range r.forbidden {
-					// "weaseldb/" forbids every package of ours (but a package
+					// "github.com/weaseldb/weaseldb/" forbids every package of ours (but a package
 					// may of course not forbid itself).
 					if dep == bad || (strings.HasSuffix(bad, "/") && strings.HasPrefix(dep, bad)) || strings.HasPrefix(dep, bad+"/") {
 						if strings.HasPrefix(dep, r.pkgPrefix) {

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"sync"
 
-	"weaseldb/config"
-	"weaseldb/persist"
-	"weaseldb/persist/disk"
-	"weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/disk"
+	"github.com/weaseldb/weaseldb/persist/s3log"
 )
 
 const copyHelp = `NAME

@@ -7,9 +7,9 @@ import (
 	"math"
 	"strconv"
 
-	"weaseldb/jsonstream"
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/jsonstream"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const dumpHelp = `NAME

@@ -26,8 +26,8 @@ import (
 	"strings"
 	"syscall"
 
-	"weaseldb/config"
-	"weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/config"
+	"github.com/weaseldb/weaseldb/persist/s3log"
 )
 
 // Env is what the binary provides: opening the S3 backends needs the

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"sync"
 
-	"weaseldb/persist"
-	"weaseldb/persist/disk"
-	"weaseldb/persist/s3log"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/disk"
+	"github.com/weaseldb/weaseldb/persist/s3log"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // segment is one stored segment as the tools see it, whatever the backend.

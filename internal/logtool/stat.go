@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist"
 )
 
 const statHelp = `NAME

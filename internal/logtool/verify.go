@@ -3,8 +3,8 @@ package logtool
 import (
 	"fmt"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const verifyHelp = `NAME

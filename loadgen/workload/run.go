@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"weaseldb/loadgen/hist"
+	"github.com/weaseldb/weaseldb/loadgen/hist"
 )
 
 // Result is the machine-readable summary of one run (--json).

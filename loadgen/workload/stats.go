@@ -3,7 +3,7 @@ package workload
 import (
 	"sync"
 
-	"weaseldb/loadgen/hist"
+	"github.com/weaseldb/weaseldb/loadgen/hist"
 )
 
 // Outcomes counts answers by kind. For Op "version", OK counts 200s.

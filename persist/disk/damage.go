@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist"
 )
 
 // Damage behind the server's back.

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/logtest"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // damagedLog writes genesis and 1-3 and returns the log (its periodic check

@@ -110,10 +110,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"weaseldb/internal/dirlock"
-	"weaseldb/internal/durable"
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/dirlock"
+	"github.com/weaseldb/weaseldb/internal/durable"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const (

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // streamTxnsPerSec is the steady commit stream the batch intervals refer

@@ -5,9 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"weaseldb/internal/lazyfs"
-	"weaseldb/persist/logtest"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/lazyfs"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Regression test: Truncate removes old files oldest first "so that a crash

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"weaseldb/persist/logtest"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // smallExt4 mounts a fresh 8 MiB ext4 file system (a loop device) and

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const (

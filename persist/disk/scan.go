@@ -16,9 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"weaseldb/internal/dirlock"
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/internal/dirlock"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Offline inspection (weaseldb log stat|verify|dump|copy).

@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // iovMax is the most buffers one pwritev takes (IOV_MAX on Linux).

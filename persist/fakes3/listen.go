@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // TCPServer is a Server hosted by net/http on a TCP listener.

@@ -6,7 +6,7 @@ import (
 	"net"
 	"time"
 
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 // NetpollServer is a Server hosted on a netpoll server of its own, reached

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"weaseldb/internal/lazyfs"
+	"github.com/weaseldb/weaseldb/internal/lazyfs"
 )
 
 // Regression test: a DeleteObjects of keys oldest first must never leave a

@@ -23,7 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/netpoll"
 )
 
 const testBucket = "weasel-test"

@@ -16,8 +16,8 @@ import (
 
 	"github.com/google/btree"
 
-	"weaseldb/internal/durable"
-	"weaseldb/persist"
+	"github.com/weaseldb/weaseldb/internal/durable"
+	"github.com/weaseldb/weaseldb/persist"
 )
 
 // object is one stored object. Immutable once stored: a PUT replaces the

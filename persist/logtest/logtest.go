@@ -37,8 +37,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Storage is one backend's storage under test. Run asks for a fresh one per

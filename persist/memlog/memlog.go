@@ -31,8 +31,8 @@ import (
 	"slices"
 	"sync"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // errClosed is returned by a Log after Close.

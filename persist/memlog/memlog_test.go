@@ -6,9 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"weaseldb/persist"
-	"weaseldb/persist/logtest"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 func TestConformance(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // segmentCache is a local copy of recent segments (Config.CacheDir): the

@@ -11,10 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"weaseldb/engine"
-	"weaseldb/persist"
-	"weaseldb/persist/fakes3"
-	"weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/engine"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/persist/logtest"
 )
 
 // afterRecover is a persist.Log that runs a hook after each Recover.

@@ -10,8 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 var _ persist.Shared = (*Log)(nil)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"weaseldb/persist"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // Offline inspection (weaseldb log stat|verify|dump|copy): read-only access

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/fakes3"
-	"weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/persist/logtest"
 )
 
 // testLeaseConditional: the lease is created only where none exists

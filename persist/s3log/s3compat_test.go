@@ -16,9 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"weaseldb/persist"
-	"weaseldb/persist/logtest"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 // s3CompatTarget is an independent S3 implementation (versitygw in CI, see

@@ -22,11 +22,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/logging"
 
-	"weaseldb/netpoll"
-	"weaseldb/persist"
-	"weaseldb/persist/fakes3"
-	"weaseldb/persist/logtest"
-	"weaseldb/tx"
+	"github.com/weaseldb/weaseldb/netpoll"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/tx"
 )
 
 const (

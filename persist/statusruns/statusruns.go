@@ -52,7 +52,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 
-	"weaseldb/internal/durable"
+	"github.com/weaseldb/weaseldb/internal/durable"
 )
 
 // Entry is one committed request id.

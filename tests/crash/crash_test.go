@@ -29,7 +29,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 var bin string

@@ -36,7 +36,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 var bin string

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 // newestLogFile returns the path of the newest log file in dir.

@@ -26,8 +26,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist/disk"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/persist/disk"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 var bin string

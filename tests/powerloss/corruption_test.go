@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 // TestRecoveryTornTailVersusMidLogCorruption: after a few power cuts on the

@@ -5,7 +5,7 @@ import (
 	"syscall"
 	"testing"
 
-	"weaseldb/internal/lazyfs"
+	"github.com/weaseldb/weaseldb/internal/lazyfs"
 )
 
 // TestFsyncGate injects, before every power cut, one kind of I/O error at

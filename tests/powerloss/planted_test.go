@@ -5,8 +5,8 @@ import (
 	"syscall"
 	"testing"
 
-	"weaseldb/internal/lazyfs"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/internal/lazyfs"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 // plantedBugs are the durability steps a plantedbugs build can remove

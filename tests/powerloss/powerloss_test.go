@@ -52,8 +52,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/internal/lazyfs"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/internal/lazyfs"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 var bin string

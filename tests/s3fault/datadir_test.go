@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 // TestFakeS3DataDirLocked is issue 12 item 2: two servers on one

@@ -25,9 +25,9 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist"
-	"weaseldb/persist/fakes3"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 var bin string

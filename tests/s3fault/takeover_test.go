@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/persist/fakes3"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 // takeoverRounds is how many newcomers TestTakeoverUnderLoad starts while

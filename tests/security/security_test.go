@@ -29,8 +29,8 @@ import (
 	"testing"
 	"time"
 
-	"weaseldb/client"
-	"weaseldb/tests/internal/harness"
+	"github.com/weaseldb/weaseldb/client"
+	"github.com/weaseldb/weaseldb/tests/internal/harness"
 )
 
 var bin string

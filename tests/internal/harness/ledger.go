@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"weaseldb/client"
+	"github.com/weaseldb/weaseldb/client"
 )
 
 // state of one request id in the ledger.
