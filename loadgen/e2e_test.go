@@ -269,7 +269,8 @@ func TestFailoverScenario(t *testing.T) {
 
 // TestSubscribeOnReplicas: with --subscribe-on replicas the subscribers of
 // a leader and two replicas read their streams from the replicas, round
-// robin, and none from the leader.
+// robin, and none from the leader. 6 s of commits leave each replica
+// several polls of the log (200 ms apart) even on a loaded machine.
 func TestSubscribeOnReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the real server")
@@ -278,7 +279,7 @@ func TestSubscribeOnReplicas(t *testing.T) {
 	var out, errOut bytes.Buffer
 	code := run([]string{"--spawn", "--weaseldb", bin, "--backend", "s3", "--replicas", "2",
 		"--subscribers", "4", "--subscribe-on", "replicas",
-		"--connections", "2", "--duration", "4s", "--warmup", "0s", "--keys", "100", "--json", "--quiet"}, &out, &errOut)
+		"--connections", "2", "--duration", "6s", "--warmup", "0s", "--keys", "100", "--json", "--quiet"}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
