@@ -266,3 +266,45 @@ func TestFailoverScenario(t *testing.T) {
 	}
 	t.Logf("commit gap across the SIGKILL: %.0f ms (%d commits acknowledged)", s.Run.CommitGapMs, s.Run.Outcomes.OK)
 }
+
+// TestSubscribeOnReplicas: with --subscribe-on replicas the subscribers of
+// a leader and two replicas read their streams from the replicas, round
+// robin, and none from the leader. 6 s of commits leave each replica
+// several polls of the log (200 ms apart) even on a loaded machine.
+func TestSubscribeOnReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real server")
+	}
+	bin := weaseldbBinary(t)
+	var out, errOut bytes.Buffer
+	code := run([]string{"--spawn", "--weaseldb", bin, "--backend", "s3", "--replicas", "2",
+		"--subscribers", "4", "--subscribe-on", "replicas",
+		"--connections", "2", "--duration", "6s", "--warmup", "0s", "--keys", "100", "--json", "--quiet"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var s Summary
+	if err := json.Unmarshal(out.Bytes(), &s); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	addrs := strings.Split(s.Addr, ",")
+	if len(addrs) != 3 || s.Run.Subscribers == nil {
+		t.Fatalf("addr %q, subscribers %+v: want a leader, 2 replicas and subscriber figures", s.Addr, s.Run.Subscribers)
+	}
+	by := s.Run.Subscribers.EventsByServer
+	if by[addrs[0]] != 0 {
+		t.Errorf("%d events read from the leader %s; want none", by[addrs[0]], addrs[0])
+	}
+	for _, r := range addrs[1:] {
+		if by[r] == 0 {
+			t.Errorf("no events read from the replica %s: %v", r, by)
+		}
+	}
+	if s.Run.Subscribers.Gaps != 0 || s.Run.Outcomes.OK == 0 {
+		t.Errorf("%d gaps, %d commits; want no gap and commits", s.Run.Subscribers.Gaps, s.Run.Outcomes.OK)
+	}
+	if !strings.Contains(errOut.String(), "subscriber events by server:") {
+		t.Errorf("the table does not show the events by server:\n%s", errOut.String())
+	}
+	t.Logf("events by server %v, leader %s", by, addrs[0])
+}

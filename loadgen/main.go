@@ -111,6 +111,13 @@ LOAD
     --warmup D            load before measuring, not counted (default 2s)
     --subscribers N       SSE subscribers on /v1/subscribe (default 0)
     --sub-durable=BOOL    durable=true (default) or false streams
+    --subscribe-on S      where subscribers connect: leader (default: the
+                          endpoint the commits use, the first in --addr that
+                          answers, or the leader a 307 names), replicas
+                          (round robin over every --addr endpoint but the
+                          first; with --spawn --backend s3, the replicas) or
+                          all (round robin over every endpoint); a
+                          subscriber whose server fails moves to the next
     --admin-rate R        GET /v1/version and /v1/status per second, in turn,
                           on their own connection (default 0)
 
@@ -141,6 +148,10 @@ EXAMPLES
 
     # 100 durable subscribers, JSON summary
     loadgen --spawn --subscribers 100 --json > out.json
+
+    # failover with 8 subscribers spread over 2 replicas
+    loadgen --spawn --backend s3 --replicas 2 --kill-leader-after 3s \
+            --subscribers 8 --subscribe-on replicas
 
     # check a release against its target
     loadgen --targets bench/targets.toml --scenario disk-uniform
@@ -198,6 +209,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.DurationVar(&l.Warmup, "warmup", l.Warmup, "")
 	fs.IntVar(&l.Subscribers, "subscribers", 0, "")
 	fs.BoolVar(&l.SubDurable, "sub-durable", true, "")
+	fs.StringVar(&l.SubscribeOn, "subscribe-on", l.SubscribeOn, "")
 	fs.Float64Var(&l.AdminRate, "admin-rate", 0, "")
 	fs.BoolVar(&o.asJSON, "json", false, "")
 	fs.BoolVar(&o.quiet, "quiet", false, "")

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/weaseldb/weaseldb/loadgen/workload"
@@ -42,6 +44,14 @@ func printTable(w io.Writer, s *Summary) {
 	if sub := r.Subscribers; sub != nil {
 		fmt.Fprintf(w, "  subscribers %d (durable=%v): %d events (%.0f/s), %d gaps, %d resubscribes\n",
 			sub.Count, sub.Durable, sub.Events, sub.EventsPerSec, sub.Gaps, sub.Resubscribes)
+		if len(sub.EventsByServer) > 1 {
+			addrs := slices.Sorted(maps.Keys(sub.EventsByServer))
+			fmt.Fprintf(w, "  subscriber events by server:")
+			for _, a := range addrs {
+				fmt.Fprintf(w, " %s %d", a, sub.EventsByServer[a])
+			}
+			fmt.Fprintln(w)
+		}
 		quantRow(w, "lag ms (send→event)", sub.Lag)
 	}
 	if a := r.Admin; a != nil {

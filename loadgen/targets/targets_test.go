@@ -33,7 +33,7 @@ func TestTheRepositoryTargetsLoad(t *testing.T) {
 	if _, err := os.Stat(path); err != nil {
 		t.Skip("bench/targets.toml not present")
 	}
-	for _, name := range []string{"disk-uniform", "disk-zipf", "fakes3-20ms", "subscribers-100", "large-txn", "disk-pipelined", "disk-open-half"} {
+	for _, name := range []string{"disk-uniform", "disk-zipf", "fakes3-20ms", "subscribers-100", "large-txn", "disk-pipelined", "disk-open-half", "failover", "failover-subs-leader", "failover-subs-replicas"} {
 		tg, err := Load(path, name)
 		if err != nil {
 			t.Fatal(err)

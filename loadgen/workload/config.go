@@ -84,9 +84,13 @@ type Load struct {
 	Warmup      time.Duration // run but not measured
 	Subscribers int           // SSE subscribers
 	SubDurable  bool          // subscribers ask durable=true (default) or durable=false
-	AdminRate   float64       // mixed admin load: GET /v1/status + /v1/version per second; 0 = none
-	Progress    bool          // a line on stderr every second
-	Token       string        // bearer token sent on every request; "" = none
+	// SubscribeOn says where subscribers connect: "leader" (default: the
+	// endpoint the commit connections use), "replicas" (round robin over
+	// every endpoint but the first) or "all" (round robin over all).
+	SubscribeOn string
+	AdminRate   float64 // mixed admin load: GET /v1/status + /v1/version per second; 0 = none
+	Progress    bool    // a line on stderr every second
+	Token       string  // bearer token sent on every request; "" = none
 	// CommitGap measures the longest time in the measured phase with no
 	// commit answered 200 (across a leader's death: --kill-leader-after).
 	CommitGap bool
@@ -95,7 +99,7 @@ type Load struct {
 // DefaultLoad is 64 connections, closed loop, 10s after 2s of warm-up.
 func DefaultLoad() Load {
 	return Load{Connections: 64, Pipeline: 1, Op: "commit", Duration: 10 * time.Second,
-		Warmup: 2 * time.Second, SubDurable: true, Progress: true}
+		Warmup: 2 * time.Second, SubDurable: true, SubscribeOn: "leader", Progress: true}
 }
 
 // Validate reports every problem at once.
@@ -122,6 +126,9 @@ func (l *Load) Validate() error {
 	}
 	if l.Subscribers < 0 || l.Subscribers > 10_000 {
 		bad("subscribers %d: want 0..10000", l.Subscribers)
+	}
+	if l.SubscribeOn != "" && l.SubscribeOn != "leader" && l.SubscribeOn != "replicas" && l.SubscribeOn != "all" {
+		bad("subscribe-on %q: want leader, replicas or all", l.SubscribeOn)
 	}
 	if l.AdminRate < 0 {
 		bad("admin-rate %v: want >= 0", l.AdminRate)

@@ -87,3 +87,33 @@ func (e *Endpoints) Redirected(leaderURL string) bool {
 	e.leader.Store(&hp)
 	return true
 }
+
+// Spread returns the endpoints subscriber i of a run follows: e itself for
+// on == "leader" (or ""), where the commits go; otherwise its own
+// Endpoints starting at the i-th of the replicas (every endpoint but the
+// first, for "replicas") or of all endpoints ("all"), round robin, and
+// moving on from there to the others in turn when a connection fails.
+func (e *Endpoints) Spread(on string, i int) (*Endpoints, error) {
+	var pool []string
+	switch on {
+	case "", "leader":
+		return e, nil
+	case "replicas":
+		if len(e.addrs) < 2 {
+			return nil, fmt.Errorf("subscribe-on replicas: want a leader and at least one replica in the address list, have %d endpoint(s)", len(e.addrs))
+		}
+		pool = e.addrs[1:]
+	case "all":
+		pool = e.addrs
+	default:
+		return nil, fmt.Errorf("subscribe-on %q: want leader, replicas or all", on)
+	}
+	s := &Endpoints{}
+	for k := range pool {
+		s.addrs = append(s.addrs, pool[(i+k)%len(pool)])
+	}
+	if on == "replicas" {
+		s.addrs = append(s.addrs, e.addrs[0]) // the leader last: after every replica failed
+	}
+	return s, nil
+}

@@ -40,13 +40,16 @@ type Result struct {
 
 // SubResult summarises the subscribers.
 type SubResult struct {
-	Count        int       `json:"count"`
-	Durable      bool      `json:"durable"`
-	Events       uint64    `json:"events"`         // transaction events, all subscribers
-	EventsPerSec float64   `json:"events_per_sec"` // all subscribers
-	Gaps         uint64    `json:"gaps"`           // prev_version did not chain: a server bug
-	Resubscribes uint64    `json:"resubscribes"`
-	Lag          Quantiles `json:"lag"` // send of the commit to arrival of its event
+	Count        int     `json:"count"`
+	Durable      bool    `json:"durable"`
+	Events       uint64  `json:"events"`         // transaction events, all subscribers
+	EventsPerSec float64 `json:"events_per_sec"` // all subscribers
+	Gaps         uint64  `json:"gaps"`           // prev_version did not chain: a server bug
+	Resubscribes uint64  `json:"resubscribes"`
+	// EventsByServer: transaction events per server (host:port) the
+	// streams were read from, the whole run including warm-up.
+	EventsByServer map[string]uint64 `json:"events_by_server,omitempty"`
+	Lag            Quantiles         `json:"lag"` // send of the commit to arrival of its event
 }
 
 // AdminLoad summarises the mixed admin requests.
@@ -89,12 +92,19 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 	var wg sync.WaitGroup
 
 	var subs []*recorder
+	var subscribers []*subscriber
 	var gaps, resubs atomic.Uint64
 	if load.Subscribers > 0 {
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: load.Subscribers, DisableCompression: true}}
 		for i := 0; i < load.Subscribers; i++ {
-			s := &subscriber{ends: ends, token: load.Token, durable: load.SubDurable, runID: src.RunID(), rec: newRecorder(), gaps: &gaps, resubs: &resubs, client: hc}
+			subEnds, err := ends.Spread(load.SubscribeOn, i)
+			if err != nil {
+				return nil, err
+			}
+			s := &subscriber{ends: subEnds, token: load.Token, durable: load.SubDurable, runID: src.RunID(), rec: newRecorder(),
+				gaps: &gaps, resubs: &resubs, client: hc, byServer: map[string]uint64{}}
 			subs = append(subs, s.rec)
+			subscribers = append(subscribers, s)
 			wg.Go(func() { s.run(ctx) })
 		}
 	}
@@ -155,7 +165,12 @@ func Run(ctx context.Context, addr string, shape Shape, load Load, progress io.W
 		res.Subscribers = &SubResult{
 			Count: load.Subscribers, Durable: load.SubDurable, Events: c.subTotal.n,
 			EventsPerSec: float64(c.subTotal.n) / seconds, Gaps: gaps.Load(), Resubscribes: resubs.Load(),
-			Lag: quantilesOf(c.subTotal.lat),
+			Lag: quantilesOf(c.subTotal.lat), EventsByServer: map[string]uint64{},
+		}
+		for _, s := range subscribers { // every subscriber goroutine has ended
+			for addr, n := range s.byServer {
+				res.Subscribers.EventsByServer[addr] += n
+			}
 		}
 	}
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), lostResolveTimeout)

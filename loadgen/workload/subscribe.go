@@ -29,6 +29,9 @@ type subscriber struct {
 	gaps    *atomic.Uint64
 	resubs  *atomic.Uint64
 	client  *http.Client
+	// byServer counts transaction events per server; only this
+	// subscriber's goroutine writes it, Run reads it after the end.
+	byServer map[string]uint64
 }
 
 func (s *subscriber) run(ctx context.Context) {
@@ -81,6 +84,7 @@ func (s *subscriber) follow(ctx context.Context, last *uint64) error {
 		case len(line) == 0: // dispatch
 			if string(event) == "transaction" {
 				s.transaction(data, last)
+				s.byServer[addr]++
 			}
 			event, data = event[:0], data[:0]
 		case bytes.HasPrefix(line, []byte("event:")):
