@@ -56,7 +56,7 @@ type Server struct {
 	// inFlight counts requests being served (from ServeHTTP's start to
 	// its end, whatever their fault): see WaitIdle.
 	inFlight atomic.Int64
-	crc32c *crc32.Table  // immutable
+	crc32c   *crc32.Table // immutable
 }
 
 // New opens the store (loading Dir if set) and creates Options.Buckets.
