@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -140,8 +141,15 @@ func restartAlone(t *testing.T, s3 *fakes3.Server, endpoint, prefix string) *har
 		if try >= 5 || !errors.Is(err, harness.ErrExited) || !strings.Contains(err.Error(), "fenced by another leader") {
 			t.Fatalf("restart on %q (try %d): %v", prefix, try, err)
 		}
-		t.Logf("restart on %q fenced at its claim by a killed server's late write; starting again: %v", prefix, firstLine(err))
+		t.Logf("restart on %q fenced at its claim by a killed server's late write; starting again: %v", prefix, lastLine(err))
 	}
+}
+
+// lastLine is the last line of err's text (the exit's reason in a
+// harness.ErrExited).
+func lastLine(err error) string {
+	s := strings.TrimSpace(err.Error())
+	return s[strings.LastIndex(s, "\n")+1:]
 }
 
 // load runs committers against url until ctx ends, recording into led.
