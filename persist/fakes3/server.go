@@ -53,7 +53,10 @@ type Server struct {
 	faults *Faults       // never nil
 	log    *slog.Logger  // never nil
 	reqSeq atomic.Uint64 // request ids
-	crc32c *crc32.Table  // immutable
+	// inFlight counts requests being served (from ServeHTTP's start to
+	// its end, whatever their fault): see WaitIdle.
+	inFlight atomic.Int64
+	crc32c   *crc32.Table // immutable
 }
 
 // New opens the store (loading Dir if set) and creates Options.Buckets.
@@ -83,6 +86,26 @@ func New(opts Options) (*Server, error) {
 
 // Faults returns the fault injection switchboard of s.
 func (s *Server) Faults() *Faults { return s.faults }
+
+// InFlight returns how many requests are being served now.
+func (s *Server) InFlight() int64 { return s.inFlight.Load() }
+
+// WaitIdle waits until no request is being served, or ctx ends. A client
+// that was killed may still have requests in the server, and a write among
+// them takes effect when it is served, as on S3: a test that restarts on
+// the same prefix after killing the writer waits for them to land first.
+// (A request whose bytes the server has not yet started reading is not
+// counted: the restarted client must still cope with a late write.)
+func (s *Server) WaitIdle(ctx context.Context) error {
+	for s.inFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fakes3: %d requests still in flight: %w", s.inFlight.Load(), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
 
 // s3Error is an S3 error answer.
 type s3Error struct {
@@ -130,6 +153,8 @@ type request struct {
 // ServeHTTP answers one S3 request. Addressing is path-style only:
 // "/<bucket>/<key>".
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	req := &request{w: w, r: r, query: r.URL.Query(),
 		id: strconv.FormatUint(s.reqSeq.Add(1), 16)}
 	path := strings.TrimPrefix(r.URL.Path, "/")

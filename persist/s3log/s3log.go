@@ -34,8 +34,12 @@
 //     503 and 409 ConditionalRequestConflict, which S3 answers before
 //     writing), a 412 or a final failure is resolved by reading the object
 //     back: our segment means the Append succeeded, another means fenced,
-//     a missing object means the error stands. Otherwise a 412 is final:
-//     ErrFenced. The ambiguity outlives the call: when such an Append fails
+//     a missing object means the error stands (after a 412: fenced, the
+//     object was deleted). A read-back that fails (503, a dropped
+//     connection, the deadline) is retried with backoff a few times and
+//     then fails the Append as a transient error, never as fenced: only a
+//     read that shows another leader's segment deposes this one. Otherwise
+//     a 412 is final: ErrFenced. The ambiguity outlives the call: when such an Append fails
 //     (a timeout while S3 held the PUT, which it stores later), the retry
 //     of the same segment is a new Append, and its 412 is resolved by
 //     read-back too (Log.mu.mayExist). "Our segment" is its identity, not
@@ -117,6 +121,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -835,7 +840,7 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	}
 	// An earlier attempt may have stored the object and lost its answer:
 	// a 412 may be our own write, a failure may hide a success. Look.
-	stored, etag, gerr := l.getETag(ctx, key)
+	stored, etag, gerr := l.readBack(ctx, key, isPreconditionFailed(err))
 	switch {
 	case gerr == nil && sameSegment(stored, data):
 		l.ambiguousSettled.Add(1)
@@ -847,12 +852,51 @@ func (l *Log) putSegmentOnce(ctx context.Context, key string, data []byte, repla
 	case gerr == nil:
 		l.ambiguousSettled.Add(1)
 		return "", persist.ErrFenced
-	case isPreconditionFailed(err):
-		// 412, yet the object is gone or unreadable: a truncation or a
-		// recovery deleted it. Someone else owns the log: fenced.
+	case isPreconditionFailed(err) && errors.Is(gerr, errNoSuchKey):
+		// 412, yet S3 answers that the object is gone: a truncation or a
+		// recovery deleted it, neither of which deletes the segment this
+		// leader is writing. Someone else owns the log: fenced.
 		return "", persist.ErrFenced
+	case isPreconditionFailed(err):
+		// 412, and the read-back failed too (503, a dropped connection,
+		// the operation's deadline): the object may well be our own
+		// earlier attempt, so this is not fencing, only a failure. The
+		// Append fails and stays ambiguous (mayExist): the pipeline's
+		// retry reads back again.
+		return "", fmt.Errorf("put s3://%s/%s: %w; reading it back to tell our own earlier attempt from another leader's: %w", l.cfg.Bucket, key, err, gerr)
 	}
 	return "", fmt.Errorf("put s3://%s/%s: %w", l.cfg.Bucket, key, err)
+}
+
+// readBackRounds bounds the GetObject calls (each with the SDK's own
+// retries) of one read-back after a 412: enough to ride out a burst of
+// 503s or dropped connections, few enough that an outage fails the Append
+// promptly (the pipeline retries it, with backoff, as a transient error).
+const readBackRounds = 4
+
+// readBack reads key after an ambiguous write. After a 412 (retry set) a
+// read that failed (503, a dropped connection, a timeout) is retried with
+// backoff, up to readBackRounds calls and within ctx: only a read that
+// succeeds, or S3's own NoSuchKey, says what the write did. Otherwise one
+// read: a failed read leaves the write's own error standing anyway.
+func (l *Log) readBack(ctx context.Context, key string, retry bool) ([]byte, string, error) {
+	backoff := 10 * time.Millisecond
+	for round := 1; ; round++ {
+		data, etag, err := l.getETag(ctx, key)
+		if err == nil || errors.Is(err, errNoSuchKey) || !retry || round >= readBackRounds || ctx.Err() != nil {
+			return data, etag, err
+		}
+		// Full jitter, as the SDK's retryer: concurrent read-backs after
+		// one burst of faults do not retry in step.
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(backoff))) + time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, "", err
+		}
+		backoff = min(2*backoff, max(l.cfg.RetryMaxBackoff, 10*time.Millisecond))
+	}
 }
 
 // sameSegment reports whether stored is the segment data: the same bytes,

@@ -123,6 +123,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	stderr bytes.Buffer // guarded by mu
+	stdout bytes.Buffer // guarded by mu; the server writes nothing there, but a crash might
 	done   chan struct{}
 	err    error // the process's exit; valid after done is closed
 }
@@ -158,11 +159,12 @@ func Start(o Options) (*Server, error) {
 	args = append(args, o.Args...)
 	cmd := exec.Command(o.Bin, args...)
 	cmd.Env = append(os.Environ(), o.Env...)
+	s := &Server{Cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout = stdoutWriter{s}
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, fmt.Errorf("harness start: %w", err)
 	}
-	s := &Server{Cmd: cmd, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("harness start %s: %w", o.Bin, err)
 	}
@@ -192,7 +194,7 @@ func Start(o Options) (*Server, error) {
 		}
 		return s, nil
 	case <-s.done:
-		return nil, fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.Log())
+		return nil, fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.exitReport())
 	case <-time.After(startTimeout):
 		s.Kill()
 		return nil, fmt.Errorf("harness start: not ready after %v:\n%s", startTimeout, s.Log())
@@ -221,23 +223,71 @@ func (s *Server) waitLeads() error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.Log())
+			return fmt.Errorf("%w (%v):\n%s", ErrExited, s.err, s.exitReport())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
+// stdoutWriter keeps what the server writes to stdout.
+type stdoutWriter struct{ s *Server }
+
+func (w stdoutWriter) Write(p []byte) (int, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	return w.s.stdout.Write(p)
+}
+
+// exitReport is what a server that exited left behind: its stderr, its
+// stdout if any, or a plain statement that it wrote nothing.
+func (s *Server) exitReport() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b strings.Builder
+	b.Write(s.stderr.Bytes())
+	if s.stdout.Len() > 0 {
+		fmt.Fprintf(&b, "--- stdout:\n%s", s.stdout.Bytes())
+	}
+	if b.Len() == 0 {
+		b.WriteString("(the process wrote nothing to stderr or stdout)")
+	}
+	if ps := s.Cmd.ProcessState; ps != nil {
+		if st, ok := ps.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+			fmt.Fprintf(&b, "\n(killed by signal %v)", st.Signal())
+		}
+	}
+	return b.String()
+}
+
+// maxLogLine bounds one kept log line; a longer one is kept cut, with a
+// note, and reading goes on (a reader that stopped would lose the rest of
+// the log, the exit's reason included, and block the server's writes).
+const maxLogLine = 1 << 20
+
 // readStderr keeps the server's log and reports the listen address of the
-// "weaseldb ready" line.
+// "weaseldb ready" line. It reads to the end, whatever it meets.
 func (s *Server) readStderr(r io.Reader, ready chan<- string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		s.mu.Lock()
-		s.stderr.Write(line)
-		s.stderr.WriteByte('\n')
-		s.mu.Unlock()
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, cut, err := readLine(br)
+		if err == nil || len(line) > 0 || cut > 0 {
+			s.mu.Lock()
+			s.stderr.Write(line)
+			if cut > 0 {
+				fmt.Fprintf(&s.stderr, " [harness: %d more bytes of this line not kept]", cut)
+			}
+			s.stderr.WriteByte('\n')
+			s.mu.Unlock()
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.mu.Lock()
+				fmt.Fprintf(&s.stderr, "[harness: reading the server's stderr: %v]\n", err)
+				s.mu.Unlock()
+				io.Copy(io.Discard, r) // never leave the server blocked on a full pipe
+			}
+			return
+		}
 		if !bytes.Contains(line, []byte(`"weaseldb ready"`)) {
 			continue
 		}
@@ -250,6 +300,30 @@ func (s *Server) readStderr(r io.Reader, ready chan<- string) {
 			default:
 			}
 		}
+	}
+}
+
+// readLine reads one line without its newline, keeping at most maxLogLine
+// bytes of it and counting the rest (cut). err is the read's error (io.EOF
+// at the end); line holds what came before it.
+func readLine(br *bufio.Reader) (line []byte, cut int, err error) {
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if room := maxLogLine - len(line); room > 0 {
+			line = append(line, chunk[:min(len(chunk), room)]...)
+			cut += len(chunk) - min(len(chunk), room)
+		} else {
+			cut += len(chunk)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if n := len(line); n > 0 && line[n-1] == '\n' {
+			line = line[:n-1]
+		} else if cut > 0 && err == nil {
+			cut-- // the newline was among the bytes not kept
+		}
+		return line, cut, err
 	}
 }
 
