@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"weaseldb/persist"
-	"weaseldb/persist/fakes3"
-	"weaseldb/persist/logtest"
+	"github.com/weaseldb/weaseldb/persist"
+	"github.com/weaseldb/weaseldb/persist/fakes3"
+	"github.com/weaseldb/weaseldb/persist/logtest"
 )
 
 // scriptedS3 is the fake S3 behind a handler that injects faults into
