@@ -52,6 +52,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/weaseldb/weaseldb/internal/dirlock"
 	"github.com/weaseldb/weaseldb/internal/durable"
 )
 
@@ -82,7 +83,7 @@ var ErrCorruption = errors.New("statusruns: corruption")
 // goroutine while Run.Lookup runs on another.
 type Dir struct {
 	path     string
-	lock     *os.File
+	lock     *dirlock.Lock
 	stopping atomic.Bool // StopMerges was called
 }
 
@@ -102,13 +103,9 @@ func Open(path string) (*Dir, error) {
 	if err := durable.MkdirAll(path, 0o755); err != nil {
 		return nil, fmt.Errorf("status index %s: %w", path, err)
 	}
-	lock, err := os.OpenFile(filepath.Join(path, lockName), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := dirlock.Acquire(filepath.Join(path, lockName))
 	if err != nil {
-		return nil, fmt.Errorf("status index %s: lock: %w", path, err)
-	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("status index %s: locked by another process: %w", path, err)
+		return nil, fmt.Errorf("status index %s: %w", path, err)
 	}
 	d := &Dir{path: path, lock: lock}
 	names, err := d.names(tmpSuffix)
