@@ -229,13 +229,16 @@ func TestLostAnswersResolvedWithStatus(t *testing.T) {
 		t.Fatalf("--json output: %v\n%s", err, out.String())
 	}
 	l := s.Run.Lost
-	if l == nil || l.Count != 5 || l.Committed != 5 || l.NotCommitted != 0 || l.Unknown != 0 {
-		t.Fatalf("lost answers %+v; want 5, all committed", l)
+	// Every dropped answer is settled by /v1/status. Most committed; one
+	// can be a conflict (the run's next read version was chosen without
+	// the lost answer), which is not_committed, truthfully.
+	if l == nil || l.Count != 5 || l.Committed+l.NotCommitted != 5 || l.Committed == 0 || l.Unknown != 0 {
+		t.Fatalf("lost answers %+v; want 5, each resolved, some committed", l)
 	}
 	if s.Run.Outcomes.Transport != 5 {
 		t.Fatalf("transport errors %d; want the 5 lost answers", s.Run.Outcomes.Transport)
 	}
-	if !strings.Contains(errOut.String(), "lost answers 5, resolved with /v1/status: 5 committed") {
+	if want := fmt.Sprintf("lost answers 5, resolved with /v1/status: %d committed, %d not committed, 0 unknown", l.Committed, l.NotCommitted); !strings.Contains(errOut.String(), want) {
 		t.Fatalf("table does not report the lost answers:\n%s", errOut.String())
 	}
 }
