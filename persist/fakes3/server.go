@@ -35,6 +35,13 @@ type Options struct {
 	// ObjectBytesMax bounds one object (and so one request body). Zero
 	// selects 64 MiB.
 	ObjectBytesMax int64
+	// UploadsMax bounds the multipart uploads in progress (begun, neither
+	// completed nor aborted) and UploadBytesMax the bytes of their parts,
+	// so abandoned uploads cannot fill memory or disk: past either bound
+	// CreateMultipartUpload or UploadPart answers 400 InvalidRequest
+	// saying which bound. Zero selects 1000 uploads and 1 GiB.
+	UploadsMax     int
+	UploadBytesMax int64
 	// Logger receives start-up and storage failures, never one line per
 	// request. Nil selects slog.Default().
 	Logger *slog.Logger
@@ -42,6 +49,8 @@ type Options struct {
 
 const (
 	objectBytesMaxDefault = 64 << 20
+	uploadsMaxDefault     = 1000
+	uploadBytesMaxDefault = 1 << 30
 	deleteBodyBytesMax    = 2 << 20 // 1000 keys of 1 KiB each, XML-escaped
 )
 
@@ -67,7 +76,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	st, err := openStore(opts.Dir)
+	if opts.UploadsMax <= 0 {
+		opts.UploadsMax = uploadsMaxDefault
+	}
+	if opts.UploadBytesMax <= 0 {
+		opts.UploadBytesMax = uploadBytesMaxDefault
+	}
+	st, err := openStore(opts.Dir, opts.UploadsMax, opts.UploadBytesMax)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +145,10 @@ var (
 	errBucketExistsAnswer  = s3Error{http.StatusConflict, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it."}
 	errNotEmptyAnswer      = s3Error{http.StatusConflict, "BucketNotEmpty", "The bucket you tried to delete is not empty."}
 	errNotImplAnswer       = s3Error{http.StatusNotImplemented, "NotImplemented", "A header or query you provided implies functionality that is not implemented."}
+	errNoSuchUploadAnswer  = s3Error{http.StatusNotFound, "NoSuchUpload", "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."}
+	errInvalidPartAnswer   = s3Error{http.StatusBadRequest, "InvalidPart", "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag."}
+	errPartOrderAnswer     = s3Error{http.StatusBadRequest, "InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number."}
+	errTooSmallAnswer      = s3Error{http.StatusBadRequest, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size."}
 )
 
 func invalidArgument(msg string) s3Error {
@@ -251,12 +270,34 @@ func (s *Server) route(req *request) (Op, func(*request)) {
 			return OpBucket, s.deleteBucket
 		case m == http.MethodGet && req.query.Get("list-type") == "2":
 			return OpListObjects, s.listObjects
+		case m == http.MethodGet && req.query.Has("uploads"):
+			return OpMultipart, s.listUploads
+		case m == http.MethodGet && req.query.Has("location"):
+			return OpBucket, s.bucketLocation
 		case m == http.MethodPost && req.query.Has("delete"):
 			return OpDeleteObjects, s.deleteObjects
 		}
 	default:
+		q := req.query
+		switch {
+		case m == http.MethodPost && q.Has("uploads"):
+			return OpMultipart, s.createUpload
+		case m == http.MethodPut && q.Has("uploadId") && q.Has("partNumber"):
+			if req.r.Header.Get("x-amz-copy-source") != "" {
+				break // UploadPartCopy: not implemented
+			}
+			return OpMultipart, s.uploadPart
+		case m == http.MethodPost && q.Has("uploadId"):
+			return OpMultipart, s.completeUpload
+		case m == http.MethodDelete && q.Has("uploadId"):
+			return OpMultipart, s.abortUpload
+		case m == http.MethodGet && q.Has("uploadId"):
+			return OpMultipart, s.listParts
+		case m == http.MethodPut && !hasSubresource(q) && req.r.Header.Get("x-amz-copy-source") != "":
+			return OpPutObject, s.copyObject
+		}
 		if hasSubresource(req.query) || req.r.Header.Get("x-amz-copy-source") != "" {
-			break // multipart, ACLs, tagging, copy: not implemented
+			break // ACLs, tagging, versions, UploadPartCopy: not implemented
 		}
 		switch m {
 		case http.MethodGet:
@@ -329,6 +370,12 @@ func (s *Server) storeFailure(req *request, err error) {
 		s.writeError(req, errBucketExistsAnswer)
 	case errors.Is(err, errBucketNotEmpty):
 		s.writeError(req, errNotEmptyAnswer)
+	case errors.Is(err, errNoSuchUpload):
+		s.writeError(req, errNoSuchUploadAnswer)
+	case errors.Is(err, errTooManyUploads):
+		s.writeError(req, invalidRequest(fmt.Sprintf("%d multipart uploads are in progress, the most this server allows (fakes3 --max-uploads): complete or abort some (ListMultipartUploads, AbortMultipartUpload)", s.opts.UploadsMax)))
+	case errors.Is(err, errUploadBytesLimit):
+		s.writeError(req, invalidRequest(fmt.Sprintf("the parts of the multipart uploads in progress would exceed %d bytes, the most this server allows (fakes3 --max-upload-bytes): complete or abort some (ListMultipartUploads, AbortMultipartUpload)", s.opts.UploadBytesMax)))
 	default:
 		s.log.Error("fakes3: storage failure", "bucket", req.bucket, "key", req.key, "err", err)
 		s.writeError(req, errInternalAnswer)
