@@ -429,7 +429,11 @@ func (s *Server) copyObject(req *request) {
 		}
 	}
 	var cond putCondition
-	if inm := req.r.Header.Get("If-None-Match"); strings.TrimSpace(inm) == "*" {
+	if inm := req.r.Header.Get("If-None-Match"); inm != "" {
+		if strings.TrimSpace(inm) != "*" {
+			s.writeError(req, errNotImplAnswer)
+			return
+		}
 		cond.ifNoneMatchAny = true
 	}
 	cond.ifMatch = req.r.Header.Get("If-Match")
