@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"weaseldb/internal/durable"
+	"github.com/weaseldb/weaseldb/internal/durable"
 )
 
 // upload is one multipart upload in progress. Its fields other than parts
