@@ -1,7 +1,7 @@
 // Package fakes3 is a fake Amazon S3 service for tests and development: the
 // subset of S3 that WeaselDB's S3 log backend uses and that common S3
 // clients need (tested with aws-sdk-go-v2 including its manager
-// Uploader, minio-go and awscli), with fault injection for reliability
+// Uploader and transfermanager, minio-go and awscli), with fault injection for reliability
 // tests.
 //
 // # Using it
@@ -28,7 +28,9 @@
 //     continuation-token, start-after, common prefixes, KeyCount,
 //     IsTruncated; encoding-type is ignored.
 //   - PutObject; GetObject and HeadObject (single Range: 206 with
-//     Content-Range, 416 InvalidRange; If-Match, If-None-Match);
+//     Content-Range, 416 InvalidRange; partNumber: one part of a multipart
+//     object, or the whole of another as its part 1, with
+//     x-amz-mp-parts-count, 416 InvalidPartNumber; If-Match, If-None-Match);
 //     DeleteObject (If-Match: a conditional delete, 412 on another ETag);
 //     DeleteObjects (XML body, Quiet, ≤ 1000 keys, per-key results).
 //   - CopyObject (x-amz-copy-source within or across buckets, metadata

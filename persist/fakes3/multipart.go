@@ -248,8 +248,10 @@ func (s *Server) completeUpload(req *request) {
 		return
 	}
 	data := make([]byte, 0, total)
+	sizes := make([]int64, 0, len(cm.Parts))
 	for _, cp := range cm.Parts {
 		data = append(data, byNumber[cp.PartNumber].data...)
+		sizes = append(sizes, int64(len(byNumber[cp.PartNumber].data)))
 	}
 	whole := md5.Sum(md5s)
 	etag := fmt.Sprintf(`"%s-%d"`, hex.EncodeToString(whole[:]), len(cm.Parts))
@@ -260,7 +262,8 @@ func (s *Server) completeUpload(req *request) {
 		algo = "CRC32"
 	}
 	o := &object{key: req.key, data: data, etag: etag, modified: time.Now().UTC(),
-		contentType: u.contentType, checksumAlgo: algo, checksum: checksumBase64(s.newChecksum(algo), data)}
+		contentType: u.contentType, checksumAlgo: algo, checksum: checksumBase64(s.newChecksum(algo), data),
+		partSizes: sizes}
 	if err := s.store.putCompleting(req.bucket, o, cond, u.id); err != nil {
 		s.storeFailure(req, err)
 		return
@@ -438,10 +441,26 @@ func (s *Server) copyObject(req *request) {
 	}
 	cond.ifMatch = req.r.Header.Get("If-Match")
 	o := &object{key: req.key, data: from.data, etag: from.etag, modified: time.Now().UTC(),
-		contentType: ct, checksumAlgo: from.checksumAlgo, checksum: from.checksum}
+		contentType: ct, checksumAlgo: from.checksumAlgo, checksum: from.checksum, partSizes: from.partSizes}
 	if err := s.store.put(req.bucket, o, cond); err != nil {
 		s.storeFailure(req, err)
 		return
 	}
 	s.writeXML(req, http.StatusOK, copyObjectResult{ETag: o.etag, LastModified: o.modified.Format(s3TimeFormat)})
+}
+
+// partRange returns the byte interval [start, end) of part n (from 1) of
+// o: its part of a multipart object, or the whole object as part 1 of
+// one. ok is false when o has no part n.
+func partRange(o *object, n int) (start, end int64, parts int, ok bool) {
+	if len(o.partSizes) == 0 {
+		return 0, int64(len(o.data)), 1, n == 1
+	}
+	if n < 1 || n > len(o.partSizes) {
+		return 0, 0, len(o.partSizes), false
+	}
+	for _, size := range o.partSizes[:n-1] {
+		start += size
+	}
+	return start, start + o.partSizes[n-1], len(o.partSizes), true
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/minio/minio-go/v7"
@@ -320,5 +321,49 @@ func TestMultipartFaults(t *testing.T) {
 	}
 	if srv.Faults().Injected() == 0 {
 		t.Fatal("no fault was injected")
+	}
+}
+
+// TestTransferManager uploads 64 MiB (24 under -short) with the SDK's
+// feature/s3/transfermanager and downloads it with its GetObject, which
+// fetches a multipart object part by part (GetObject partNumber).
+func TestTransferManager(t *testing.T) {
+	_, e := startServer(t, Options{})
+	c := newClient(t, e, clientConfig{https: true})
+	size := 64 << 20
+	if testing.Short() {
+		size = 24 << 20
+	}
+	data := randomBytes(t, size)
+	tm := transfermanager.New(c, func(o *transfermanager.Options) { o.Concurrency = 3 })
+	ctx := context.Background()
+	up, err := tm.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: aws.String(testBucket), Key: aws.String("tm"),
+		Body: bytes.NewReader(data)})
+	if err != nil {
+		t.Fatalf("UploadObject: %v", err)
+	}
+	if !strings.HasSuffix(aws.ToString(up.ETag), fmt.Sprintf(`-%d"`, (size+(8<<20)-1)/(8<<20))) {
+		t.Fatalf("ETag %s: not a multipart ETag of 8 MiB parts", aws.ToString(up.ETag))
+	}
+	get, err := tm.GetObject(ctx, &transfermanager.GetObjectInput{Bucket: aws.String(testBucket), Key: aws.String("tm")})
+	if err != nil {
+		t.Fatalf("GetObject: %v", err)
+	}
+	got, err := io.ReadAll(get.Body)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded %d bytes (%v), not the %d uploaded", len(got), err, len(data))
+	}
+	// One part by number, and a part that does not exist.
+	part, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testBucket), Key: aws.String("tm"), PartNumber: aws.Int32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := io.ReadAll(part.Body)
+	part.Body.Close()
+	if !bytes.Equal(p2, data[8<<20:16<<20]) || aws.ToInt32(part.PartsCount) != int32((size+(8<<20)-1)/(8<<20)) {
+		t.Fatalf("part 2: %d bytes, parts count %d", len(p2), aws.ToInt32(part.PartsCount))
+	}
+	if _, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(testBucket), Key: aws.String("tm"), PartNumber: aws.Int32(99)}); apiCode(err) != "InvalidPartNumber" {
+		t.Fatalf("part 99: %v", err)
 	}
 }

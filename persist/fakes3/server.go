@@ -295,6 +295,10 @@ func (s *Server) route(req *request) (Op, func(*request)) {
 			return OpMultipart, s.listParts
 		case m == http.MethodPut && !hasSubresource(q) && req.r.Header.Get("x-amz-copy-source") != "":
 			return OpPutObject, s.copyObject
+		case m == http.MethodGet && onlyPartNumber(q):
+			return OpGetObject, s.getObject
+		case m == http.MethodHead && onlyPartNumber(q):
+			return OpHeadObject, s.getObject
 		}
 		if hasSubresource(req.query) || req.r.Header.Get("x-amz-copy-source") != "" {
 			break // ACLs, tagging, versions, UploadPartCopy: not implemented
@@ -322,6 +326,21 @@ func hasSubresource(q url.Values) bool {
 		}
 	}
 	return false
+}
+
+// onlyPartNumber reports a query that selects one part of an object
+// (GetObject/HeadObject partNumber) and nothing else.
+func onlyPartNumber(q url.Values) bool {
+	if !q.Has("partNumber") {
+		return false
+	}
+	rest := url.Values{}
+	for k, v := range q {
+		if k != "partNumber" {
+			rest[k] = v
+		}
+	}
+	return !hasSubresource(rest)
 }
 
 func (s *Server) writeError(req *request, e s3Error) {
@@ -525,6 +544,30 @@ func (s *Server) getObject(req *request) {
 	}
 	size := int64(len(o.data))
 	start, end, ranged, ok := parseRange(req.r.Header.Get("Range"), size)
+	if pn := req.query.Get("partNumber"); pn != "" {
+		n, err := strconv.Atoi(pn)
+		if err != nil || n < 1 || n > partsMax {
+			s.writeError(req, invalidArgument(fmt.Sprintf("partNumber must be an integer from 1 to %d", partsMax)))
+			return
+		}
+		if req.r.Header.Get("Range") != "" {
+			s.writeError(req, invalidRequest("Cannot specify both Range header and partNumber query parameter"))
+			return
+		}
+		var parts int
+		start, end, parts, ok = partRange(o, n)
+		h.Set("x-amz-mp-parts-count", strconv.Itoa(parts))
+		if !ok {
+			h.Del("ETag")
+			h.Del("Last-Modified")
+			h.Del("Accept-Ranges")
+			s.writeError(req, s3Error{http.StatusRequestedRangeNotSatisfiable, "InvalidPartNumber", "The requested partnumber is not satisfiable"})
+			return
+		}
+		// S3 answers a part with 206 and its Content-Range, even when the
+		// part is the whole object.
+		ranged = true
+	}
 	if !ok {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 		h.Del("ETag")

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,9 @@ type object struct {
 	etag         string // quoted MD5 hex, as S3 sends it
 	modified     time.Time
 	contentType  string
-	checksumAlgo string // "CRC32", "CRC32C" or "SHA256"; never empty
-	checksum     string // base64 of the checksum named by checksumAlgo
+	checksumAlgo string  // "CRC32", "CRC32C" or "SHA256"; never empty
+	checksum     string  // base64 of the checksum named by checksumAlgo
+	partSizes    []int64 // a multipart object's part sizes, in order; nil otherwise
 }
 
 type bucket struct {
@@ -166,7 +168,10 @@ func loadBucket(name, dir string) (*bucket, error) {
 // Object file format: magic, then uvarint-length-prefixed fields, then the
 // data:
 //
-//	"WS3O2\n" | key | contentType | checksumAlgo | checksum | etag | modified (uvarint unix nanos) | data
+//	"WS3O2\n" | key | contentType | checksumAlgo | checksum | etag | part sizes | modified (uvarint unix nanos) | data
+//
+// part sizes is empty or, for a multipart object, the decimal sizes of its
+// parts joined by commas (GetObject with partNumber needs them).
 //
 // Version 1 files (written before multipart) lack the etag field: their
 // ETag is the MD5 of the data. A multipart object's ETag is not, so it is
@@ -179,7 +184,11 @@ const (
 func encodeObjectFile(o *object) []byte {
 	b := make([]byte, 0, len(objectFileMagic)+len(o.key)+len(o.data)+128)
 	b = append(b, objectFileMagic...)
-	for _, f := range []string{o.key, o.contentType, o.checksumAlgo, o.checksum, o.etag} {
+	sizes := make([]string, len(o.partSizes))
+	for i, n := range o.partSizes {
+		sizes[i] = strconv.FormatInt(n, 10)
+	}
+	for _, f := range []string{o.key, o.contentType, o.checksumAlgo, o.checksum, o.etag, strings.Join(sizes, ",")} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
@@ -188,7 +197,7 @@ func encodeObjectFile(o *object) []byte {
 }
 
 func decodeObjectFile(raw []byte) (*object, error) {
-	nfields := 5
+	nfields := 6
 	rest, ok := strings.CutPrefix(string(raw), objectFileMagic)
 	if !ok {
 		nfields = 4
@@ -196,7 +205,7 @@ func decodeObjectFile(raw []byte) (*object, error) {
 			return nil, errors.New("bad magic")
 		}
 	}
-	var fields [5]string
+	var fields [6]string
 	for i := range nfields {
 		n, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
 		if w <= 0 || n > uint64(len(rest)-w) {
@@ -217,6 +226,20 @@ func decodeObjectFile(raw []byte) (*object, error) {
 	}
 	if o.etag == "" {
 		o.etag = etagOf(data)
+	}
+	if fields[5] != "" {
+		var total int64
+		for _, f := range strings.Split(fields[5], ",") {
+			n, err := strconv.ParseInt(f, 10, 64)
+			if err != nil || n < 0 {
+				return nil, errors.New("bad part sizes")
+			}
+			o.partSizes = append(o.partSizes, n)
+			total += n
+		}
+		if total != int64(len(data)) {
+			return nil, errors.New("part sizes do not add up to the data")
+		}
 	}
 	return o, nil
 }
