@@ -141,7 +141,7 @@ func TestAWSCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 		tested := 0
-		for _, algo := range checksumAlgos {
+		for _, algo := range []string{"CRC32", "CRC32C", "SHA1", "SHA256"} { // what awscli v1 offers
 			key := "cli-sum/" + algo
 			_, errOut, err := cli.run("s3api", "put-object", "--bucket", testBucket, "--key", key, "--body", body, "--checksum-algorithm", algo)
 			if err != nil && strings.Contains(errOut, "Missing Dependency") {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"hash"
 	"hash/crc32"
+	"hash/crc64"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,6 +26,8 @@ func checksumOf(algo string, data []byte) string {
 		h = crc32.NewIEEE()
 	case "CRC32C":
 		h = crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	case "CRC64NVME":
+		h = crc64.New(crc64.MakeTable(0x9a6c9329ac4bc9b5))
 	case "SHA1":
 		h = sha1.New()
 	case "SHA256":
@@ -40,6 +43,8 @@ func headChecksum(out *s3.HeadObjectOutput, algo string) string {
 		return aws.ToString(out.ChecksumCRC32)
 	case "CRC32C":
 		return aws.ToString(out.ChecksumCRC32C)
+	case "CRC64NVME":
+		return aws.ToString(out.ChecksumCRC64NVME)
 	case "SHA1":
 		return aws.ToString(out.ChecksumSHA1)
 	}
@@ -80,7 +85,7 @@ func TestChecksumsEveryAlgorithm(t *testing.T) {
 				t.Fatalf("%s UploadPart (trailer %v): %v", algo, https, err)
 			}
 			part := types.CompletedPart{PartNumber: aws.Int32(1), ETag: up.ETag, ChecksumCRC32: up.ChecksumCRC32,
-				ChecksumCRC32C: up.ChecksumCRC32C, ChecksumSHA1: up.ChecksumSHA1, ChecksumSHA256: up.ChecksumSHA256}
+				ChecksumCRC32C: up.ChecksumCRC32C, ChecksumCRC64NVME: up.ChecksumCRC64NVME, ChecksumSHA1: up.ChecksumSHA1, ChecksumSHA256: up.ChecksumSHA256}
 			if _, err := c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(testBucket), Key: aws.String(key + "/mp"),
 				UploadId: cu.UploadId, MultipartUpload: &types.CompletedMultipartUpload{Parts: []types.CompletedPart{part}}}); err != nil {
 				t.Fatalf("%s CompleteMultipartUpload: %v", algo, err)
@@ -134,5 +139,15 @@ func TestUploadPartBadDigest(t *testing.T) {
 	lp, err := c.ListParts(ctx, &s3.ListPartsInput{Bucket: aws.String(testBucket), Key: aws.String("bad"), UploadId: aws.String(m.id)})
 	if err != nil || len(lp.Parts) != 0 {
 		t.Fatalf("a refused part was stored: %+v %v", lp, err)
+	}
+}
+
+// TestCRC64NVMEKnownAnswer: the server's CRC-64/NVME is the standard one
+// (check value of "123456789" from the CRC catalogue).
+func TestCRC64NVMEKnownAnswer(t *testing.T) {
+	h := crc64.New(crc64NVMETable)
+	h.Write([]byte("123456789"))
+	if got := h.Sum64(); got != 0xae8b14860a799888 {
+		t.Fatalf("CRC-64/NVME of 123456789: %#x, want 0xae8b14860a799888", got)
 	}
 }

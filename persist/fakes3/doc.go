@@ -66,7 +66,7 @@
 // STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER, trailers with and without
 // x-amz-trailer-signature); a body that breaks the framing is answered
 // IncompleteBody and stores nothing. They verify every x-amz-checksum-{crc32,
-// crc32c,sha1,sha256} they are given, in a header or a trailer, Content-MD5,
+// crc32c,crc64nvme,sha1,sha256} they are given, in a header or a trailer, Content-MD5,
 // a hex x-amz-content-sha256 and x-amz-decoded-content-length, answering
 // BadDigest, XAmzContentSHA256Mismatch or IncompleteBody. If-None-Match: *
 // answers 412 PreconditionFailed when the key exists, If-Match: <ETag> when

@@ -59,9 +59,11 @@ func TestMinioPutObjectTrailers(t *testing.T) {
 		name     string
 		unsigned bool
 		mode     string
+		sum      minio.ChecksumType
 	}{
-		{"signed-trailer", false, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"},
-		{"unsigned-trailer", true, "STREAMING-UNSIGNED-PAYLOAD-TRAILER"},
+		{"signed-trailer", false, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER", minio.ChecksumCRC32C},
+		{"unsigned-trailer", true, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", minio.ChecksumCRC32C},
+		{"unsigned-trailer-crc64nvme", true, "STREAMING-UNSIGNED-PAYLOAD-TRAILER", minio.ChecksumCRC64NVME},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := "minio/" + tc.name
@@ -70,7 +72,7 @@ func TestMinioPutObjectTrailers(t *testing.T) {
 			// unsigned trailer mode.
 			info, err := c.PutObject(ctx, testBucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
 				DisableMultipart:     true,
-				Checksum:             minio.ChecksumCRC32C,
+				Checksum:             tc.sum,
 				ContentType:          "application/x-test",
 				DisableContentSha256: tc.unsigned,
 			})

@@ -42,6 +42,7 @@ type completePart struct {
 	ETag           string `xml:"ETag"`
 	ChecksumCRC32  string `xml:"ChecksumCRC32"`
 	ChecksumCRC32C string `xml:"ChecksumCRC32C"`
+	ChecksumCRC64  string `xml:"ChecksumCRC64NVME"`
 	ChecksumSHA1   string `xml:"ChecksumSHA1"`
 	ChecksumSHA256 string `xml:"ChecksumSHA256"`
 }
@@ -53,6 +54,8 @@ func (p completePart) checksum(algo string) string {
 		return p.ChecksumCRC32
 	case "CRC32C":
 		return p.ChecksumCRC32C
+	case "CRC64NVME":
+		return p.ChecksumCRC64
 	case "SHA1":
 		return p.ChecksumSHA1
 	case "SHA256":
@@ -90,6 +93,7 @@ type partEntryXML struct {
 	Size           int64  `xml:"Size"`
 	ChecksumCRC32  string `xml:"ChecksumCRC32,omitempty"`
 	ChecksumCRC32C string `xml:"ChecksumCRC32C,omitempty"`
+	ChecksumCRC64  string `xml:"ChecksumCRC64NVME,omitempty"`
 	ChecksumSHA1   string `xml:"ChecksumSHA1,omitempty"`
 	ChecksumSHA256 string `xml:"ChecksumSHA256,omitempty"`
 }
@@ -320,6 +324,8 @@ func (s *Server) listParts(req *request) {
 			e.ChecksumCRC32 = p.checksum
 		case "CRC32C":
 			e.ChecksumCRC32C = p.checksum
+		case "CRC64NVME":
+			e.ChecksumCRC64 = p.checksum
 		case "SHA1":
 			e.ChecksumSHA1 = p.checksum
 		case "SHA256":

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"hash/crc64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -676,7 +677,11 @@ func (s *Server) putObject(req *request) {
 }
 
 // checksumAlgos are the x-amz-checksum-* algorithms the server verifies.
-var checksumAlgos = []string{"CRC32", "CRC32C", "SHA1", "SHA256"}
+var checksumAlgos = []string{"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
+
+// crc64NVMETable is CRC-64/NVME (reflected polynomial; hash/crc64's
+// all-ones init and final xor are the algorithm's).
+var crc64NVMETable = crc64.MakeTable(0x9a6c9329ac4bc9b5)
 
 func (s *Server) newChecksum(algo string) hash.Hash {
 	switch algo {
@@ -686,6 +691,8 @@ func (s *Server) newChecksum(algo string) hash.Hash {
 		return crc32.New(s.crc32c)
 	case "SHA1":
 		return sha1.New()
+	case "CRC64NVME":
+		return crc64.New(crc64NVMETable)
 	case "SHA256":
 		return sha256.New()
 	}

@@ -29,7 +29,7 @@ type object struct {
 	etag         string // quoted MD5 hex, as S3 sends it
 	modified     time.Time
 	contentType  string
-	checksumAlgo string  // "CRC32", "CRC32C" or "SHA256"; never empty
+	checksumAlgo string  // one of checksumAlgos; never empty
 	checksum     string  // base64 of the checksum named by checksumAlgo
 	partSizes    []int64 // a multipart object's part sizes, in order; nil otherwise
 }
