@@ -367,3 +367,29 @@ func TestTransferManager(t *testing.T) {
 		t.Fatalf("part 99: %v", err)
 	}
 }
+
+// TestObjectFileVersions: files of the version before multipart (no ETag,
+// no part sizes) still load, with the MD5 ETag; version 2 keeps a
+// multipart ETag and part sizes, and refuses sizes that do not add up.
+func TestObjectFileVersions(t *testing.T) {
+	v1 := []byte(objectFileMagicV1)
+	for _, f := range []string{"k", "text/plain", "CRC32", "sum"} {
+		v1 = append(v1, byte(len(f)))
+		v1 = append(v1, f...)
+	}
+	v1 = append(v1, 1) // modified: 1 ns
+	v1 = append(v1, "data"...)
+	o, err := decodeObjectFile(v1)
+	if err != nil || o.key != "k" || string(o.data) != "data" || o.etag != md5ETag([]byte("data")) || o.partSizes != nil {
+		t.Fatalf("version 1: %+v %v", o, err)
+	}
+	mp := &object{key: "m", data: []byte("abcdef"), etag: `"x-2"`, contentType: "t", checksumAlgo: "CRC32", checksum: "s", partSizes: []int64{4, 2}}
+	o, err = decodeObjectFile(encodeObjectFile(mp))
+	if err != nil || o.etag != `"x-2"` || fmt.Sprint(o.partSizes) != "[4 2]" || string(o.data) != "abcdef" {
+		t.Fatalf("version 2: %+v %v", o, err)
+	}
+	mp.partSizes = []int64{4, 3}
+	if _, err := decodeObjectFile(encodeObjectFile(mp)); err == nil {
+		t.Fatal("part sizes that do not add up were accepted")
+	}
+}
