@@ -65,7 +65,7 @@ func (a *awsCLI) mustRun(t *testing.T, args ...string) string {
 	return out
 }
 
-// TestAWSCLI: aws s3 cp up and down of a 40 MiB file (multipart), s3 sync
+// TestAWSCLI: aws s3 cp up, down and S3-to-S3 of a 40 MiB file (multipart, UploadPartCopy), s3 sync
 // of 500 small files, s3 rm --recursive, s3api put-object with
 // --if-none-match and with checksum algorithms.
 func TestAWSCLI(t *testing.T) {
@@ -94,6 +94,11 @@ func TestAWSCLI(t *testing.T) {
 		got, err := os.ReadFile(down)
 		if err != nil || !bytes.Equal(got, big) {
 			t.Fatalf("downloaded %d bytes (%v), not the %d uploaded", len(got), err, len(big))
+		}
+		// S3 to S3 above the multipart threshold: UploadPartCopy.
+		cli.mustRun(t, "s3", "cp", "--only-show-errors", s3url+"/big/file.bin", s3url+"/big/copy.bin")
+		if got := getAll(t, c, "big/copy.bin"); !bytes.Equal(got, big) {
+			t.Fatalf("copied object: %d bytes, not the %d uploaded", len(got), len(big))
 		}
 	})
 

@@ -1,6 +1,7 @@
 package fakes3
 
 import (
+	"bytes"
 	"context"
 	"net/url"
 	"strings"
@@ -70,5 +71,39 @@ func TestCopyObjectAndBucketCalls(t *testing.T) {
 	}
 	if _, err := c.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: aws.String("no-such-bucket")}); apiCode(err) != "NoSuchBucket" {
 		t.Fatalf("GetBucketLocation of a missing bucket: %v", err)
+	}
+}
+
+// TestUploadPartCopy: parts copied from an existing object, whole and by
+// range, make a multipart object (what aws s3 cp does between keys above
+// its multipart threshold).
+func TestUploadPartCopy(t *testing.T) {
+	_, e := startServer(t, Options{})
+	c := newClient(t, e, clientConfig{})
+	ctx := context.Background()
+	src := randomBytes(t, 7<<20)
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String("src"), Body: bytes.NewReader(src)}); err != nil {
+		t.Fatal(err)
+	}
+	m := newMP(t, c, "dst")
+	var parts []types.CompletedPart
+	for i, r := range []string{"bytes=0-5242879", "bytes=5242880-7340031"} {
+		out, err := c.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: aws.String(testBucket), Key: aws.String("dst"), UploadId: aws.String(m.id),
+			PartNumber: aws.Int32(int32(i + 1)), CopySource: aws.String(testBucket + "/src"), CopySourceRange: aws.String(r)})
+		if err != nil {
+			t.Fatalf("UploadPartCopy %s: %v", r, err)
+		}
+		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: out.CopyPartResult.ETag})
+	}
+	if _, err := c.UploadPartCopy(ctx, &s3.UploadPartCopyInput{Bucket: aws.String(testBucket), Key: aws.String("dst"), UploadId: aws.String(m.id),
+		PartNumber: aws.Int32(3), CopySource: aws.String(testBucket + "/src"), CopySourceRange: aws.String("bytes=0-99999999")}); apiCode(err) != "InvalidArgument" {
+		t.Fatalf("range past the end: %v", err)
+	}
+	out, err := m.complete(parts)
+	if err != nil || aws.ToString(out.ETag) != multipartETag(src[:5<<20], src[5<<20:]) {
+		t.Fatalf("complete: %+v %v", out, err)
+	}
+	if got := getAll(t, c, "dst"); !bytes.Equal(got, src) {
+		t.Fatalf("copied object: %d bytes", len(got))
 	}
 }

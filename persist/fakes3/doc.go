@@ -37,7 +37,8 @@
 //     directive COPY or REPLACE, x-amz-copy-source-if-match and
 //     -if-none-match, If-Match and If-None-Match: * on the target).
 //   - Multipart: CreateMultipartUpload (x-amz-checksum-algorithm),
-//     UploadPart, CompleteMultipartUpload, AbortMultipartUpload,
+//     UploadPart, UploadPartCopy (x-amz-copy-source-range),
+//     CompleteMultipartUpload, AbortMultipartUpload,
 //     ListParts (max-parts, part-number-marker), ListMultipartUploads
 //     (prefix, max-uploads, key-marker, upload-id-marker). Completion
 //     follows S3's rules: at least one part, ascending part numbers
@@ -52,7 +53,7 @@
 //     InvalidRequest naming the bound, until uploads complete or are
 //     aborted.
 //
-// Not implemented (501 NotImplemented): ListObjects v1, UploadPartCopy,
+// Not implemented (501 NotImplemented): ListObjects v1,
 // ListMultipartUploads with a delimiter, If-None-Match other than "*" on
 // writes, and every other subresource (ACLs, policies, tagging,
 // versioning, object lock, lifecycle, presigned POST, SelectObjectContent).

@@ -391,6 +391,77 @@ func (s *Server) bucketLocation(req *request) {
 	s.writeXML(req, http.StatusOK, locationConstraint{}) // empty: us-east-1
 }
 
+type copyPartResult struct {
+	XMLName      xml.Name `xml:"http://s3.amazonaws.com/doc/2006-03-01/ CopyPartResult"`
+	ETag         string   `xml:"ETag"`
+	LastModified string   `xml:"LastModified"`
+}
+
+// copySource resolves x-amz-copy-source and its conditions; on failure it
+// has answered.
+func (s *Server) copySource(req *request) (*object, bool) {
+	src, err := url.PathUnescape(req.r.Header.Get("x-amz-copy-source"))
+	if err != nil {
+		s.writeError(req, invalidArgument("x-amz-copy-source is not URL-encoded"))
+		return nil, false
+	}
+	src, _, _ = strings.Cut(src, "?") // versionId: there are no versions
+	srcBucket, srcKey, ok := strings.Cut(strings.TrimPrefix(src, "/"), "/")
+	if !ok || srcKey == "" {
+		s.writeError(req, invalidArgument("x-amz-copy-source must be bucket/key"))
+		return nil, false
+	}
+	from, err := s.store.get(srcBucket, srcKey)
+	if err != nil {
+		s.storeFailure(req, err)
+		return nil, false
+	}
+	if from == nil {
+		s.writeError(req, errNoSuchKeyAnswer)
+		return nil, false
+	}
+	if im := req.r.Header.Get("x-amz-copy-source-if-match"); im != "" && !etagMatches(im, from.etag) {
+		s.writeError(req, errPreconditionAnswer)
+		return nil, false
+	}
+	if inm := req.r.Header.Get("x-amz-copy-source-if-none-match"); inm != "" && etagMatches(inm, from.etag) {
+		s.writeError(req, errPreconditionAnswer)
+		return nil, false
+	}
+	return from, true
+}
+
+// uploadPartCopy is UploadPartCopy: a part taken from an existing object,
+// whole or x-amz-copy-source-range "bytes=first-last".
+func (s *Server) uploadPartCopy(req *request) {
+	n, err := strconv.Atoi(req.query.Get("partNumber"))
+	if err != nil || n < 1 || n > partsMax {
+		s.writeError(req, invalidArgument(fmt.Sprintf("partNumber must be an integer from 1 to %d", partsMax)))
+		return
+	}
+	from, ok := s.copySource(req)
+	if !ok {
+		return
+	}
+	data := from.data
+	if r := req.r.Header.Get("x-amz-copy-source-range"); r != "" {
+		first, last, found := strings.Cut(strings.TrimPrefix(r, "bytes="), "-")
+		a, errA := strconv.ParseInt(first, 10, 64)
+		b, errB := strconv.ParseInt(last, 10, 64)
+		if !strings.HasPrefix(r, "bytes=") || !found || errA != nil || errB != nil || a < 0 || b < a || b >= int64(len(data)) {
+			s.writeError(req, invalidArgument("x-amz-copy-source-range must be bytes=first-last within the source object"))
+			return
+		}
+		data = data[a : b+1]
+	}
+	p := &object{key: strconv.Itoa(n), data: data, etag: etagOf(data), modified: time.Now().UTC()}
+	if err := s.store.putPart(req.bucket, req.key, req.query.Get("uploadId"), n, p); err != nil {
+		s.storeFailure(req, err)
+		return
+	}
+	s.writeXML(req, http.StatusOK, copyPartResult{ETag: p.etag, LastModified: p.modified.Format(s3TimeFormat)})
+}
+
 // copyObject is CopyObject: x-amz-copy-source "[/]bucket/key", URL-encoded;
 // metadata is copied unless x-amz-metadata-directive is REPLACE.
 func (s *Server) copyObject(req *request) {
@@ -398,36 +469,14 @@ func (s *Server) copyObject(req *request) {
 		s.writeError(req, s3Error{http.StatusBadRequest, "KeyTooLongError", err.Error()})
 		return
 	}
-	src, err := url.PathUnescape(req.r.Header.Get("x-amz-copy-source"))
-	if err != nil {
-		s.writeError(req, invalidArgument("x-amz-copy-source is not URL-encoded"))
-		return
-	}
-	src, _, _ = strings.Cut(src, "?") // versionId: there are no versions
-	srcBucket, srcKey, ok := strings.Cut(strings.TrimPrefix(src, "/"), "/")
-	if !ok || srcKey == "" {
-		s.writeError(req, invalidArgument("x-amz-copy-source must be bucket/key"))
-		return
-	}
-	from, err := s.store.get(srcBucket, srcKey)
-	if err != nil {
-		s.storeFailure(req, err)
-		return
-	}
-	if from == nil {
-		s.writeError(req, errNoSuchKeyAnswer)
-		return
-	}
-	if im := req.r.Header.Get("x-amz-copy-source-if-match"); im != "" && !etagMatches(im, from.etag) {
-		s.writeError(req, errPreconditionAnswer)
-		return
-	}
-	if inm := req.r.Header.Get("x-amz-copy-source-if-none-match"); inm != "" && etagMatches(inm, from.etag) {
-		s.writeError(req, errPreconditionAnswer)
+	from, ok := s.copySource(req)
+	if !ok {
 		return
 	}
 	replace := strings.EqualFold(req.r.Header.Get("x-amz-metadata-directive"), "REPLACE")
-	if srcBucket == req.bucket && srcKey == req.key && !replace {
+	// Objects are immutable and replaced by pointer: the target holding
+	// the very source object means a copy onto itself.
+	if cur, _ := s.store.get(req.bucket, req.key); cur == from && !replace {
 		s.writeError(req, invalidRequest("This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata."))
 		return
 	}

@@ -285,7 +285,7 @@ func (s *Server) route(req *request) (Op, func(*request)) {
 			return OpMultipart, s.createUpload
 		case m == http.MethodPut && q.Has("uploadId") && q.Has("partNumber"):
 			if req.r.Header.Get("x-amz-copy-source") != "" {
-				break // UploadPartCopy: not implemented
+				return OpMultipart, s.uploadPartCopy
 			}
 			return OpMultipart, s.uploadPart
 		case m == http.MethodPost && q.Has("uploadId"):
@@ -302,7 +302,7 @@ func (s *Server) route(req *request) (Op, func(*request)) {
 			return OpHeadObject, s.getObject
 		}
 		if hasSubresource(req.query) || req.r.Header.Get("x-amz-copy-source") != "" {
-			break // ACLs, tagging, versions, UploadPartCopy: not implemented
+			break // ACLs, tagging, versions: not implemented
 		}
 		switch m {
 		case http.MethodGet:
