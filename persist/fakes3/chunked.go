@@ -10,25 +10,35 @@ import (
 	"strings"
 )
 
-// aws-chunked framing (Content-Encoding: aws-chunked), as sent by the AWS
-// SDKs for streaming uploads:
+// aws-chunked framing (Content-Encoding: aws-chunked), as AWS documents it
+// for SigV4 streaming uploads (sigv4-streaming and sigv4-streaming-trailers):
 //
 //	<hex size>[;chunk-signature=<64 hex>]\r\n
 //	<size bytes>\r\n
 //	... more chunks ...
 //	0[;chunk-signature=<64 hex>]\r\n
-//	[<trailer name>:<value>\r\n ...]       (STREAMING-*-TRAILER variants)
+//	[<trailer name>:<value>\r\n ...]             (STREAMING-*-TRAILER variants)
+//	[x-amz-trailer-signature:<64 hex>\r\n]       (signed trailer variant)
 //	\r\n
 //
-// Clients differ in details: minio-go ends trailers with a bare LF, signed
-// variants add x-amz-trailer-signature, and a body may end right after the
-// trailers without the final empty line. The decoder accepts all of these.
-// Chunk signatures are parsed and ignored (the server does not verify
-// SigV4, see the package doc).
+// Chunk extensions are the HTTP/1.1 kind (";name" or ";name=value",
+// repeatable); only chunk-signature has a meaning, and it is parsed and
+// ignored (the server does not verify SigV4, see the package doc).
+//
+// Real clients bend the trailer section, and the decoder takes what they
+// send: minio-go ends each trailer with a bare LF, puts an empty line
+// between the trailers and x-amz-trailer-signature, and ends with two empty
+// lines; other clients end the body right after the trailers. So in the
+// trailer section empty lines are skipped (at most trailerBlankLinesMax)
+// and the end of the body ends it; anything else must be a
+// "name:value" line, and nothing but empty lines may follow the trailer
+// signature.
 
 const (
-	chunkLineBytesMax = 4096 // a size line or a trailer line
-	trailersMax       = 16
+	chunkLineBytesMax    = 4096 // a size line or a trailer line
+	trailersMax          = 16
+	trailerBlankLinesMax = 4
+	trailerSignatureName = "x-amz-trailer-signature"
 )
 
 var (
@@ -111,12 +121,13 @@ func readChunkLine(br *bufio.Reader) (string, error) {
 }
 
 func parseChunkSize(line string) (int64, error) {
-	sizeText, ext, hasExt := strings.Cut(line, ";")
+	sizeText, exts, hasExt := strings.Cut(line, ";")
 	if hasExt {
-		// Only the chunk signature extension exists; anything else is
-		// tolerated as long as it looks like name=value.
-		if name, _, ok := strings.Cut(ext, "="); !ok || name == "" {
-			return 0, fmt.Errorf("%w: bad chunk extension %q", errChunkFraming, ext)
+		for _, ext := range strings.Split(exts, ";") {
+			name, _, _ := strings.Cut(ext, "=")
+			if strings.TrimSpace(name) == "" {
+				return 0, fmt.Errorf("%w: bad chunk extension %q", errChunkFraming, ext)
+			}
 		}
 	}
 	sizeText = strings.TrimSpace(sizeText)
@@ -143,19 +154,23 @@ func readChunkEnd(br *bufio.Reader) error {
 
 func readTrailers(br *bufio.Reader) ([]trailer, error) {
 	var trailers []trailer
+	blank, signed := 0, false
 	for {
 		line, err := readChunkLine(br)
 		if err == io.EOF {
-			return trailers, nil // body ended without the final empty line
+			return trailers, nil // the body ends the trailer section
 		}
 		if err != nil {
 			return nil, err
 		}
 		if line == "" {
-			if _, err := br.Peek(1); !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("%w: data after the final empty line", errChunkFraming)
+			if blank++; blank > trailerBlankLinesMax {
+				return nil, fmt.Errorf("%w: more than %d empty lines after the last chunk", errChunkFraming, trailerBlankLinesMax)
 			}
-			return trailers, nil
+			continue
+		}
+		if signed {
+			return nil, fmt.Errorf("%w: trailer after %s", errChunkFraming, trailerSignatureName)
 		}
 		name, value, ok := strings.Cut(line, ":")
 		name = strings.ToLower(strings.TrimSpace(name))
@@ -165,6 +180,7 @@ func readTrailers(br *bufio.Reader) ([]trailer, error) {
 		if len(trailers) == trailersMax {
 			return nil, fmt.Errorf("%w: more than %d trailers", errChunkFraming, trailersMax)
 		}
+		signed = name == trailerSignatureName
 		trailers = append(trailers, trailer{name: name, value: strings.TrimSpace(value)})
 	}
 }

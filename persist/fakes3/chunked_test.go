@@ -36,6 +36,15 @@ func TestDecodeAWSChunked(t *testing.T) {
 		"no trailers, no end":   "3\r\nabc\r\n0\r\n",
 		"upper-case hex":        "A\r\n0123456789\r\n0\r\n\r\n",
 		"signature on each one": "3;chunk-signature=" + strings.Repeat("a", 64) + "\r\nabc\r\n0;chunk-signature=" + strings.Repeat("b", 64) + "\r\n\r\n",
+		// The examples of AWS's sigv4-streaming-trailers documentation.
+		"AWS signed trailer": "3;chunk-signature=" + strings.Repeat("a", 64) + "\r\nabc\r\n0;chunk-signature=" + strings.Repeat("b", 64) +
+			"\r\nx-amz-checksum-crc32c:sOO8/Q==\r\nx-amz-trailer-signature:" + strings.Repeat("c", 64) + "\r\n\r\n",
+		"AWS unsigned trailer": "3\r\nabc\r\n0\r\nx-amz-checksum-crc32:NSRBwg==\r\n\r\n",
+		// What minio-go v7 sends (request-signature-streaming*.go).
+		"minio unsigned trailer": "3\r\nabc\r\n0\r\nx-amz-checksum-crc32c:sOO8/Q==\n\r\n\r\n",
+		"minio signed trailer": "3;chunk-signature=" + strings.Repeat("a", 64) + "\r\nabc\r\n0;chunk-signature=" + strings.Repeat("b", 64) +
+			"\r\nx-amz-checksum-crc32c:sOO8/Q==\n\r\nx-amz-trailer-signature:" + strings.Repeat("c", 64) + "\r\n\r\n",
+		"several extensions": "3;chunk-signature=" + strings.Repeat("a", 64) + ";x-ext;y=z\r\nabc\r\n0;ext\r\n\r\n",
 	}
 	for name, body := range accepted {
 		if _, _, err := decodeAWSChunked(strings.NewReader(body), 1<<20); err != nil {
@@ -53,7 +62,12 @@ func TestDecodeAWSChunked(t *testing.T) {
 		"bad extension":      "3;\r\nabc\r\n0\r\n\r\n",
 		"bad trailer":        "3\r\nabc\r\n0\r\nno-colon\r\n\r\n",
 		"junk after the end": "3\r\nabc\r\n0\r\n\r\njunk",
-		"endless line":       strings.Repeat("1", 5000),
+		"empty extension":    "3;chunk-signature=" + strings.Repeat("a", 64) + ";\r\nabc\r\n0\r\n\r\n",
+		"trailer after the trailer signature": "3\r\nabc\r\n0\r\nx-amz-trailer-signature:" + strings.Repeat("c", 64) +
+			"\r\nx-amz-checksum-crc32:NSRBwg==\r\n\r\n",
+		"endless empty lines": "3\r\nabc\r\n0\r\n" + strings.Repeat("\r\n", 100),
+		"no LF after data":    "3\r\nabc\r0\r\n\r\n",
+		"endless line":        strings.Repeat("1", 5000),
 	}
 	for name, body := range rejected {
 		if _, _, err := decodeAWSChunked(strings.NewReader(body), 1<<20); err == nil {
@@ -75,6 +89,8 @@ func FuzzAWSChunked(f *testing.F) {
 	f.Add([]byte("0\r\nx-amz-checksum-crc32:AAAAAA==\nx-amz-trailer-signature:00\n\n"))
 	f.Add(appendAWSChunked(nil, bytes.Repeat([]byte{0, 1, 2}, 50), 17, false, []trailer{{"a", "b"}}))
 	f.Add([]byte("ffffffff\r\n"))
+	f.Add([]byte("3\r\nabc\r\n0\r\nx-amz-checksum-crc32c:sOO8/Q==\n\r\nx-amz-trailer-signature:00\r\n\r\n"))
+	f.Add([]byte("3;a;b=c\r\nabc\r\n0;d\r\n\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		const limit = 1 << 16
 		data, trailers, err := decodeAWSChunked(bytes.NewReader(body), limit)

@@ -18,7 +18,8 @@ const (
 	OpDeleteObject
 	OpDeleteObjects
 	OpListObjects
-	OpBucket // CreateBucket, HeadBucket, DeleteBucket, ListBuckets
+	OpBucket    // CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation
+	OpMultipart // Create/Complete/AbortMultipartUpload, UploadPart, ListParts, ListMultipartUploads
 	opCount
 )
 
@@ -39,6 +40,8 @@ func (op Op) String() string {
 		return "ListObjectsV2"
 	case OpBucket:
 		return "Bucket"
+	case OpMultipart:
+		return "Multipart"
 	}
 	return "unknown"
 }

@@ -76,15 +76,17 @@ const usage = `NAME
 
 SYNOPSIS
     weaseldb fakes3 [--listen ADDR] [--dir DIR] [--buckets B1,B2,...]
-                    [--max-object-bytes N] [--put-latency DURATION]
+                    [--max-object-bytes N] [--max-uploads N]
+                    [--max-upload-bytes N] [--put-latency DURATION]
                     [--server netpoll|net-http]
     weaseldb fakes3 --version
 
 DESCRIPTION
     Serves the subset of S3 that WeaselDB's S3 backend uses, path-style
     (http://ADDR/<bucket>/<key>): ListObjectsV2, PutObject (aws-chunked,
-    If-None-Match: *, If-Match: ETag), GetObject (Range), HeadObject, DeleteObject(s), bucket
-    create/head/delete. There is no authentication: any credentials work, so
+    checksums, If-None-Match: *, If-Match: ETag), CopyObject, multipart
+    uploads, GetObject (Range), HeadObject, DeleteObject(s), bucket
+    list/create/head/delete/location (see go doc weaseldb/persist/fakes3). There is no authentication: any credentials work, so
     keep it on loopback. Prints "fakes3 listening on http://ADDR" on stdout
     once it accepts connections; logs go to stderr as JSON lines.
 
@@ -94,7 +96,12 @@ OPTIONS
                              (default: memory only)
     --buckets LIST           comma-separated buckets to create at start
     --max-object-bytes N     largest accepted object in bytes, also bounds
-                             request bodies (default 1 GiB)
+                             request bodies (default 64 MiB)
+    --max-uploads N          multipart uploads in progress at once; past
+                             it CreateMultipartUpload fails (default 1000)
+    --max-upload-bytes N     bytes held by the parts of uploads in
+                             progress; past it UploadPart fails
+                             (default 1 GiB)
     --put-latency DURATION   fixed latency added to every PutObject, e.g.
                              20ms (fault injection; default 0)
     --server NAME            netpoll (default: WeaselDB's epoll server) or
@@ -126,6 +133,8 @@ func run(args []string, stdout, stderr io.Writer, versionLine string) int {
 	dir := fs.String("dir", "", "")
 	buckets := fs.String("buckets", "", "")
 	objectMax := fs.Int64("max-object-bytes", objectBytesMaxDefault, "")
+	uploadsMax := fs.Int("max-uploads", uploadsMaxDefault, "")
+	uploadBytesMax := fs.Int64("max-upload-bytes", uploadBytesMaxDefault, "")
 	latency := fs.Duration("put-latency", 0, "")
 	host := fs.String("server", "netpoll", "")
 	showVersion := fs.Bool("version", false, "")
@@ -149,6 +158,12 @@ func run(args []string, stdout, stderr io.Writer, versionLine string) int {
 	if *objectMax <= 0 {
 		return fail(2, "--max-object-bytes %d: must be positive", *objectMax)
 	}
+	if *uploadsMax <= 0 {
+		return fail(2, "--max-uploads %d: must be positive", *uploadsMax)
+	}
+	if *uploadBytesMax <= 0 {
+		return fail(2, "--max-upload-bytes %d: must be positive", *uploadBytesMax)
+	}
 	if *latency < 0 {
 		return fail(2, "--put-latency %v: must not be negative", *latency)
 	}
@@ -156,7 +171,8 @@ func run(args []string, stdout, stderr io.Writer, versionLine string) int {
 		return fail(2, "--server %q: want netpoll or net-http", *host)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	opts := Options{Dir: *dir, ObjectBytesMax: *objectMax, Logger: logger}
+	opts := Options{Dir: *dir, ObjectBytesMax: *objectMax, UploadsMax: *uploadsMax,
+		UploadBytesMax: *uploadBytesMax, Logger: logger}
 	for _, b := range strings.Split(*buckets, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			if err := validBucketName(b); err != nil {

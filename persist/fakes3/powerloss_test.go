@@ -32,7 +32,7 @@ func TestDeleteObjectsPowerCutLeavesAPrefix(t *testing.T) {
 		keys[i] = fmt.Sprintf("log/%04d", i)
 	}
 	for seed := range uint64(20) {
-		s, err := openStore(dir)
+		s, err := openStore(dir, uploadsMaxDefault, uploadBytesMaxDefault)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestDeleteObjectsPowerCutLeavesAPrefix(t *testing.T) {
 		if _, err := fsys.Cut(seed); err != nil {
 			t.Fatal(err)
 		}
-		s, err = openStore(dir)
+		s, err = openStore(dir, uploadsMaxDefault, uploadBytesMaxDefault)
 		if err != nil {
 			t.Fatalf("seed %d: reopen: %v", seed, err)
 		}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"hash/crc64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -35,6 +36,13 @@ type Options struct {
 	// ObjectBytesMax bounds one object (and so one request body). Zero
 	// selects 64 MiB.
 	ObjectBytesMax int64
+	// UploadsMax bounds the multipart uploads in progress (begun, neither
+	// completed nor aborted) and UploadBytesMax the bytes of their parts,
+	// so abandoned uploads cannot fill memory or disk: past either bound
+	// CreateMultipartUpload or UploadPart answers 400 InvalidRequest
+	// saying which bound. Zero selects 1000 uploads and 1 GiB.
+	UploadsMax     int
+	UploadBytesMax int64
 	// Logger receives start-up and storage failures, never one line per
 	// request. Nil selects slog.Default().
 	Logger *slog.Logger
@@ -42,6 +50,8 @@ type Options struct {
 
 const (
 	objectBytesMaxDefault = 64 << 20
+	uploadsMaxDefault     = 1000
+	uploadBytesMaxDefault = 1 << 30
 	deleteBodyBytesMax    = 2 << 20 // 1000 keys of 1 KiB each, XML-escaped
 )
 
@@ -67,7 +77,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	st, err := openStore(opts.Dir)
+	if opts.UploadsMax <= 0 {
+		opts.UploadsMax = uploadsMaxDefault
+	}
+	if opts.UploadBytesMax <= 0 {
+		opts.UploadBytesMax = uploadBytesMaxDefault
+	}
+	st, err := openStore(opts.Dir, opts.UploadsMax, opts.UploadBytesMax)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +146,10 @@ var (
 	errBucketExistsAnswer  = s3Error{http.StatusConflict, "BucketAlreadyOwnedByYou", "Your previous request to create the named bucket succeeded and you already own it."}
 	errNotEmptyAnswer      = s3Error{http.StatusConflict, "BucketNotEmpty", "The bucket you tried to delete is not empty."}
 	errNotImplAnswer       = s3Error{http.StatusNotImplemented, "NotImplemented", "A header or query you provided implies functionality that is not implemented."}
+	errNoSuchUploadAnswer  = s3Error{http.StatusNotFound, "NoSuchUpload", "The specified multipart upload does not exist. The upload ID might be invalid, or the multipart upload might have been aborted or completed."}
+	errInvalidPartAnswer   = s3Error{http.StatusBadRequest, "InvalidPart", "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag."}
+	errPartOrderAnswer     = s3Error{http.StatusBadRequest, "InvalidPartOrder", "The list of parts was not in ascending order. Parts must be ordered by part number."}
+	errTooSmallAnswer      = s3Error{http.StatusBadRequest, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size."}
 )
 
 func invalidArgument(msg string) s3Error {
@@ -251,12 +271,38 @@ func (s *Server) route(req *request) (Op, func(*request)) {
 			return OpBucket, s.deleteBucket
 		case m == http.MethodGet && req.query.Get("list-type") == "2":
 			return OpListObjects, s.listObjects
+		case m == http.MethodGet && req.query.Has("uploads"):
+			return OpMultipart, s.listUploads
+		case m == http.MethodGet && req.query.Has("location"):
+			return OpBucket, s.bucketLocation
 		case m == http.MethodPost && req.query.Has("delete"):
 			return OpDeleteObjects, s.deleteObjects
 		}
 	default:
+		q := req.query
+		switch {
+		case m == http.MethodPost && q.Has("uploads"):
+			return OpMultipart, s.createUpload
+		case m == http.MethodPut && q.Has("uploadId") && q.Has("partNumber"):
+			if req.r.Header.Get("x-amz-copy-source") != "" {
+				return OpMultipart, s.uploadPartCopy
+			}
+			return OpMultipart, s.uploadPart
+		case m == http.MethodPost && q.Has("uploadId"):
+			return OpMultipart, s.completeUpload
+		case m == http.MethodDelete && q.Has("uploadId"):
+			return OpMultipart, s.abortUpload
+		case m == http.MethodGet && q.Has("uploadId"):
+			return OpMultipart, s.listParts
+		case m == http.MethodPut && !hasSubresource(q) && req.r.Header.Get("x-amz-copy-source") != "":
+			return OpPutObject, s.copyObject
+		case m == http.MethodGet && onlyPartNumber(q):
+			return OpGetObject, s.getObject
+		case m == http.MethodHead && onlyPartNumber(q):
+			return OpHeadObject, s.getObject
+		}
 		if hasSubresource(req.query) || req.r.Header.Get("x-amz-copy-source") != "" {
-			break // multipart, ACLs, tagging, copy: not implemented
+			break // ACLs, tagging, versions: not implemented
 		}
 		switch m {
 		case http.MethodGet:
@@ -281,6 +327,21 @@ func hasSubresource(q url.Values) bool {
 		}
 	}
 	return false
+}
+
+// onlyPartNumber reports a query that selects one part of an object
+// (GetObject/HeadObject partNumber) and nothing else.
+func onlyPartNumber(q url.Values) bool {
+	if !q.Has("partNumber") {
+		return false
+	}
+	rest := url.Values{}
+	for k, v := range q {
+		if k != "partNumber" {
+			rest[k] = v
+		}
+	}
+	return !hasSubresource(rest)
 }
 
 func (s *Server) writeError(req *request, e s3Error) {
@@ -329,6 +390,12 @@ func (s *Server) storeFailure(req *request, err error) {
 		s.writeError(req, errBucketExistsAnswer)
 	case errors.Is(err, errBucketNotEmpty):
 		s.writeError(req, errNotEmptyAnswer)
+	case errors.Is(err, errNoSuchUpload):
+		s.writeError(req, errNoSuchUploadAnswer)
+	case errors.Is(err, errTooManyUploads):
+		s.writeError(req, invalidRequest(fmt.Sprintf("%d multipart uploads are in progress, the most this server allows (fakes3 --max-uploads): complete or abort some (ListMultipartUploads, AbortMultipartUpload)", s.opts.UploadsMax)))
+	case errors.Is(err, errUploadBytesLimit):
+		s.writeError(req, invalidRequest(fmt.Sprintf("the parts of the multipart uploads in progress would exceed %d bytes, the most this server allows (fakes3 --max-upload-bytes): complete or abort some (ListMultipartUploads, AbortMultipartUpload)", s.opts.UploadBytesMax)))
 	default:
 		s.log.Error("fakes3: storage failure", "bucket", req.bucket, "key", req.key, "err", err)
 		s.writeError(req, errInternalAnswer)
@@ -478,6 +545,30 @@ func (s *Server) getObject(req *request) {
 	}
 	size := int64(len(o.data))
 	start, end, ranged, ok := parseRange(req.r.Header.Get("Range"), size)
+	if pn := req.query.Get("partNumber"); pn != "" {
+		n, err := strconv.Atoi(pn)
+		if err != nil || n < 1 || n > partsMax {
+			s.writeError(req, invalidArgument(fmt.Sprintf("partNumber must be an integer from 1 to %d", partsMax)))
+			return
+		}
+		if req.r.Header.Get("Range") != "" {
+			s.writeError(req, invalidRequest("Cannot specify both Range header and partNumber query parameter"))
+			return
+		}
+		var parts int
+		start, end, parts, ok = partRange(o, n)
+		h.Set("x-amz-mp-parts-count", strconv.Itoa(parts))
+		if !ok {
+			h.Del("ETag")
+			h.Del("Last-Modified")
+			h.Del("Accept-Ranges")
+			s.writeError(req, s3Error{http.StatusRequestedRangeNotSatisfiable, "InvalidPartNumber", "The requested partnumber is not satisfiable"})
+			return
+		}
+		// S3 answers a part with 206 and its Content-Range, even when the
+		// part is the whole object.
+		ranged = true
+	}
 	if !ok {
 		h.Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
 		h.Del("ETag")
@@ -586,7 +677,11 @@ func (s *Server) putObject(req *request) {
 }
 
 // checksumAlgos are the x-amz-checksum-* algorithms the server verifies.
-var checksumAlgos = []string{"CRC32", "CRC32C", "SHA1", "SHA256"}
+var checksumAlgos = []string{"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
+
+// crc64NVMETable is CRC-64/NVME (reflected polynomial; hash/crc64's
+// all-ones init and final xor are the algorithm's).
+var crc64NVMETable = crc64.MakeTable(0x9a6c9329ac4bc9b5)
 
 func (s *Server) newChecksum(algo string) hash.Hash {
 	switch algo {
@@ -596,6 +691,8 @@ func (s *Server) newChecksum(algo string) hash.Hash {
 		return crc32.New(s.crc32c)
 	case "SHA1":
 		return sha1.New()
+	case "CRC64NVME":
+		return crc64.New(crc64NVMETable)
 	case "SHA256":
 		return sha256.New()
 	}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,9 @@ type object struct {
 	etag         string // quoted MD5 hex, as S3 sends it
 	modified     time.Time
 	contentType  string
-	checksumAlgo string // "CRC32", "CRC32C" or "SHA256"; never empty
-	checksum     string // base64 of the checksum named by checksumAlgo
+	checksumAlgo string  // one of checksumAlgos; never empty
+	checksum     string  // base64 of the checksum named by checksumAlgo
+	partSizes    []int64 // a multipart object's part sizes, in order; nil otherwise
 }
 
 type bucket struct {
@@ -58,11 +60,15 @@ func newBucket(name, dir string, created time.Time) *bucket {
 // longer than a file name may be); the key itself is stored inside the
 // file, see encodeObjectFile.
 type store struct {
-	dir string // "" = memory only; immutable
+	dir            string // "" = memory only; immutable
+	uploadsMax     int    // multipart uploads in progress; immutable
+	uploadBytesMax int64  // bytes of their parts; immutable
 
 	mu struct {
 		sync.Mutex
-		buckets map[string]*bucket // guarded by mu
+		buckets     map[string]*bucket // guarded by mu
+		uploads     map[string]*upload // by upload id; guarded by mu
+		uploadBytes int64              // sum of the parts' sizes; guarded by mu
 	}
 }
 
@@ -74,9 +80,10 @@ var (
 	errETagMismatch   = errors.New("etag mismatch")
 )
 
-func openStore(dir string) (*store, error) {
-	s := &store{dir: dir}
+func openStore(dir string, uploadsMax int, uploadBytesMax int64) (*store, error) {
+	s := &store{dir: dir, uploadsMax: uploadsMax, uploadBytesMax: uploadBytesMax}
 	s.mu.buckets = make(map[string]*bucket)
+	s.mu.uploads = make(map[string]*upload)
 	if dir == "" {
 		return s, nil
 	}
@@ -98,6 +105,9 @@ func openStore(dir string) (*store, error) {
 			return nil, err
 		}
 		s.mu.buckets[name] = b
+	}
+	if err := s.loadUploads(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -158,13 +168,27 @@ func loadBucket(name, dir string) (*bucket, error) {
 // Object file format: magic, then uvarint-length-prefixed fields, then the
 // data:
 //
-//	"WS3O1\n" | key | contentType | checksumAlgo | checksum | modified (uvarint unix nanos) | data
-const objectFileMagic = "WS3O1\n"
+//	"WS3O2\n" | key | contentType | checksumAlgo | checksum | etag | part sizes | modified (uvarint unix nanos) | data
+//
+// part sizes is empty or, for a multipart object, the decimal sizes of its
+// parts joined by commas (GetObject with partNumber needs them).
+//
+// Version 1 files (written before multipart) lack the etag field: their
+// ETag is the MD5 of the data. A multipart object's ETag is not, so it is
+// stored.
+const (
+	objectFileMagicV1 = "WS3O1\n"
+	objectFileMagic   = "WS3O2\n"
+)
 
 func encodeObjectFile(o *object) []byte {
-	b := make([]byte, 0, len(objectFileMagic)+len(o.key)+len(o.data)+64)
+	b := make([]byte, 0, len(objectFileMagic)+len(o.key)+len(o.data)+128)
 	b = append(b, objectFileMagic...)
-	for _, f := range []string{o.key, o.contentType, o.checksumAlgo, o.checksum} {
+	sizes := make([]string, len(o.partSizes))
+	for i, n := range o.partSizes {
+		sizes[i] = strconv.FormatInt(n, 10)
+	}
+	for _, f := range []string{o.key, o.contentType, o.checksumAlgo, o.checksum, o.etag, strings.Join(sizes, ",")} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
@@ -173,12 +197,16 @@ func encodeObjectFile(o *object) []byte {
 }
 
 func decodeObjectFile(raw []byte) (*object, error) {
+	nfields := 6
 	rest, ok := strings.CutPrefix(string(raw), objectFileMagic)
 	if !ok {
-		return nil, errors.New("bad magic")
+		nfields = 4
+		if rest, ok = strings.CutPrefix(string(raw), objectFileMagicV1); !ok {
+			return nil, errors.New("bad magic")
+		}
 	}
-	var fields [4]string
-	for i := range fields {
+	var fields [6]string
+	for i := range nfields {
 		n, w := binary.Uvarint([]byte(rest[:min(len(rest), binary.MaxVarintLen64)]))
 		if w <= 0 || n > uint64(len(rest)-w) {
 			return nil, errors.New("bad field length")
@@ -194,7 +222,24 @@ func decodeObjectFile(raw []byte) (*object, error) {
 	o := &object{
 		key: fields[0], data: data, contentType: fields[1],
 		checksumAlgo: fields[2], checksum: fields[3],
-		modified: time.Unix(0, int64(nanos)).UTC(), etag: etagOf(data),
+		modified: time.Unix(0, int64(nanos)).UTC(), etag: fields[4],
+	}
+	if o.etag == "" {
+		o.etag = etagOf(data)
+	}
+	if fields[5] != "" {
+		var total int64
+		for _, f := range strings.Split(fields[5], ",") {
+			n, err := strconv.ParseInt(f, 10, 64)
+			if err != nil || n < 0 {
+				return nil, errors.New("bad part sizes")
+			}
+			o.partSizes = append(o.partSizes, n)
+			total += n
+		}
+		if total != int64(len(data)) {
+			return nil, errors.New("part sizes do not add up to the data")
+		}
 	}
 	return o, nil
 }
@@ -239,6 +284,13 @@ func (s *store) deleteBucket(name string) error {
 	if b.objects.Len() > 0 {
 		return errBucketNotEmpty
 	}
+	for _, u := range s.mu.uploads { // abandoned with their bucket
+		if u.bucket == name {
+			if err := s.dropUploadLocked(u); err != nil {
+				return fmt.Errorf("fakes3 delete bucket %q: %w", name, err)
+			}
+		}
+	}
 	if b.dir != "" {
 		if err := os.RemoveAll(b.dir); err != nil {
 			return fmt.Errorf("fakes3 delete bucket %q: %w", name, err)
@@ -280,6 +332,13 @@ type putCondition struct {
 // In directory mode the file is written and fsynced before the lock is
 // taken and renamed into place under it.
 func (s *store) put(bucketName string, o *object, cond putCondition) error {
+	return s.putCompleting(bucketName, o, cond, "")
+}
+
+// putCompleting is put that, when uploadID is not empty, also ends that
+// multipart upload of o.key in the same step: the object appears and the
+// upload disappears together (a completed upload cannot complete again).
+func (s *store) putCompleting(bucketName string, o *object, cond putCondition, uploadID string) error {
 	b, err := s.bucket(bucketName)
 	if err != nil {
 		return err
@@ -297,6 +356,12 @@ func (s *store) put(bucketName string, o *object, cond putCondition) error {
 	if s.mu.buckets[bucketName] != b {
 		return errNoSuchBucket
 	}
+	var u *upload
+	if uploadID != "" {
+		if u, err = s.uploadLocked(bucketName, o.key, uploadID); err != nil {
+			return err
+		}
+	}
 	old, exists := b.objects.Get(o)
 	if cond.ifNoneMatchAny && exists {
 		return errObjectExists
@@ -313,6 +378,9 @@ func (s *store) put(bucketName string, o *object, cond putCondition) error {
 		}
 	}
 	b.objects.ReplaceOrInsert(o)
+	if u != nil {
+		return s.dropUploadLocked(u)
+	}
 	return nil
 }
 
