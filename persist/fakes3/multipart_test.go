@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
@@ -391,5 +392,44 @@ func TestObjectFileVersions(t *testing.T) {
 	mp.partSizes = []int64{4, 3}
 	if _, err := decodeObjectFile(encodeObjectFile(mp)); err == nil {
 		t.Fatal("part sizes that do not add up were accepted")
+	}
+}
+
+// TestMultipartUnderEachFault: a manager upload through each kind of
+// fault the switchboard injects on multipart calls (latency with jitter,
+// answers delayed out of order, dropped connections without effect) still
+// stores exactly the bytes sent. DropAfterApplyRate and LateApplyRate are
+// left out on purpose: a CompleteMultipartUpload that took effect and lost
+// its answer is retried into NoSuchUpload, which real S3 may answer too,
+// and which a client settles by reading the object, not by retrying.
+func TestMultipartUnderEachFault(t *testing.T) {
+	faults := map[string]Fault{
+		"latency":       {Latency: time.Millisecond, LatencyJitter: 5 * time.Millisecond},
+		"answer jitter": {AnswerLatency: time.Millisecond, AnswerJitter: 5 * time.Millisecond},
+		"drop":          {DropRate: 0.3},
+	}
+	for name, f := range faults {
+		t.Run(name, func(t *testing.T) {
+			srv, e := startServer(t, Options{})
+			up := manager.NewUploader(newClient(t, e, clientConfig{attempts: 30}), func(u *manager.Uploader) { u.PartSize = 5 << 20 })
+			// Until the fault has hit at least once (a drop is drawn per
+			// request; a few uploads make a miss vanishingly unlikely).
+			for i := 0; i < 10 && (i == 0 || f.DropRate > 0 && srv.Faults().Injected() == 0); i++ {
+				key := fmt.Sprintf("k%d", i)
+				data := randomBytes(t, 11<<20) // three parts of 5, 5 and 1 MiB
+				srv.Faults().Set(f, OpMultipart)
+				if _, err := up.Upload(context.Background(), &s3.PutObjectInput{Bucket: aws.String(testBucket), Key: aws.String(key),
+					Body: bytes.NewReader(data)}); err != nil {
+					t.Fatalf("Upload through %s: %v", name, err)
+				}
+				srv.Faults().Clear()
+				if got := getAll(t, newClient(t, e, clientConfig{}), key); !bytes.Equal(got, data) {
+					t.Fatalf("read back %d bytes, want the %d uploaded", len(got), len(data))
+				}
+			}
+			if f.DropRate > 0 && srv.Faults().Injected() == 0 {
+				t.Fatal("no connection was dropped in ten uploads")
+			}
+		})
 	}
 }
