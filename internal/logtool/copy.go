@@ -62,15 +62,11 @@ func runCopy(inv *invocation) int {
 	if err != nil {
 		return usageError(inv, err)
 	}
-	src, err := inv.open(inv.cfg)
+	src, v, err := inv.load()
 	if err != nil {
 		return inv.fail("%v", err)
 	}
 	defer src.close()
-	v, err := src.load(inv.ctx)
-	if err != nil {
-		return inv.fail("%v", err)
-	}
 	if v.lockHolder != "" {
 		return inv.fail("refusing to copy %s: %s holds it and is writing to it (copy a live server with 'weaseldb backup')", v.location, v.lockHolder)
 	}

@@ -73,15 +73,11 @@ func runDump(inv *invocation) int {
 	}
 	filter := *beginFlag != "" || *endFlag != ""
 
-	src, err := inv.open(inv.cfg)
+	src, v, err := inv.load()
 	if err != nil {
 		return inv.fail("%v", err)
 	}
 	defer src.close()
-	v, err := src.load(inv.ctx)
-	if err != nil {
-		return inv.fail("%v", err)
-	}
 	inv.warnLive(v)
 	for _, p := range v.problems {
 		fmt.Fprintf(inv.stderr, "weaseldb log dump: PROBLEM %s (dumping what recovery would keep before it)\n", where(p))

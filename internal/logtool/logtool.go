@@ -181,6 +181,21 @@ func (inv *invocation) open(cfg config.Config) (source, error) {
 	return nil, fmt.Errorf("persist.backend %q: want disk, s3 or fakes3", cfg.Persist.Backend)
 }
 
+// load opens the configured log and reads its view; the caller closes the
+// source.
+func (inv *invocation) load() (source, *view, error) {
+	src, err := inv.open(inv.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := src.load(inv.ctx)
+	if err != nil {
+		src.close()
+		return nil, nil, err
+	}
+	return src, v, nil
+}
+
 // fail prints a failure and returns exitProblem.
 func (inv *invocation) fail(format string, args ...any) int {
 	fmt.Fprintf(inv.stderr, "weaseldb log %s: %s\n", inv.name, fmt.Sprintf(format, args...))

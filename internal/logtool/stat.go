@@ -82,15 +82,11 @@ func runStat(inv *invocation) int {
 	if code := inv.parse(statHelp); code >= 0 {
 		return code
 	}
-	src, err := inv.open(inv.cfg)
+	src, v, err := inv.load()
 	if err != nil {
 		return inv.fail("%v", err)
 	}
 	defer src.close()
-	v, err := src.load(inv.ctx)
-	if err != nil {
-		return inv.fail("%v", err)
-	}
 	inv.warnLive(v)
 	st, err := buildStat(inv.ctx, src, v, inv.cfg.Commit.StatusWindow.Duration, inv.cfg.Commit.StatusWindowVersions)
 	if err != nil {

@@ -52,15 +52,11 @@ func runVerify(inv *invocation) int {
 	if code := inv.parse(verifyHelp); code >= 0 {
 		return code
 	}
-	src, err := inv.open(inv.cfg)
+	src, v, err := inv.load()
 	if err != nil {
 		return inv.fail("%v", err)
 	}
 	defer src.close()
-	v, err := src.load(inv.ctx)
-	if err != nil {
-		return inv.fail("%v", err)
-	}
 	inv.warnLive(v)
 	res := verifyRun(inv, src, v)
 	if *inv.jsonOut {
