@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -286,22 +287,13 @@ func (s *Server) abortUpload(req *request) {
 
 func (s *Server) listParts(req *request) {
 	q := req.query
-	maxParts, marker := listPartsMax, 0
-	if v := q.Get("max-parts"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			s.writeError(req, invalidArgument("max-parts must be a non-negative integer"))
-			return
-		}
-		maxParts = min(n, listPartsMax)
+	maxParts, ok := s.queryCount(req, "max-parts", listPartsMax, listPartsMax)
+	if !ok {
+		return
 	}
-	if v := q.Get("part-number-marker"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			s.writeError(req, invalidArgument("part-number-marker must be a non-negative integer"))
-			return
-		}
-		marker = n
+	marker, ok := s.queryCount(req, "part-number-marker", 0, math.MaxInt)
+	if !ok {
+		return
 	}
 	u, parts, err := s.store.uploadParts(req.bucket, req.key, q.Get("uploadId"))
 	if err != nil {
@@ -339,14 +331,9 @@ func (s *Server) listParts(req *request) {
 
 func (s *Server) listUploads(req *request) {
 	q := req.query
-	maxUploads := listUploadsMax
-	if v := q.Get("max-uploads"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			s.writeError(req, invalidArgument("max-uploads must be a non-negative integer"))
-			return
-		}
-		maxUploads = min(n, listUploadsMax)
+	maxUploads, ok := s.queryCount(req, "max-uploads", listUploadsMax, listUploadsMax)
+	if !ok {
+		return
 	}
 	if q.Get("delimiter") != "" {
 		s.writeError(req, errNotImplAnswer)

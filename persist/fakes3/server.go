@@ -444,20 +444,31 @@ func (s *Server) deleteBucket(req *request) {
 	req.w.WriteHeader(http.StatusNoContent)
 }
 
+// queryCount reads an optional non-negative integer query parameter:
+// def when absent, at most limit. A bad value is answered InvalidArgument
+// naming the parameter, and ok is false.
+func (s *Server) queryCount(req *request, name string, def, limit int) (n int, ok bool) {
+	v := req.query.Get(name)
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		s.writeError(req, invalidArgument(name+" must be a non-negative integer"))
+		return 0, false
+	}
+	return min(n, limit), true
+}
+
 // --- ListObjectsV2 ---
 
 const listKeysMax = 1000
 
 func (s *Server) listObjects(req *request) {
 	q := req.query
-	maxKeys := listKeysMax
-	if v := q.Get("max-keys"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			s.writeError(req, invalidArgument("max-keys must be a non-negative integer"))
-			return
-		}
-		maxKeys = min(n, listKeysMax)
+	maxKeys, ok := s.queryCount(req, "max-keys", listKeysMax, listKeysMax)
+	if !ok {
+		return
 	}
 	res := listBucketResult{Name: req.bucket, Prefix: q.Get("prefix"), Delimiter: q.Get("delimiter"),
 		MaxKeys: maxKeys, StartAfter: q.Get("start-after"), ContinuationToken: q.Get("continuation-token")}
