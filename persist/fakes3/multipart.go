@@ -39,28 +39,42 @@ type completeMultipartUpload struct {
 }
 
 type completePart struct {
-	PartNumber     int    `xml:"PartNumber"`
-	ETag           string `xml:"ETag"`
-	ChecksumCRC32  string `xml:"ChecksumCRC32"`
-	ChecksumCRC32C string `xml:"ChecksumCRC32C"`
-	ChecksumCRC64  string `xml:"ChecksumCRC64NVME"`
-	ChecksumSHA1   string `xml:"ChecksumSHA1"`
-	ChecksumSHA256 string `xml:"ChecksumSHA256"`
+	PartNumber int    `xml:"PartNumber"`
+	ETag       string `xml:"ETag"`
+	partChecksums
+}
+
+// partChecksums are a part's x-amz-checksum values as S3's XML names them,
+// in a Complete request and in a ListParts answer.
+type partChecksums struct {
+	ChecksumCRC32  string `xml:"ChecksumCRC32,omitempty"`
+	ChecksumCRC32C string `xml:"ChecksumCRC32C,omitempty"`
+	ChecksumCRC64  string `xml:"ChecksumCRC64NVME,omitempty"`
+	ChecksumSHA1   string `xml:"ChecksumSHA1,omitempty"`
+	ChecksumSHA256 string `xml:"ChecksumSHA256,omitempty"`
+}
+
+// field returns the field of algo (one of checksumAlgos), or nil.
+func (c *partChecksums) field(algo string) *string {
+	switch algo {
+	case "CRC32":
+		return &c.ChecksumCRC32
+	case "CRC32C":
+		return &c.ChecksumCRC32C
+	case "CRC64NVME":
+		return &c.ChecksumCRC64
+	case "SHA1":
+		return &c.ChecksumSHA1
+	case "SHA256":
+		return &c.ChecksumSHA256
+	}
+	return nil
 }
 
 // checksum returns the part checksum of algo the client listed, if any.
 func (p completePart) checksum(algo string) string {
-	switch algo {
-	case "CRC32":
-		return p.ChecksumCRC32
-	case "CRC32C":
-		return p.ChecksumCRC32C
-	case "CRC64NVME":
-		return p.ChecksumCRC64
-	case "SHA1":
-		return p.ChecksumSHA1
-	case "SHA256":
-		return p.ChecksumSHA256
+	if f := p.field(algo); f != nil {
+		return *f
 	}
 	return ""
 }
@@ -88,15 +102,11 @@ type listPartsResult struct {
 }
 
 type partEntryXML struct {
-	PartNumber     int    `xml:"PartNumber"`
-	LastModified   string `xml:"LastModified"`
-	ETag           string `xml:"ETag"`
-	Size           int64  `xml:"Size"`
-	ChecksumCRC32  string `xml:"ChecksumCRC32,omitempty"`
-	ChecksumCRC32C string `xml:"ChecksumCRC32C,omitempty"`
-	ChecksumCRC64  string `xml:"ChecksumCRC64NVME,omitempty"`
-	ChecksumSHA1   string `xml:"ChecksumSHA1,omitempty"`
-	ChecksumSHA256 string `xml:"ChecksumSHA256,omitempty"`
+	PartNumber   int    `xml:"PartNumber"`
+	LastModified string `xml:"LastModified"`
+	ETag         string `xml:"ETag"`
+	Size         int64  `xml:"Size"`
+	partChecksums
 }
 
 type listMultipartUploadsResult struct {
@@ -311,17 +321,8 @@ func (s *Server) listParts(req *request) {
 			break
 		}
 		e := partEntryXML{PartNumber: p.number, LastModified: p.modified.Format(s3TimeFormat), ETag: p.etag, Size: int64(len(p.data))}
-		switch p.checksumAlgo {
-		case "CRC32":
-			e.ChecksumCRC32 = p.checksum
-		case "CRC32C":
-			e.ChecksumCRC32C = p.checksum
-		case "CRC64NVME":
-			e.ChecksumCRC64 = p.checksum
-		case "SHA1":
-			e.ChecksumSHA1 = p.checksum
-		case "SHA256":
-			e.ChecksumSHA256 = p.checksum
+		if f := e.field(p.checksumAlgo); f != nil {
+			*f = p.checksum
 		}
 		res.Parts = append(res.Parts, e)
 		res.NextPartNumberMarker = p.number
