@@ -488,3 +488,22 @@ func TestRetentionFuturePolicy(t *testing.T) {
 		t.Fatalf("policy at the latest version: %v", err)
 	}
 }
+
+// TestDeposedNeverTruncates: once deposed, the engine deletes nothing from
+// the log, whatever its policies say: another server holds the log.
+func TestDeposedNeverTruncates(t *testing.T) {
+	cfg := testConfig(newTestClock()) // its truncation timer never fires by itself
+	cfg.DefaultKeepVersions = 2
+	e, _ := openTest(t, memlog.NewStore(), cfg)
+	for i := 1; i <= 10; i++ {
+		expectOutcome(t, submitWait(t, e, commitOf("", nil, write(id(i), "v"))), Committed)
+	}
+	before := e.OldestRetained()
+	e.depose(errors.New("test: another leader claimed the log"))
+	if err := e.truncateOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.OldestRetained(); got != before {
+		t.Fatalf("a deposed engine truncated: oldest retained %d, was %d", got, before)
+	}
+}

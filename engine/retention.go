@@ -159,6 +159,11 @@ func (e *Engine) runTruncator() {
 // the durable version instead would delete the whole log but its newest
 // segment, which is exactly what such a policy must never cause.
 func (e *Engine) truncateOnce(ctx context.Context) error {
+	if e.deposedFlag.Load() {
+		// Another server holds the log now; only it may delete from it
+		// (its policies may differ from the ones this server knows).
+		return nil
+	}
 	r := &e.retention
 	r.mu.Lock()
 	defer r.mu.Unlock()
